@@ -1,0 +1,46 @@
+//! XDP program of the assistant host (`intercept`): finds the target server's
+//! replies among the frames arriving on the assistant's NIC. Built for
+//! `bpfel-unknown-none` by `ebpf-build`; embedded in and loaded by
+//! `intercept-user`.
+#![no_std]
+#![no_main]
+
+mod reply;
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use tcpcopy_common::{
+    counters::{COUNTER_SLOTS, InterceptCounter},
+    table::EndpointKey,
+};
+
+/// Per-CPU verdict counters, indexed by [`InterceptCounter`].
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Target server endpoints whose replies are intercepted; value: unused (0).
+#[map]
+static TARGETS: HashMap<EndpointKey, u32> = HashMap::with_max_entries(1024, 0);
+
+#[inline(always)]
+fn count(counter: InterceptCounter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: a per-CPU slot; nothing else runs on this CPU meanwhile.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Whether `addr:port` (network byte order) is in `TARGETS`, exactly or by port.
+#[inline(always)]
+fn is_target(addr: [u8; 4], port: [u8; 2]) -> bool {
+    let key = EndpointKey::from_wire(addr, port);
+    TARGETS.get_ptr(key).is_some() || TARGETS.get_ptr(key.with_any_addr()).is_some()
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}

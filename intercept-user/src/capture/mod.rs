@@ -1,0 +1,3 @@
+//! Reply capture: the XDP side of intercept.
+
+pub mod xdp;

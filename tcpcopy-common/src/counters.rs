@@ -1,0 +1,56 @@
+//! Indices of the per-CPU counter arrays (`COUNTERS` map) of each XDP program.
+//!
+//! Each program owns a `PerCpuArray<u64>` of [`COUNTER_SLOTS`] entries and
+//! bumps one slot per verdict; userspace sums the per-CPU values. The arrays
+//! have spare slots so a new counter does not change the map definition.
+
+/// Entries in every program's `COUNTERS` map.
+pub const COUNTER_SLOTS: u32 = 16;
+
+/// Counters of the capture program (`tcpcopy-ebpf`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureCounter {
+    /// Every frame the program ran on.
+    Seen = 0,
+    /// IPv4/TCP frames whose destination is in the match table.
+    Matched = 1,
+    /// Frames cut short or with impossible header lengths.
+    Malformed = 2,
+}
+
+impl CaptureCounter {
+    pub const ALL: [Self; 3] = [Self::Seen, Self::Matched, Self::Malformed];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Seen => "seen",
+            Self::Matched => "matched",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+/// Counters of the reply program (`intercept-ebpf`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterceptCounter {
+    /// Every frame the program ran on.
+    Seen = 0,
+    /// IPv4/TCP frames whose source is in the target table.
+    Matched = 1,
+    /// Frames cut short or with impossible header lengths.
+    Malformed = 2,
+}
+
+impl InterceptCounter {
+    pub const ALL: [Self; 3] = [Self::Seen, Self::Matched, Self::Malformed];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Seen => "seen",
+            Self::Matched => "matched",
+            Self::Malformed => "malformed",
+        }
+    }
+}

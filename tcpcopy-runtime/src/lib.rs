@@ -1,0 +1,8 @@
+//! Runtime support shared by the `tcpcopy` and `intercept` daemons.
+//!
+//! [`xdp::XdpObject`] owns one loaded eBPF object with one XDP program, the
+//! `TARGETS` match table and the `COUNTERS` per-CPU array that both of our
+//! objects define. It attaches through bpf_link (native mode first, generic
+//! as a fallback), so the program goes away with the process.
+
+pub mod xdp;

@@ -1,0 +1,188 @@
+//! One loaded XDP object: load, attach with fallback, tables and counters.
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapError, PerCpuArray},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use tcpcopy_common::table::EndpointKey;
+
+/// Name of the per-CPU counters array in every object.
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the endpoint match table in every object.
+pub const TARGETS_MAP: &str = "TARGETS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("cannot load the eBPF object: {0}")]
+    Load(Box<EbpfError>),
+    #[error("the eBPF object has no program or map named {0}")]
+    Missing(&'static str),
+    #[error("the kernel rejected program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: Box<ProgramError>,
+    },
+    #[error(
+        "cannot attach XDP to {iface}: native mode: {native}; generic mode: {generic} \
+         (is the interface name right, and are we root?)"
+    )]
+    Attach {
+        iface: String,
+        native: Box<ProgramError>,
+        generic: Box<ProgramError>,
+    },
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: Box<MapError>,
+    },
+}
+
+impl XdpError {
+    fn program(name: &'static str, e: ProgramError) -> Self {
+        Self::Program {
+            name,
+            source: Box::new(e),
+        }
+    }
+
+    fn map(map: &'static str, e: MapError) -> Self {
+        Self::Map {
+            map,
+            source: Box::new(e),
+        }
+    }
+}
+
+/// How a program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver: the fast path.
+    Native,
+    /// Generic (skb) mode: works everywhere, costs an skb per frame.
+    Generic,
+}
+
+/// A loaded eBPF object and the name of its XDP program.
+pub struct XdpObject {
+    ebpf: Ebpf,
+    program: &'static str,
+    links: Vec<XdpLinkId>,
+}
+
+impl XdpObject {
+    /// Loads `object` and its XDP program `program` into the kernel (not
+    /// attached yet). `configure` may set read-only globals
+    /// (`EbpfLoader::override_global`) before the load.
+    pub fn load(
+        object: &[u8],
+        program: &'static str,
+        configure: impl FnOnce(&mut EbpfLoader<'_>),
+    ) -> Result<Self, XdpError> {
+        let mut loader = EbpfLoader::new();
+        configure(&mut loader);
+        let mut ebpf = loader
+            .load(object)
+            .map_err(|e| XdpError::Load(Box::new(e)))?;
+        let xdp: &mut Xdp = ebpf
+            .program_mut(program)
+            .ok_or(XdpError::Missing(program))?
+            .try_into()
+            .map_err(|e| XdpError::program(program, e))?;
+        xdp.load().map_err(|e| XdpError::program(program, e))?;
+        Ok(Self {
+            ebpf,
+            program,
+            links: Vec::new(),
+        })
+    }
+
+    /// The loaded program (e.g. for `TestRun`).
+    pub fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(self.program)
+            .and_then(|p| p.try_into().ok())
+            .expect("checked at load")
+    }
+
+    fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(self.program)
+            .and_then(|p| p.try_into().ok())
+            .expect("checked at load")
+    }
+
+    /// Attaches to `iface` in the calling thread's network namespace: native
+    /// mode first, generic mode (with a warning) when the driver refuses.
+    pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
+        let program = self.program_mut();
+        let native = match program.attach(iface, XdpMode::Driver) {
+            Ok(link) => {
+                self.links.push(link);
+                return Ok(AttachMode::Native);
+            }
+            Err(e) => e,
+        };
+        match program.attach(iface, XdpMode::Skb) {
+            Ok(link) => {
+                tracing::warn!(
+                    iface,
+                    error = %native,
+                    "native XDP refused; attached in generic (skb) mode, which is slower"
+                );
+                self.links.push(link);
+                Ok(AttachMode::Generic)
+            }
+            Err(generic) => Err(XdpError::Attach {
+                iface: iface.to_owned(),
+                native: Box::new(native),
+                generic: Box::new(generic),
+            }),
+        }
+    }
+
+    /// Detaches from every interface (also happens on drop).
+    pub fn detach_all(&mut self) -> Result<(), XdpError> {
+        let links = std::mem::take(&mut self.links);
+        let program = self.program_mut();
+        for link in links {
+            program
+                .detach(link)
+                .map_err(|e| XdpError::program("detach", e))?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `key -> value` into the `TARGETS` table.
+    pub fn insert_target(&mut self, key: EndpointKey, value: u32) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut(TARGETS_MAP)
+            .ok_or(XdpError::Missing(TARGETS_MAP))?;
+        let mut table: HashMap<_, EndpointKey, u32> =
+            HashMap::try_from(map).map_err(|e| XdpError::map(TARGETS_MAP, e))?;
+        table
+            .insert(key, value, 0)
+            .map_err(|e| XdpError::map(TARGETS_MAP, e))
+    }
+
+    /// The sum over all CPUs of counter slot `index`.
+    pub fn counter(&self, index: u32) -> Result<u64, XdpError> {
+        let map = self
+            .ebpf
+            .map(COUNTERS_MAP)
+            .ok_or(XdpError::Missing(COUNTERS_MAP))?;
+        let counters: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|e| XdpError::map(COUNTERS_MAP, e))?;
+        let values = counters
+            .get(&index, 0)
+            .map_err(|e| XdpError::map(COUNTERS_MAP, e))?;
+        Ok(values.iter().sum())
+    }
+
+    /// The underlying object, for maps a daemon reads itself (ring buffers).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}

@@ -1,0 +1,3 @@
+//! Capture backends: where the client packets come from.
+
+pub mod xdp;

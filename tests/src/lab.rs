@@ -1,0 +1,373 @@
+//! The lab: DESIGN section 7's topology in network namespaces.
+//!
+//! ```text
+//! client 198.18.1.2 --- 198.18.1.1 online 198.18.2.1 --+
+//!   (eth0)                (eth0)          (eth1)       |  LAN: bridge br0 in the `lan` namespace
+//!                     target 198.18.2.2 (eth0) --------+  route 198.18.1.0/24 via 198.18.2.3
+//!                     assistant 198.18.2.3 (eth0) -----+  ip_forward=0
+//! ```
+//!
+//! Every lab has its own namespaces (`tcl-<pid>-<n>-<host>`), so labs can
+//! exist side by side. The client's link behaves like a wire (no TSO/GSO, no
+//! checksum offload), so the online host sees what a real NIC would receive.
+//! Only addresses from 198.18.0.0/15 are used.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use crate::{
+    netns::NetnsGuard,
+    wait::{DEADLINE, wait_until},
+};
+
+/// Namespace name prefix of every lab.
+pub const LAB_PREFIX: &str = "tcl-";
+
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// The online host's address on the client side (production service address).
+pub const ONLINE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The online host's address on the LAN (where tcpcopy sends from).
+pub const ONLINE_LAN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+pub const TARGET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+pub const ASSISTANT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 3);
+/// The client address range whose replies the target routes to the assistant.
+pub const CLIENT_NET: &str = "198.18.1.0/24";
+
+/// A machine of the lab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Client,
+    Online,
+    Target,
+    Assistant,
+    /// The switch: holds the LAN bridge.
+    Lan,
+}
+
+impl Host {
+    pub const ALL: [Self; 5] = [
+        Self::Client,
+        Self::Online,
+        Self::Target,
+        Self::Assistant,
+        Self::Lan,
+    ];
+
+    const fn suffix(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Online => "online",
+            Self::Target => "target",
+            Self::Assistant => "assistant",
+            Self::Lan => "lan",
+        }
+    }
+}
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// A lab of five namespaces. Dropping it kills everything running inside
+/// and deletes the namespaces (with their links and XDP programs).
+pub struct Lab {
+    prefix: String,
+    dir: tempfile::TempDir,
+    children: Mutex<Vec<Child>>,
+}
+
+impl Lab {
+    /// Builds a fresh lab (after sweeping stale ones).
+    pub fn new() -> Self {
+        crate::require_root();
+        sweep_stale_labs();
+        let prefix = format!(
+            "{LAB_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir()
+            .expect("create the lab's temporary directory");
+        // Exists before any namespace does, so a failing step still cleans up.
+        let lab = Self {
+            prefix,
+            dir,
+            children: Mutex::new(Vec::new()),
+        };
+        lab.build();
+        lab
+    }
+
+    fn build(&self) {
+        use Host::*;
+        for host in Host::ALL {
+            ip(&["netns", "add", &self.ns(host)]);
+            self.run(host, &["ip", "link", "set", "lo", "up"]);
+            // No IPv6 chatter (router solicitations, DAD) in the counters.
+            self.run(host, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+            self.run(
+                host,
+                &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+            );
+        }
+        // client <-> online: a point-to-point link.
+        self.ip_in(
+            Client,
+            &[
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &self.ns(Online),
+            ],
+        );
+        // The LAN: a bridge in the lan namespace, one port per LAN host.
+        self.ip_in(Lan, &["link", "add", "br0", "type", "bridge"]);
+        self.ip_in(Lan, &["link", "set", "br0", "up"]);
+        for (host, iface, port) in [
+            (Online, "eth1", "online"),
+            (Target, "eth0", "target"),
+            (Assistant, "eth0", "assistant"),
+        ] {
+            self.ip_in(
+                host,
+                &[
+                    "link",
+                    "add",
+                    iface,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    port,
+                    "netns",
+                    &self.ns(Lan),
+                ],
+            );
+            self.ip_in(Lan, &["link", "set", port, "master", "br0"]);
+            self.ip_in(Lan, &["link", "set", port, "up"]);
+        }
+        for (host, iface, addr) in [
+            (Client, "eth0", "198.18.1.2/24"),
+            (Online, "eth0", "198.18.1.1/24"),
+            (Online, "eth1", "198.18.2.1/24"),
+            (Target, "eth0", "198.18.2.2/24"),
+            (Assistant, "eth0", "198.18.2.3/24"),
+        ] {
+            self.ip_in(host, &["addr", "add", addr, "dev", iface]);
+            self.ip_in(host, &["link", "set", iface, "up"]);
+        }
+        // The client's link behaves like a wire: no segmentation or checksum
+        // offload, so the online NIC sees real, checksummed frames.
+        self.run(
+            Client,
+            &[
+                "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
+            ],
+        );
+        self.ip_in(Client, &["route", "add", "default", "via", "198.18.1.1"]);
+        // The target answers the client range through the assistant ...
+        self.ip_in(Target, &["route", "add", CLIENT_NET, "via", "198.18.2.3"]);
+        // ... which never forwards them.
+        self.run(Assistant, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+        self.run(Online, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+    }
+
+    /// The `ip netns` name of `host`'s namespace.
+    pub fn ns(&self, host: Host) -> String {
+        format!("{}-{}", self.prefix, host.suffix())
+    }
+
+    /// A scratch directory that lives as long as the lab.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `program` to run inside `host`'s namespace.
+    pub fn command(&self, host: Host, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(host), program]);
+        cmd
+    }
+
+    /// Runs `argv` in `host` and returns its output, whatever the status.
+    pub fn output(&self, host: Host, argv: &[&str]) -> Output {
+        self.command(host, argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {argv:?} in {host:?}: {e}"))
+    }
+
+    /// Runs `argv` in `host`; panics with its stderr unless it succeeds.
+    /// Returns stdout.
+    pub fn run(&self, host: Host, argv: &[&str]) -> String {
+        let out = self.output(host, argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} in {host:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ip -n <host's namespace> args...`.
+    fn ip_in(&self, host: Host, args: &[&str]) {
+        let ns = self.ns(host);
+        let mut argv = vec!["-n", ns.as_str()];
+        argv.extend_from_slice(args);
+        ip(&argv);
+    }
+
+    /// Starts a long-running process in `host`; it is killed when the lab
+    /// is dropped. Its stdout and stderr go to `<lab dir>/<log_name>`.
+    pub fn spawn(&self, host: Host, log_name: &str, argv: &[&str]) {
+        let log = std::fs::File::create(self.dir().join(log_name)).expect("create a log file");
+        let child = self
+            .command(host, argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?} in {host:?}: {e}"));
+        self.children.lock().unwrap().push(child);
+    }
+
+    /// Moves the current thread into `host`'s namespace until the guard drops.
+    pub fn enter(&self, host: Host) -> NetnsGuard {
+        NetnsGuard::enter(&self.ns(host))
+    }
+
+    /// An interface statistic (e.g. `rx_packets`) of `iface` in `host`.
+    pub fn link_stat(&self, host: Host, iface: &str, stat: &str) -> u64 {
+        let path = format!("/sys/class/net/{iface}/statistics/{stat}");
+        let text = self.run(host, &["cat", &path]);
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{path} in {host:?}: {text:?}: {e}"))
+    }
+
+    /// Waits until something listens on TCP `addr` in `host`.
+    pub fn wait_for_port(&self, host: Host, addr: SocketAddrV4) {
+        let what = format!("a listener on {addr} in {host:?}");
+        wait_until(&what, DEADLINE, || {
+            let out = self.run(host, &["ss", "-Hltn"]);
+            let wanted = addr.to_string();
+            if out.split_whitespace().any(|w| w == wanted) {
+                Ok(())
+            } else {
+                Err(format!("listeners: {}", out.trim().replace('\n', "; ")))
+            }
+        });
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        for child in children.iter_mut() {
+            let _ = child.kill();
+        }
+        for host in Host::ALL {
+            remove_namespace(&self.ns(host));
+        }
+        for mut child in children.drain(..) {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `ip args...`, panicking with stderr on failure.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Kills whatever still runs in the namespace, then deletes it (its links
+/// and the XDP programs attached to them go with it). Best effort: cleanup
+/// must not panic inside a panicking test.
+fn remove_namespace(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: plain kill(2) on a pid inside our own namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", name]).output();
+}
+
+/// Whether `name` is a lab namespace whose creating process is gone.
+pub fn is_stale_lab(name: &str, process_exists: impl Fn(u32) -> bool) -> bool {
+    let Some(rest) = name.strip_prefix(LAB_PREFIX) else {
+        return false;
+    };
+    let pid = rest.split('-').next().unwrap_or("");
+    pid.parse::<u32>().is_ok_and(|pid| !process_exists(pid))
+}
+
+/// Namespaces of labs whose test process is gone.
+pub fn stale_labs() -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| is_stale_lab(name, |pid| Path::new(&format!("/proc/{pid}")).exists()))
+        .map(String::from)
+        .collect()
+}
+
+/// Removes the namespaces of labs whose test process is gone (killed
+/// before its cleanup could run).
+pub fn sweep_stale_labs() {
+    for name in stale_labs() {
+        remove_namespace(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stale_lab;
+
+    #[test]
+    fn only_lab_namespaces_of_dead_processes_are_stale() {
+        let alive = |pid| pid == 100;
+        assert!(is_stale_lab("tcl-200-0-client", alive));
+        assert!(is_stale_lab("tcl-200-13-lan", alive));
+        assert!(!is_stale_lab("tcl-100-0-client", alive));
+        assert!(!is_stale_lab("production", alive));
+        assert!(!is_stale_lab("tcl-x-0-client", alive));
+        assert!(!is_stale_lab("tcl-", alive));
+    }
+}

@@ -1,0 +1,120 @@
+//! Real servers inside the lab (from Debian's packages), each with its own
+//! configuration and logs in the lab's directory.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::PathBuf,
+};
+
+use crate::lab::{Host, Lab};
+
+/// An nginx instance answering `200 ok` on every URI.
+pub struct Nginx {
+    pub addr: SocketAddrV4,
+    /// One line per request: `$request_method $request_uri $status`.
+    pub access_log: PathBuf,
+}
+
+impl Nginx {
+    /// The requests logged so far, one `METHOD URI STATUS` string each.
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Starts nginx in `host` listening on each of `ports` at `addr`; returns
+/// once the first port accepts.
+pub fn start_nginx(lab: &Lab, host: Host, addr: Ipv4Addr, ports: &[u16]) -> Nginx {
+    let dir = lab
+        .dir()
+        .join(format!("nginx-{host:?}-{addr}-{}", ports[0]));
+    std::fs::create_dir_all(&dir).expect("create the nginx directory");
+    let access_log = dir.join("access.log");
+    let listens: String = ports
+        .iter()
+        .map(|p| format!("        listen {addr}:{p} reuseport backlog=4096;\n"))
+        .collect();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\n\
+         master_process on;\n\
+         worker_processes 1;\n\
+         user root;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n\
+         \x20   log_format requests '$request_method $request_uri $status';\n\
+         \x20   access_log {d}/access.log requests;\n\
+         \x20   client_body_temp_path {d}/body;\n\
+         \x20   proxy_temp_path {d}/proxy;\n\
+         \x20   fastcgi_temp_path {d}/fastcgi;\n\
+         \x20   uwsgi_temp_path {d}/uwsgi;\n\
+         \x20   scgi_temp_path {d}/scgi;\n\
+         \x20   keepalive_requests 1000000;\n\
+         \x20   server {{\n\
+         {listens}\
+         \x20       location / {{ return 200 \"ok\\n\"; }}\n\
+         \x20   }}\n\
+         }}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let conf_arg = conf_path.to_string_lossy().into_owned();
+    let prefix = dir.to_string_lossy().into_owned();
+    let log_name = format!("nginx-{host:?}-{}.out", ports[0]);
+    lab.spawn(
+        host,
+        &log_name,
+        &["nginx", "-p", &prefix, "-e", "stderr", "-c", &conf_arg],
+    );
+    for port in ports {
+        lab.wait_for_port(host, SocketAddrV4::new(addr, *port));
+    }
+    Nginx {
+        addr: SocketAddrV4::new(addr, ports[0]),
+        access_log,
+    }
+}
+
+/// A redis-server instance without persistence.
+pub struct Redis {
+    pub addr: SocketAddrV4,
+}
+
+/// Starts redis-server in `host` on `addr:port`; returns once it accepts.
+pub fn start_redis(lab: &Lab, host: Host, addr: Ipv4Addr, port: u16) -> Redis {
+    let dir = lab.dir().join(format!("redis-{host:?}-{port}"));
+    std::fs::create_dir_all(&dir).expect("create the redis directory");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let (addr_arg, port_arg) = (addr.to_string(), port.to_string());
+    let log_name = format!("redis-{host:?}-{port}.out");
+    lab.spawn(
+        host,
+        &log_name,
+        &[
+            "redis-server",
+            "--bind",
+            &addr_arg,
+            "--port",
+            &port_arg,
+            "--dir",
+            &dir_arg,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ],
+    );
+    let sock = SocketAddrV4::new(addr, port);
+    lab.wait_for_port(host, sock);
+    Redis { addr: sock }
+}
