@@ -9,4 +9,5 @@
 
 pub mod counters;
 pub mod pkt;
+pub mod proto;
 pub mod table;

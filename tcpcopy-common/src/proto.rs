@@ -1,0 +1,485 @@
+//! The tcpcopy <-> intercept wire protocol, compatible with TCPCopy 1.x.
+//!
+//! Plain TCP; intercept listens on [`INTERCEPT_PORT`]. Everything is packed
+//! and in network byte order.
+//!
+//! - tcpcopy -> intercept: a stream of 14-byte [`ClientMsg`]s. The first is a
+//!   hello (all zero, type [`MsgType::Hello`]); then one [`MsgType::Add`] per
+//!   session, before its SYN (real or faked).
+//! - intercept -> tcpcopy: frames of a `u16` record count (at most
+//!   [`MAX_RECORDS_PER_FRAME`]) followed by that many 64-byte
+//!   [`HeaderRecord`]s.
+//!
+//! A [`HeaderRecord`] is what the C intercept sends: the first 20 bytes of
+//! the reply's IPv4 header as on the wire (IHL and total length included, so
+//! the payload length can be computed), then the TCP header with up to
+//! [`MAX_OPTION_LEN`] option bytes, zero padded. The TCP header is always at
+//! offset 20, whatever the IHL says.
+//!
+//! The decoders here never panic: bad input is an error, and the caller
+//! closes that one connection.
+
+/// The TCP port intercept listens on.
+pub const INTERCEPT_PORT: u16 = 36524;
+/// Bytes of a [`ClientMsg`] on the wire.
+pub const CLIENT_MSG_LEN: usize = 14;
+/// Bytes of a [`HeaderRecord`] on the wire.
+pub const HEADER_RECORD_LEN: usize = 64;
+/// TCP option bytes a [`HeaderRecord`] keeps.
+pub const MAX_OPTION_LEN: usize = 24;
+/// At most this many records follow one count.
+pub const MAX_RECORDS_PER_FRAME: usize = 16;
+/// Bytes of the largest record frame.
+pub const MAX_FRAME_LEN: usize = 2 + MAX_RECORDS_PER_FRAME * HEADER_RECORD_LEN;
+/// Offset of the TCP header inside a [`HeaderRecord`].
+pub const RECORD_TCP_OFFSET: usize = 20;
+
+/// The `type` field of a [`ClientMsg`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsgType {
+    /// Route this client's replies to the sender.
+    Add,
+    /// Forget the route (TCPCopy defines it; intercept may ignore it).
+    Del,
+    /// First message of a connection: the protocol version (6 = 1.x).
+    Hello,
+}
+
+impl MsgType {
+    pub const fn to_wire(self) -> u16 {
+        match self {
+            Self::Add => 1,
+            Self::Del => 2,
+            Self::Hello => 6,
+        }
+    }
+
+    pub const fn from_wire(v: u16) -> Option<Self> {
+        match v {
+            1 => Some(Self::Add),
+            2 => Some(Self::Del),
+            6 => Some(Self::Hello),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtoError {
+    /// A [`ClientMsg`] with a type this side does not know.
+    UnknownType(u16),
+    /// A record frame announcing more than [`MAX_RECORDS_PER_FRAME`] records.
+    TooManyRecords(u16),
+}
+
+impl core::fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::UnknownType(t) => write!(f, "unknown message type {t}"),
+            Self::TooManyRecords(n) => write!(
+                f,
+                "record frame announces {n} records (at most {MAX_RECORDS_PER_FRAME})"
+            ),
+        }
+    }
+}
+
+/// tcpcopy -> intercept: 14 bytes `{clt_ip u32, clt_port u16, type u16,
+/// target_ip u32, target_port u16}`, network byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientMsg {
+    /// The client address as the target sees it (after any `-c` rewrite).
+    pub client_ip: [u8; 4],
+    pub client_port: u16,
+    pub kind: MsgType,
+    /// The target server.
+    pub target_ip: [u8; 4],
+    pub target_port: u16,
+}
+
+impl ClientMsg {
+    /// The first message of every connection.
+    pub const fn hello() -> Self {
+        Self {
+            client_ip: [0; 4],
+            client_port: 0,
+            kind: MsgType::Hello,
+            target_ip: [0; 4],
+            target_port: 0,
+        }
+    }
+
+    /// Announces a session: replies to `client` from `target` go to the sender.
+    pub const fn add(
+        client_ip: [u8; 4],
+        client_port: u16,
+        target_ip: [u8; 4],
+        target_port: u16,
+    ) -> Self {
+        Self {
+            client_ip,
+            client_port,
+            kind: MsgType::Add,
+            target_ip,
+            target_port,
+        }
+    }
+
+    pub fn encode(&self) -> [u8; CLIENT_MSG_LEN] {
+        let mut b = [0u8; CLIENT_MSG_LEN];
+        b[0..4].copy_from_slice(&self.client_ip);
+        b[4..6].copy_from_slice(&self.client_port.to_be_bytes());
+        b[6..8].copy_from_slice(&self.kind.to_wire().to_be_bytes());
+        b[8..12].copy_from_slice(&self.target_ip);
+        b[12..14].copy_from_slice(&self.target_port.to_be_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8; CLIENT_MSG_LEN]) -> Result<Self, ProtoError> {
+        let kind = u16::from_be_bytes([b[6], b[7]]);
+        Ok(Self {
+            client_ip: [b[0], b[1], b[2], b[3]],
+            client_port: u16::from_be_bytes([b[4], b[5]]),
+            kind: MsgType::from_wire(kind).ok_or(ProtoError::UnknownType(kind))?,
+            target_ip: [b[8], b[9], b[10], b[11]],
+            target_port: u16::from_be_bytes([b[12], b[13]]),
+        })
+    }
+}
+
+/// A stream decoder for [`ClientMsg`]s (intercept's side of a connection).
+#[derive(Clone, Debug, Default)]
+pub struct ClientMsgDecoder {
+    partial: [u8; CLIENT_MSG_LEN],
+    have: usize,
+}
+
+impl ClientMsgDecoder {
+    pub const fn new() -> Self {
+        Self {
+            partial: [0; CLIENT_MSG_LEN],
+            have: 0,
+        }
+    }
+
+    /// Feeds received bytes; calls `on_msg` for every complete message. On
+    /// error the connection is beyond repair (the caller closes it).
+    pub fn push(
+        &mut self,
+        mut input: &[u8],
+        mut on_msg: impl FnMut(ClientMsg),
+    ) -> Result<(), ProtoError> {
+        while !input.is_empty() {
+            let take = (CLIENT_MSG_LEN - self.have).min(input.len());
+            self.partial[self.have..self.have + take].copy_from_slice(&input[..take]);
+            self.have += take;
+            input = &input[take..];
+            if self.have == CLIENT_MSG_LEN {
+                self.have = 0;
+                on_msg(ClientMsg::decode(&self.partial)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of an incomplete message held (non-zero at EOF = cut mid-message).
+    pub const fn pending(&self) -> usize {
+        self.have
+    }
+}
+
+/// One reply header as intercept reports it: 64 bytes, see the module docs.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HeaderRecord {
+    pub bytes: [u8; HEADER_RECORD_LEN],
+}
+
+const _: () = assert!(core::mem::size_of::<HeaderRecord>() == HEADER_RECORD_LEN);
+
+impl core::fmt::Debug for HeaderRecord {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeaderRecord")
+            .field("src", &(self.src_addr(), self.src_port()))
+            .field("dst", &(self.dst_addr(), self.dst_port()))
+            .field("ip_total_len", &self.ip_total_len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for HeaderRecord {
+    fn default() -> Self {
+        Self {
+            bytes: [0; HEADER_RECORD_LEN],
+        }
+    }
+}
+
+impl HeaderRecord {
+    /// Builds a record from a reply's IPv4 header (`ip`, options included)
+    /// and TCP header (`tcp`, options included): keeps the IPv4 header's
+    /// first 20 bytes as they are and up to [`MAX_OPTION_LEN`] option bytes.
+    pub fn from_headers(ip: &[u8], tcp: &[u8]) -> Self {
+        let mut rec = Self::default();
+        let ip_len = ip.len().min(RECORD_TCP_OFFSET);
+        rec.bytes[..ip_len].copy_from_slice(&ip[..ip_len]);
+        let tcp_len = tcp.len().min(HEADER_RECORD_LEN - RECORD_TCP_OFFSET);
+        rec.bytes[RECORD_TCP_OFFSET..RECORD_TCP_OFFSET + tcp_len].copy_from_slice(&tcp[..tcp_len]);
+        rec
+    }
+
+    fn u16_at(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.bytes[at], self.bytes[at + 1]])
+    }
+
+    /// The reply's IPv4 total length (header + TCP header + payload).
+    pub fn ip_total_len(&self) -> u16 {
+        self.u16_at(2)
+    }
+    /// The reply's IPv4 header length from its IHL (options included).
+    pub fn ip_header_len(&self) -> usize {
+        ((self.bytes[0] & 0x0f) as usize) * 4
+    }
+    pub fn src_addr(&self) -> [u8; 4] {
+        [
+            self.bytes[12],
+            self.bytes[13],
+            self.bytes[14],
+            self.bytes[15],
+        ]
+    }
+    pub fn dst_addr(&self) -> [u8; 4] {
+        [
+            self.bytes[16],
+            self.bytes[17],
+            self.bytes[18],
+            self.bytes[19],
+        ]
+    }
+    pub fn src_port(&self) -> u16 {
+        self.u16_at(RECORD_TCP_OFFSET)
+    }
+    pub fn dst_port(&self) -> u16 {
+        self.u16_at(RECORD_TCP_OFFSET + 2)
+    }
+    /// The TCP header and the option bytes kept (`..44` bytes).
+    pub fn tcp_bytes(&self) -> &[u8] {
+        &self.bytes[RECORD_TCP_OFFSET..]
+    }
+}
+
+/// Writes one frame: `u16` count then the records. `records.len()` must be
+/// at most [`MAX_RECORDS_PER_FRAME`]; returns the bytes written to `out`.
+pub fn encode_frame(records: &[HeaderRecord], out: &mut [u8; MAX_FRAME_LEN]) -> usize {
+    let n = records.len().min(MAX_RECORDS_PER_FRAME);
+    out[0..2].copy_from_slice(&(n as u16).to_be_bytes());
+    for (i, rec) in records[..n].iter().enumerate() {
+        let at = 2 + i * HEADER_RECORD_LEN;
+        out[at..at + HEADER_RECORD_LEN].copy_from_slice(&rec.bytes);
+    }
+    2 + n * HEADER_RECORD_LEN
+}
+
+/// A stream decoder for record frames (tcpcopy's side of a connection).
+#[derive(Clone)]
+pub struct RecordFrameDecoder {
+    header: [u8; 2],
+    header_have: usize,
+    /// Records still expected in the current frame.
+    remaining: u16,
+    partial: HeaderRecord,
+    have: usize,
+}
+
+impl Default for RecordFrameDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RecordFrameDecoder {
+    pub const fn new() -> Self {
+        Self {
+            header: [0; 2],
+            header_have: 0,
+            remaining: 0,
+            partial: HeaderRecord {
+                bytes: [0; HEADER_RECORD_LEN],
+            },
+            have: 0,
+        }
+    }
+
+    /// Feeds received bytes; calls `on_record` for every complete record.
+    /// On error the stream is beyond repair (the caller closes it).
+    pub fn push(
+        &mut self,
+        mut input: &[u8],
+        mut on_record: impl FnMut(&HeaderRecord),
+    ) -> Result<(), ProtoError> {
+        while !input.is_empty() {
+            if self.remaining == 0 {
+                let take = (2 - self.header_have).min(input.len());
+                self.header[self.header_have..self.header_have + take]
+                    .copy_from_slice(&input[..take]);
+                self.header_have += take;
+                input = &input[take..];
+                if self.header_have == 2 {
+                    self.header_have = 0;
+                    let n = u16::from_be_bytes(self.header);
+                    if n as usize > MAX_RECORDS_PER_FRAME {
+                        return Err(ProtoError::TooManyRecords(n));
+                    }
+                    self.remaining = n;
+                }
+                continue;
+            }
+            let take = (HEADER_RECORD_LEN - self.have).min(input.len());
+            self.partial.bytes[self.have..self.have + take].copy_from_slice(&input[..take]);
+            self.have += take;
+            input = &input[take..];
+            if self.have == HEADER_RECORD_LEN {
+                self.have = 0;
+                self.remaining -= 1;
+                on_record(&self.partial);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the stream stopped at a frame boundary (false at EOF = cut
+    /// mid-frame).
+    pub const fn at_boundary(&self) -> bool {
+        self.remaining == 0 && self.header_have == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    #[test]
+    fn hello_is_all_zero_with_type_6() {
+        assert_eq!(
+            ClientMsg::hello().encode(),
+            [0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn client_add_layout_is_byte_exact() {
+        let msg = ClientMsg::add([198, 18, 1, 2], 0xabcd, [198, 18, 2, 2], 80);
+        let wire = msg.encode();
+        assert_eq!(
+            wire,
+            [198, 18, 1, 2, 0xab, 0xcd, 0, 1, 198, 18, 2, 2, 0, 80]
+        );
+        assert_eq!(ClientMsg::decode(&wire), Ok(msg));
+    }
+
+    #[test]
+    fn client_msgs_decode_across_any_split() {
+        let msgs = [
+            ClientMsg::hello(),
+            ClientMsg::add([1, 2, 3, 4], 5, [6, 7, 8, 9], 10),
+            ClientMsg::add([198, 18, 1, 2], 40000, [198, 18, 2, 2], 6379),
+        ];
+        let wire: Vec<u8> = msgs.iter().flat_map(|m| m.encode()).collect();
+        for split in 0..=wire.len() {
+            let mut dec = ClientMsgDecoder::new();
+            let mut got = Vec::new();
+            dec.push(&wire[..split], |m| got.push(m)).unwrap();
+            dec.push(&wire[split..], |m| got.push(m)).unwrap();
+            assert_eq!(got, msgs, "split at {split}");
+            assert_eq!(dec.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn unknown_client_msg_type_is_an_error() {
+        let mut wire = ClientMsg::hello().encode();
+        wire[7] = 9;
+        let mut dec = ClientMsgDecoder::new();
+        assert_eq!(dec.push(&wire, |_| {}), Err(ProtoError::UnknownType(9)));
+    }
+
+    fn record(n: u8) -> HeaderRecord {
+        let mut r = HeaderRecord::default();
+        for (i, b) in r.bytes.iter_mut().enumerate() {
+            *b = n.wrapping_add(i as u8);
+        }
+        r
+    }
+
+    #[test]
+    fn record_frames_are_byte_exact() {
+        let recs = [record(1), record(100)];
+        let mut out = [0u8; MAX_FRAME_LEN];
+        let n = encode_frame(&recs, &mut out);
+        assert_eq!(n, 2 + 128);
+        assert_eq!(&out[..2], &[0, 2]);
+        assert_eq!(&out[2..66], &recs[0].bytes);
+        assert_eq!(&out[66..130], &recs[1].bytes);
+    }
+
+    #[test]
+    fn record_frames_decode_across_any_split() {
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        for (i, count) in [3usize, 0, 16, 1].into_iter().enumerate() {
+            let recs: Vec<HeaderRecord> = (0..count).map(|j| record((i * 20 + j) as u8)).collect();
+            let mut out = [0u8; MAX_FRAME_LEN];
+            let n = encode_frame(&recs, &mut out);
+            wire.extend_from_slice(&out[..n]);
+            want.extend(recs);
+        }
+        for split in 0..=wire.len() {
+            let mut dec = RecordFrameDecoder::new();
+            let mut got = Vec::new();
+            dec.push(&wire[..split], |r| got.push(*r)).unwrap();
+            dec.push(&wire[split..], |r| got.push(*r)).unwrap();
+            assert!(got == want, "split at {split}");
+            assert!(dec.at_boundary());
+        }
+        let mut dec = RecordFrameDecoder::new();
+        dec.push(&wire[..5], |_| {}).unwrap();
+        assert!(!dec.at_boundary(), "cut mid-frame");
+    }
+
+    #[test]
+    fn record_frame_with_too_many_records_is_an_error() {
+        let mut dec = RecordFrameDecoder::new();
+        assert_eq!(
+            dec.push(&[0, 17], |_| {}),
+            Err(ProtoError::TooManyRecords(17))
+        );
+        let mut dec = RecordFrameDecoder::new();
+        assert_eq!(
+            dec.push(&[0xff, 0xff, 1, 2], |_| {}),
+            Err(ProtoError::TooManyRecords(0xffff))
+        );
+    }
+
+    #[test]
+    fn record_from_headers_keeps_20_ip_bytes_and_24_option_bytes() {
+        let mut ip = [0u8; 24];
+        ip[0] = 0x46; // IHL 6: 4 option bytes, dropped
+        ip[2..4].copy_from_slice(&100u16.to_be_bytes());
+        ip[20..24].copy_from_slice(&[0xee; 4]);
+        let mut tcp = [0u8; 60];
+        tcp[0..2].copy_from_slice(&80u16.to_be_bytes());
+        tcp[12] = 0xf0; // 60-byte header: 40 option bytes, 24 kept
+        for (i, b) in tcp[20..].iter_mut().enumerate() {
+            *b = i as u8 + 1;
+        }
+        let rec = HeaderRecord::from_headers(&ip, &tcp);
+        assert_eq!(rec.ip_header_len(), 24);
+        assert_eq!(rec.ip_total_len(), 100);
+        assert_eq!(rec.src_port(), 80);
+        assert_eq!(&rec.bytes[..20], &ip[..20]);
+        assert_eq!(&rec.bytes[20..64], &tcp[..44]);
+    }
+}
