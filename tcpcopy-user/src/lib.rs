@@ -5,3 +5,5 @@
 //! userspace side of all three and the `tcpcopy` binary.
 
 pub mod capture;
+pub mod engine;
+pub mod packet;

@@ -1,0 +1,131 @@
+//! What the engine is told to do: transfer rules and the options of the
+//! `tcpcopy` command line that shape sessions.
+
+use std::time::Duration;
+
+use super::shaping::ClientPool;
+use crate::engine::Endpoint;
+
+/// One `-x` rule: packets to `online` are replayed against `target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferRule {
+    /// Online server address, or `None` for any address (`-x port-...`).
+    pub online_addr: Option<[u8; 4]>,
+    pub online_port: u16,
+    pub target: Endpoint,
+}
+
+impl TransferRule {
+    pub fn matches(&self, addr: [u8; 4], port: u16) -> bool {
+        port == self.online_port && self.online_addr.is_none_or(|a| a == addr)
+    }
+}
+
+/// Engine configuration. `Default` gives the original tcpcopy's defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub rules: Vec<TransferRule>,
+    /// `-n`: copies of every session (1 = plain replay).
+    pub replicas: u16,
+    /// `-f`: instance number, so instances replaying to one target pick
+    /// different client ports.
+    pub instance: u16,
+    /// `-r`: percentage of sessions replayed (session-stable).
+    pub sample_percent: u8,
+    /// `-c`: client addresses the target sees instead of the real ones.
+    pub client_pool: Option<ClientPool>,
+    /// `-M`: largest IPv4 packet sent to the target; bigger captured
+    /// packets (GRO) are split.
+    pub mtu: u16,
+    /// `-D`: MSS option of the SYNs the engine fakes.
+    pub fake_mss: u16,
+    /// `-t`: end a session whose target sent nothing for this long while
+    /// client data waits.
+    pub no_response_timeout: Duration,
+    /// `-k`: end an idle session after this long without traffic.
+    pub keepalive_timeout: Duration,
+    /// `-W`: send requests without waiting for the previous response.
+    pub dont_wait: bool,
+    /// `-O`: only replay sessions whose SYN was captured.
+    pub only_full_sessions: bool,
+    /// `-R`: client RTT assumed when the capture shows none (zero: LAN).
+    pub default_rtt: Duration,
+    /// `-m`: memory for sessions and buffered segments, in bytes.
+    pub memory_cap: usize,
+    /// Buffered bytes one session may hold.
+    pub session_buffer_cap: usize,
+    /// Seed for sampling and port choice (same in every shard).
+    pub seed: u64,
+    /// Give up a handshake after this long.
+    pub handshake_timeout: Duration,
+    /// First SYN retransmission (doubles each time).
+    pub syn_rto: Duration,
+    /// Minimum retransmission timeout (doubles each time).
+    pub rto: Duration,
+    pub rto_max: Duration,
+    /// Retransmissions of one segment before the session is given up.
+    pub max_retransmits: u8,
+    /// Wait this long for a capture hole to be filled.
+    pub hole_timeout: Duration,
+    /// Move on to the next request when the target sent nothing this long.
+    pub response_timeout: Duration,
+    /// Keep an ended session this long to absorb late packets.
+    pub linger: Duration,
+    /// New connections per session when the target closes early.
+    pub max_reconnects: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            replicas: 1,
+            instance: 0,
+            sample_percent: 100,
+            client_pool: None,
+            mtu: 1500,
+            fake_mss: 1460,
+            no_response_timeout: Duration::from_secs(600),
+            keepalive_timeout: Duration::from_secs(720),
+            dont_wait: false,
+            only_full_sessions: false,
+            default_rtt: Duration::ZERO,
+            memory_cap: 1024 << 20,
+            session_buffer_cap: 4 << 20,
+            seed: 0x7463_7063_6f70_7921,
+            handshake_timeout: Duration::from_secs(8),
+            syn_rto: Duration::from_millis(250),
+            rto: Duration::from_millis(100),
+            rto_max: Duration::from_secs(3),
+            max_retransmits: 12,
+            hole_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(3),
+            linger: Duration::from_secs(6),
+            max_reconnects: 16,
+        }
+    }
+}
+
+impl Config {
+    /// The rule for a packet to `addr:port`: an exact rule wins over a
+    /// port-only one.
+    pub fn rule_for(&self, addr: [u8; 4], port: u16) -> Option<&TransferRule> {
+        let mut by_port = None;
+        for rule in &self.rules {
+            if rule.online_port == port {
+                match rule.online_addr {
+                    Some(a) if a == addr => return Some(rule),
+                    None => by_port = by_port.or(Some(rule)),
+                    Some(_) => {}
+                }
+            }
+        }
+        by_port
+    }
+
+    /// Whether `addr` is the address of some target (client addresses
+    /// must never be one).
+    pub fn is_target_addr(&self, addr: [u8; 4]) -> bool {
+        self.rules.iter().any(|r| r.target.addr == addr)
+    }
+}

@@ -1,0 +1,561 @@
+//! The session engine: pure code, no I/O, no clock.
+//!
+//! One [`Engine`] is one shard: it owns its sessions outright (no locks).
+//! The driver feeds it captured client packets ([`Engine::on_client_packet`],
+//! IPv4 packets without link-layer header), the target's reply headers from
+//! intercept ([`Engine::on_reply`]) and the passage of time
+//! ([`Engine::on_timer`], when [`Engine::next_deadline`] says). After each
+//! batch the driver calls [`Engine::flush`] and drains the [`Outbox`]:
+//! announcements first (to every intercept), then frames (to the target).
+//!
+//! With several shards, client packets go to the shard of their client
+//! address ([`shard_for_packet`]) and replies to the shard of the address
+//! they were sent to ([`shard_for_reply`]); the engine only gives out client
+//! addresses that hash to its own shard (see [`shaping`]), so both land on
+//! the shard that owns the session.
+//!
+//! Performance shape: sessions live in a slab indexed from two hash maps
+//! (real client + copy -> slot, replayed client -> slot), captured segments
+//! in pooled buffers, timers in a wheel; frames are written once into the
+//! outbox with rewrites applied in place.
+
+pub mod config;
+pub mod outbox;
+pub mod reply;
+pub mod segments;
+pub mod session;
+pub mod shaping;
+pub mod stats;
+pub mod time;
+pub mod timer;
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, Hasher},
+};
+
+use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
+
+pub use self::{
+    config::{Config, TransferRule},
+    outbox::{EventKind, HEADROOM, Outbox, SessionEvent},
+    session::CloseReason,
+    stats::EngineStats,
+    time::Instant,
+};
+use self::{
+    reply::Reply,
+    segments::SegmentPool,
+    session::{Ctx, Session, State, Step},
+    shaping::{endpoint_key, mix64, port_candidates, sampled_in, shard_of},
+    timer::{TimerEntry, TimerWheel},
+};
+use crate::packet::Ipv4TcpPacket;
+
+/// An IPv4 address and TCP port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub addr: [u8; 4],
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub const fn new(addr: [u8; 4], port: u16) -> Self {
+        Self { addr, port }
+    }
+}
+
+impl core::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d] = self.addr;
+        write!(f, "{a}.{b}.{c}.{d}:{}", self.port)
+    }
+}
+
+/// The shard a captured client packet belongs to (`None`: not IPv4/TCP;
+/// any shard may count it).
+pub fn shard_for_packet(packet: &[u8], shards: u16, seed: u64) -> Option<u16> {
+    let p = Ipv4TcpPacket::new_checked(packet).ok()?;
+    Some(shard_of(p.src_addr(), p.src_port(), shards, seed))
+}
+
+/// The shard a reply header belongs to.
+pub fn shard_for_reply(record: &HeaderRecord, shards: u16, seed: u64) -> u16 {
+    shard_of(record.dst_addr(), record.dst_port(), shards, seed)
+}
+
+/// Tries per session to find a free client port before giving up.
+const PORT_ATTEMPTS: usize = 4096;
+/// Memory a session costs besides its buffered segments (slot and map entries).
+const SESSION_COST: usize = size_of::<Slot>() + 2 * 24;
+
+/// Hash maps keyed by packed endpoints: a seeded multiply-xorshift.
+#[derive(Clone, Copy)]
+struct KeyHash(u64);
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.0)
+    }
+}
+
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = mix64(self.0 ^ u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = mix64(self.0 ^ v);
+    }
+}
+
+struct Slot {
+    generation: u32,
+    session: Option<Session>,
+}
+
+/// One shard of the session engine.
+pub struct Engine {
+    config: Config,
+    shard: u16,
+    shards: u16,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// (real client, copy) -> slot.
+    by_origin: HashMap<u64, u32, KeyHash>,
+    /// Client address the target sees -> slot.
+    by_replay: HashMap<u64, u32, KeyHash>,
+    timers: TimerWheel,
+    due: Vec<TimerEntry>,
+    ack_list: Vec<u32>,
+    pool: SegmentPool,
+    out: Outbox,
+    stats: EngineStats,
+    buffered: usize,
+    live: usize,
+}
+
+impl Engine {
+    /// An engine that is shard `shard` of `shards` (0 of 1 when alone).
+    pub fn new(config: Config, shard: u16, shards: u16) -> Self {
+        assert!(shards > 0 && shard < shards, "shard {shard} of {shards}");
+        let hash = KeyHash(mix64(config.seed ^ 0x5eed));
+        Self {
+            config,
+            shard,
+            shards,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_origin: HashMap::with_hasher(hash),
+            by_replay: HashMap::with_hasher(hash),
+            timers: TimerWheel::default(),
+            due: Vec::new(),
+            ack_list: Vec::new(),
+            pool: SegmentPool::default(),
+            out: Outbox::default(),
+            stats: EngineStats::default(),
+            buffered: 0,
+            live: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+    /// What to send and announce; drain it after each batch.
+    pub fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+    /// Sessions in the table (lingering ones included).
+    pub fn session_count(&self) -> usize {
+        self.live
+    }
+    /// Bytes of buffered client segments.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
+    }
+    /// The earliest time [`Engine::on_timer`] has something to do (at the
+    /// timer wheel's millisecond resolution; it may be early, never late).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    fn memory_used(&self) -> usize {
+        self.buffered + self.live * SESSION_COST
+    }
+
+    // ----- inputs -----------------------------------------------------------
+
+    /// A captured client packet (IPv4, starting at the IP header).
+    pub fn on_client_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.captured += 1;
+        let Ok(pkt) = Ipv4TcpPacket::new_checked(packet) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let Some(rule) = self
+            .config
+            .rule_for(pkt.dst_addr(), pkt.dst_port())
+            .copied()
+        else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let origin = Endpoint::new(pkt.src_addr(), pkt.src_port());
+        if !sampled_in(origin, self.config.sample_percent, self.config.seed) {
+            self.stats.sampled_out += 1;
+            return;
+        }
+        for copy in 0..self.config.replicas.max(1) {
+            self.client_copy(now, &pkt, origin, copy, rule.target);
+        }
+    }
+
+    fn client_copy(
+        &mut self,
+        now: Instant,
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        origin: Endpoint,
+        copy: u16,
+        target: Endpoint,
+    ) {
+        let key = origin_key(origin, copy);
+        let Some(&idx) = self.by_origin.get(&key) else {
+            self.start(now, pkt, origin, copy, target);
+            return;
+        };
+        let flags = pkt.flags();
+        let new_syn = flags.syn() && !flags.ack();
+        let s = self.session(idx);
+        if s.state == State::Lingering {
+            // A new session on the same port (SYN or a far sequence number),
+            // or more of the connection we gave up on: not replayed torn.
+            let reused = pkt.payload_len() > 0 && s.is_seq_jump(pkt.seq());
+            if new_syn || reused {
+                self.start(now, pkt, origin, copy, target);
+            } else {
+                self.stats.old_segments += 1;
+            }
+            return;
+        }
+        if new_syn {
+            if pkt.seq() == s.isn() {
+                return; // the client retransmitted its SYN; we do our own
+            }
+            self.end(idx, now, CloseReason::PortReuse);
+            self.start(now, pkt, origin, copy, target);
+            return;
+        }
+        if pkt.payload_len() > 0 && s.is_seq_jump(pkt.seq()) {
+            self.end(idx, now, CloseReason::PortReuse);
+            self.start(now, pkt, origin, copy, target);
+            return;
+        }
+        let step = self.run(idx, now, |s, cx| s.on_client(cx, pkt));
+        self.apply(idx, now, step);
+    }
+
+    /// Starts a session from `pkt` if it can anchor one.
+    fn start(
+        &mut self,
+        now: Instant,
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        origin: Endpoint,
+        copy: u16,
+        target: Endpoint,
+    ) {
+        let flags = pkt.flags();
+        let syn = flags.syn() && !flags.ack();
+        if flags.rst()
+            || flags.syn() && !syn
+            || !syn && (pkt.payload_len() == 0 || self.config.only_full_sessions)
+        {
+            self.stats.no_session += 1;
+            return;
+        }
+        if self.memory_used() + SESSION_COST + pkt.total_len() > self.config.memory_cap {
+            self.stats.sessions_refused_memory += 1;
+            return;
+        }
+        let Some(client) = self.client_address(origin, copy) else {
+            self.stats.sessions_refused_port += 1;
+            return;
+        };
+        let idx = self.insert(Session::new(now, origin, copy, client, target));
+        self.out.announcements.push(ClientMsg::add(
+            client.addr,
+            client.port,
+            target.addr,
+            target.port,
+        ));
+        let step = self.run(idx, now, |s, cx| {
+            if syn {
+                s.start_with_syn(cx, pkt);
+                Step::Continue
+            } else {
+                s.start_faked(cx, pkt)
+            }
+        });
+        self.apply(idx, now, step);
+    }
+
+    /// A client address for copy `copy` of `origin` that hashes to this
+    /// shard and no session of this shard holds.
+    fn client_address(&self, origin: Endpoint, copy: u16) -> Option<Endpoint> {
+        let addr = match &self.config.client_pool {
+            Some(pool) => pool.map(origin.addr, self.config.seed, |a| {
+                self.config.is_target_addr(a)
+            })?,
+            None => origin.addr,
+        };
+        port_candidates(origin, copy, self.config.instance, self.config.seed)
+            .take(PORT_ATTEMPTS)
+            .find(|&port| {
+                shard_of(addr, port, self.shards, self.config.seed) == self.shard
+                    && !self.by_replay.contains_key(&endpoint_key(addr, port))
+            })
+            .map(|port| Endpoint::new(addr, port))
+    }
+
+    /// A reply header from intercept.
+    pub fn on_reply(&mut self, now: Instant, record: &HeaderRecord) {
+        self.stats.replies += 1;
+        let Ok(reply) = Reply::parse(record) else {
+            self.stats.replies_malformed += 1;
+            return;
+        };
+        let Some(&idx) = self
+            .by_replay
+            .get(&endpoint_key(reply.dst.addr, reply.dst.port))
+        else {
+            self.stats.replies_unknown += 1;
+            return;
+        };
+        if self.session(idx).target != reply.src {
+            self.stats.replies_unknown += 1;
+            return;
+        }
+        let step = self.run(idx, now, |s, cx| s.on_reply(cx, &reply));
+        self.apply(idx, now, step);
+    }
+
+    /// Handles every deadline due at `now`, then flushes.
+    pub fn on_timer(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.expire(now, &mut due);
+        for (idx, generation) in due.drain(..) {
+            let Some(slot) = self.slots.get_mut(idx as usize) else {
+                continue;
+            };
+            if slot.generation != generation {
+                continue;
+            }
+            let Some(s) = slot.session.as_mut() else {
+                continue;
+            };
+            if s.armed <= now {
+                s.armed = Instant::NEVER;
+            }
+            if s.deadline(&self.config) <= now {
+                let step = self.run(idx, now, |s, cx| s.on_timer(cx));
+                self.apply(idx, now, step);
+            } else {
+                self.rearm(idx);
+            }
+        }
+        self.due = due;
+        self.flush(now);
+    }
+
+    /// Sends the acknowledgments that replies made due. Call after each
+    /// batch of replies (one ACK per session per batch).
+    pub fn flush(&mut self, now: Instant) {
+        let mut list = std::mem::take(&mut self.ack_list);
+        for idx in list.drain(..) {
+            if self.slots[idx as usize].session.is_some() {
+                self.run(idx, now, |s, cx| s.flush_ack(cx));
+            }
+        }
+        self.ack_list = list;
+    }
+
+    /// Resets every open session (tcpcopy is stopping); they linger.
+    pub fn shutdown(&mut self, now: Instant) {
+        for idx in 0..self.slots.len() as u32 {
+            if self.slots[idx as usize]
+                .session
+                .as_ref()
+                .is_some_and(|s| s.state != State::Lingering)
+            {
+                self.end(idx, now, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    // ----- the table --------------------------------------------------------
+
+    fn session(&self, idx: u32) -> &Session {
+        self.slots[idx as usize]
+            .session
+            .as_ref()
+            .expect("live slot")
+    }
+
+    fn insert(&mut self, session: Session) -> u32 {
+        let okey = origin_key(session.origin, session.copy);
+        let rkey = endpoint_key(session.client.addr, session.client.port);
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize].session = Some(session);
+                i
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    session: Some(session),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_origin.insert(okey, idx);
+        self.by_replay.insert(rkey, idx);
+        self.live += 1;
+        idx
+    }
+
+    fn remove(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        let Some(s) = slot.session.take() else { return };
+        slot.generation = slot.generation.wrapping_add(1);
+        let okey = origin_key(s.origin, s.copy);
+        if self.by_origin.get(&okey) == Some(&idx) {
+            self.by_origin.remove(&okey);
+        }
+        let rkey = endpoint_key(s.client.addr, s.client.port);
+        if self.by_replay.get(&rkey) == Some(&idx) {
+            self.by_replay.remove(&rkey);
+        }
+        self.free.push(idx);
+        self.live -= 1;
+    }
+
+    /// Runs `f` on session `idx` with the engine's context.
+    fn run<R>(
+        &mut self,
+        idx: u32,
+        now: Instant,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+    ) -> R {
+        let Self {
+            config,
+            slots,
+            out,
+            stats,
+            pool,
+            buffered,
+            ack_list,
+            ..
+        } = self;
+        let s = slots[idx as usize].session.as_mut().expect("live slot");
+        let was_queued = s.ack_queued;
+        let mut cx = Ctx {
+            now,
+            config,
+            out,
+            stats,
+            pool,
+            buffered,
+        };
+        let r = f(s, &mut cx);
+        if s.ack_queued && !was_queued {
+            ack_list.push(idx);
+        }
+        r
+    }
+
+    /// Carries out what a session asked for, then re-arms its timer.
+    fn apply(&mut self, idx: u32, now: Instant, mut step: Step) {
+        loop {
+            match step {
+                Step::Continue => break,
+                Step::Remove => {
+                    self.remove(idx);
+                    return;
+                }
+                Step::End(reason) => {
+                    self.end(idx, now, reason);
+                    return;
+                }
+                Step::Reconnect { target_reset } => {
+                    step = self.reconnect(idx, now, target_reset);
+                }
+            }
+        }
+        if self.memory_used() > self.config.memory_cap {
+            self.end(idx, now, CloseReason::MemoryCap);
+            return;
+        }
+        self.rearm(idx);
+    }
+
+    fn end(&mut self, idx: u32, now: Instant, reason: CloseReason) {
+        self.run(idx, now, |s, cx| s.end(cx, reason));
+        self.rearm(idx);
+    }
+
+    /// Moves session `idx` to a new client port and replays the rest there.
+    fn reconnect(&mut self, idx: u32, now: Instant, target_reset: bool) -> Step {
+        let (origin, copy, old) = {
+            let s = self.session(idx);
+            (s.origin, s.copy, s.client)
+        };
+        let Some(client) = self.client_address(origin, copy) else {
+            self.stats.sessions_refused_port += 1;
+            return Step::End(CloseReason::ReconnectLimit);
+        };
+        let old_key = endpoint_key(old.addr, old.port);
+        if self.by_replay.get(&old_key) == Some(&idx) {
+            self.by_replay.remove(&old_key);
+        }
+        self.by_replay
+            .insert(endpoint_key(client.addr, client.port), idx);
+        let s = self.session(idx);
+        self.out.announcements.push(ClientMsg::add(
+            client.addr,
+            client.port,
+            s.target.addr,
+            s.target.port,
+        ));
+        self.run(idx, now, |s, cx| s.reconnect(cx, client, target_reset))
+    }
+
+    fn rearm(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        let Some(s) = slot.session.as_mut() else {
+            return;
+        };
+        let at = s.deadline(&self.config);
+        if at < s.armed {
+            self.timers.arm((idx, slot.generation), at);
+            s.armed = at;
+        }
+    }
+}
+
+/// Key of the by-origin map: the real client and the copy number.
+fn origin_key(origin: Endpoint, copy: u16) -> u64 {
+    endpoint_key(origin.addr, origin.port) | (u64::from(copy) << 48)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,83 @@
+//! What the engine asks its driver to do, collected per call and drained
+//! by the driver: frames for the target, announcements for intercept, and
+//! session events for statistics.
+//!
+//! Frames are IPv4 packets stored back to back, each preceded by
+//! [`HEADROOM`] spare bytes so the sender can write the Ethernet header in
+//! place. Nothing here allocates in steady state: the buffers keep their
+//! capacity across [`Outbox::clear`].
+
+use tcpcopy_common::proto::ClientMsg;
+
+use super::{Endpoint, session::CloseReason};
+
+/// Spare bytes in front of every frame (an Ethernet header).
+pub const HEADROOM: usize = 14;
+
+/// A session's milestone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A session started (its SYN, real or faked, is in this outbox).
+    Started { faked: bool },
+    /// The target completed the handshake.
+    Established,
+    /// The target closed early; the rest is replayed on a new connection.
+    Reconnected,
+    /// The session ended.
+    Closed(CloseReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionEvent {
+    /// The client address the target sees.
+    pub client: Endpoint,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    bytes: Vec<u8>,
+    /// `(offset of the IPv4 packet, its length)`.
+    frames: Vec<(usize, usize)>,
+    /// CLIENT_ADD messages; each must reach every intercept before the SYN
+    /// it announces (drain these first).
+    pub announcements: Vec<ClientMsg>,
+    pub events: Vec<SessionEvent>,
+}
+
+impl Outbox {
+    /// Reserves a frame of `len` bytes and returns it for writing.
+    pub(crate) fn push_frame(&mut self, len: usize) -> &mut [u8] {
+        let start = self.bytes.len() + HEADROOM;
+        self.bytes.resize(start + len, 0);
+        self.frames.push((start, len));
+        &mut self.bytes[start..start + len]
+    }
+
+    pub fn frame_count(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.announcements.is_empty() && self.events.is_empty()
+    }
+
+    /// The IPv4 packets, in order.
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.frames.iter().map(|&(s, l)| &self.bytes[s..s + l])
+    }
+
+    /// Frame `i` with its headroom in front (`HEADROOM + len` bytes).
+    pub fn frame_with_headroom_mut(&mut self, i: usize) -> &mut [u8] {
+        let (s, l) = self.frames[i];
+        &mut self.bytes[s - HEADROOM..s + l]
+    }
+
+    /// Forgets everything (keeps the capacity).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames.clear();
+        self.announcements.clear();
+        self.events.clear();
+    }
+}

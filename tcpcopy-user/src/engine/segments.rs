@@ -1,0 +1,422 @@
+//! The per-session segment queue: captured client segments in sequence
+//! order. It is both the pacing buffer (segments not sent yet) and the
+//! retransmission buffer (sent, not acknowledged yet).
+//!
+//! Invariants: segments are ordered by sequence number and never overlap;
+//! the first `sent` segments have been sent on the current connection and
+//! lie below `snd_nxt`; gaps between segments are capture holes. A new
+//! segment that overlaps buffered data keeps only its new bytes (it may be
+//! cut into pieces that fill several gaps).
+//!
+//! Packet buffers come from a per-shard [`SegmentPool`], so steady-state
+//! capture does not allocate.
+
+use std::collections::VecDeque;
+
+use crate::packet::{Ipv4TcpPacket, SeqNumber, TcpFlags};
+
+/// A client segment, as captured (addresses and ports not yet rewritten).
+#[derive(Debug)]
+pub struct Segment {
+    pub seq: SeqNumber,
+    /// Sequence space taken: payload, plus one each for SYN and FIN.
+    pub len: u32,
+    /// The client's acknowledgment number (the online server's sequence
+    /// space): a change marks a new request.
+    pub ack: SeqNumber,
+    pub flags: TcpFlags,
+    /// Offset of the TSval from the TCP header start (0: no timestamp).
+    pub ts_offset: u8,
+    pub tsval: u32,
+    /// The IPv4 packet.
+    pub buf: Vec<u8>,
+}
+
+impl Segment {
+    pub fn end(&self) -> SeqNumber {
+        self.seq + self.len
+    }
+
+    pub fn has_payload(&self) -> bool {
+        self.len > u32::from(self.flags.syn()) + u32::from(self.flags.fin())
+    }
+
+    /// A segment holding the whole of `pkt`.
+    pub fn whole(pkt: &Ipv4TcpPacket<&[u8]>, pool: &mut SegmentPool) -> Self {
+        let opts = pkt.options();
+        let buf = pool.take(pkt.as_bytes());
+        Self {
+            seq: pkt.seq(),
+            len: pkt.seq_len(),
+            ack: pkt.ack(),
+            flags: pkt.flags(),
+            ts_offset: opts.timestamp_offset.unwrap_or(0),
+            tsval: opts.timestamp.map_or(0, |t| t.0),
+            buf,
+        }
+    }
+
+    /// A segment holding the part of data-bearing `pkt` (no SYN) from
+    /// sequence number `from` to `to` (FIN included when `to` is past the
+    /// payload). Checksums are recomputed.
+    pub fn part(
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        from: SeqNumber,
+        to: SeqNumber,
+        pool: &mut SegmentPool,
+    ) -> Self {
+        let payload = pkt.payload();
+        let start = from.since(pkt.seq()) as usize;
+        let end = (to.since(pkt.seq()) as usize).min(payload.len());
+        let fin = pkt.flags().fin() && to.since(pkt.seq()) as usize > payload.len();
+        let hdr = pkt.payload_offset();
+        let mut buf = pool.take(&pkt.as_bytes()[..hdr]);
+        buf.extend_from_slice(&payload[start..end]);
+        let total = buf.len() as u16;
+        buf[2..4].copy_from_slice(&total.to_be_bytes());
+        let mut flags = pkt.flags();
+        if !fin {
+            flags = TcpFlags(flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
+        }
+        {
+            let mut p = Ipv4TcpPacket::new_checked(&mut buf[..])
+                .expect("headers copied from a valid packet");
+            p.set_seq(from);
+            p.set_flags(flags);
+            p.fill_checksums();
+        }
+        let opts = pkt.options();
+        Self {
+            seq: from,
+            len: (end - start) as u32 + u32::from(fin),
+            ack: pkt.ack(),
+            flags,
+            ts_offset: opts.timestamp_offset.unwrap_or(0),
+            tsval: opts.timestamp.map_or(0, |t| t.0),
+            buf,
+        }
+    }
+}
+
+/// Reusable packet buffers of one shard.
+#[derive(Debug, Default)]
+pub struct SegmentPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl SegmentPool {
+    const MAX_FREE: usize = 8192;
+    const MAX_KEPT_CAPACITY: usize = 16 * 1024;
+
+    /// A buffer holding a copy of `bytes`.
+    pub fn take(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut v = self.free.pop().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    pub fn give(&mut self, v: Vec<u8>) {
+        if self.free.len() < Self::MAX_FREE && v.capacity() <= Self::MAX_KEPT_CAPACITY {
+            self.free.push(v);
+        }
+    }
+}
+
+/// What inserting a captured packet did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// Segments added.
+    pub segments: u32,
+    /// Buffer bytes added.
+    pub bytes: usize,
+    /// Part of the packet was already buffered or acknowledged.
+    pub trimmed: bool,
+    /// The packet was bigger than the MTU and was split.
+    pub split: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct SegmentQueue {
+    segs: VecDeque<Segment>,
+    /// The first `sent` segments were sent on the current connection.
+    sent: usize,
+    /// Buffer bytes held.
+    bytes: usize,
+}
+
+impl SegmentQueue {
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.segs.len()
+    }
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+    pub fn front(&self) -> Option<&Segment> {
+        self.segs.front()
+    }
+    pub fn get(&self, idx: usize) -> Option<&Segment> {
+        self.segs.get(idx)
+    }
+    /// How many segments (from the front) were sent on this connection.
+    pub fn sent_count(&self) -> usize {
+        self.sent
+    }
+    pub fn next_unsent(&self) -> Option<&Segment> {
+        self.segs.get(self.sent)
+    }
+    pub fn last_end(&self) -> Option<SeqNumber> {
+        self.segs.back().map(Segment::end)
+    }
+    /// Whether any buffered segment carries data.
+    pub fn has_payload(&self) -> bool {
+        self.segs.iter().any(Segment::has_payload)
+    }
+    /// Whether every buffered segment has been sent.
+    pub fn all_sent(&self) -> bool {
+        self.sent == self.segs.len()
+    }
+
+    /// Marks the next unsent segment sent.
+    pub fn mark_sent(&mut self) {
+        debug_assert!(self.sent < self.segs.len());
+        self.sent += 1;
+    }
+
+    /// Nothing has been sent on a new connection yet.
+    pub fn reset_sent(&mut self) {
+        self.sent = 0;
+    }
+
+    pub fn push_front(&mut self, seg: Segment) {
+        self.bytes += seg.buf.capacity();
+        self.segs.push_front(seg);
+    }
+
+    /// Drops segments that end at or before `ack`; returns the bytes freed.
+    pub fn pop_acked(&mut self, ack: SeqNumber, pool: &mut SegmentPool) -> usize {
+        let mut freed = 0;
+        while let Some(front) = self.segs.front() {
+            if front.end() > ack {
+                break;
+            }
+            let seg = self.segs.pop_front().expect("front exists");
+            freed += seg.buf.capacity();
+            pool.give(seg.buf);
+            self.sent = self.sent.saturating_sub(1);
+        }
+        self.bytes -= freed;
+        freed
+    }
+
+    /// Drops everything; returns the bytes freed.
+    pub fn clear(&mut self, pool: &mut SegmentPool) -> usize {
+        let freed = self.bytes;
+        for seg in self.segs.drain(..) {
+            pool.give(seg.buf);
+        }
+        self.sent = 0;
+        self.bytes = 0;
+        freed
+    }
+
+    /// Inserts the new bytes of captured `pkt` (data and/or FIN, no SYN):
+    /// bytes before `floor` (acknowledged) or already buffered are dropped;
+    /// pieces larger than `max_payload` are split.
+    pub fn insert(
+        &mut self,
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        floor: SeqNumber,
+        max_payload: usize,
+        pool: &mut SegmentPool,
+    ) -> Inserted {
+        let mut out = Inserted::default();
+        let (mut from, to) = (pkt.seq(), pkt.seq() + pkt.seq_len());
+        if from < floor {
+            from = floor;
+            out.trimmed = true;
+        }
+        let whole_fits = pkt.payload_len() <= max_payload;
+        // Fast path: in-order append of the whole packet.
+        let appends = self.segs.back().is_none_or(|b| b.end() <= from);
+        if appends && from == pkt.seq() && whole_fits && from < to {
+            self.push(self.segs.len(), Segment::whole(pkt, pool), &mut out);
+            return out;
+        }
+        while from < to {
+            // Skip buffered segments that end at or before `from`.
+            let idx = self.segs.partition_point(|s| s.end() <= from);
+            if let Some(s) = self.segs.get(idx)
+                && s.seq <= from
+            {
+                // `from` lies inside a buffered segment: skip past it.
+                from = s.end();
+                out.trimmed = true;
+                continue;
+            }
+            // A gap from `from` to the next buffered segment (or the end).
+            let gap_end = self.segs.get(idx).map_or(to, |s| s.seq.min(to));
+            if gap_end < to {
+                out.trimmed = true;
+            }
+            // Fill it in pieces of at most `max_payload` bytes.
+            let mut at = idx;
+            let mut piece = from;
+            while piece < gap_end {
+                let mut piece_end = (piece + max_payload as u32).min(gap_end);
+                // A trailing FIN rides on the last data piece.
+                if pkt.flags().fin() && gap_end == to && piece_end + 1 == to {
+                    piece_end = to;
+                }
+                let seg = Segment::part(pkt, piece, piece_end, pool);
+                if !whole_fits {
+                    out.split = true;
+                }
+                self.push(at, seg, &mut out);
+                at += 1;
+                piece = piece_end;
+            }
+            from = gap_end;
+        }
+        out
+    }
+
+    fn push(&mut self, at: usize, seg: Segment, out: &mut Inserted) {
+        debug_assert!(at >= self.sent, "new data never lands among sent segments");
+        out.segments += 1;
+        out.bytes += seg.buf.capacity();
+        self.bytes += seg.buf.capacity();
+        self.segs.insert(at, seg);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Segment> {
+        self.segs.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::ipv4tcp::SegmentRepr;
+
+    fn packet(seq: u32, payload: &[u8], fin: bool) -> Vec<u8> {
+        let flags = if fin {
+            TcpFlags::ACK | TcpFlags::FIN
+        } else {
+            TcpFlags::ACK | TcpFlags::PSH
+        };
+        let repr = SegmentRepr {
+            src: [198, 18, 1, 2],
+            dst: [198, 18, 1, 1],
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(seq),
+            ack: SeqNumber(7),
+            flags,
+            window: 500,
+            ttl: 64,
+            ip_id: 1,
+            options: &[],
+            payload,
+        };
+        let mut out = vec![0; repr.len()];
+        repr.emit(&mut out);
+        out
+    }
+
+    fn insert(
+        q: &mut SegmentQueue,
+        pool: &mut SegmentPool,
+        seq: u32,
+        payload: &[u8],
+        fin: bool,
+    ) -> Inserted {
+        let bytes = packet(seq, payload, fin);
+        let pkt = Ipv4TcpPacket::new_checked(&bytes[..]).unwrap();
+        q.insert(&pkt, SeqNumber(100), 1000, pool)
+    }
+
+    /// The byte stream (and FIN) the queue holds, checked for order,
+    /// contiguity from `start` and valid checksums.
+    fn stream(q: &SegmentQueue, start: u32) -> (Vec<u8>, bool) {
+        let mut at = SeqNumber(start);
+        let (mut data, mut fin) = (Vec::new(), false);
+        for s in q.iter() {
+            assert_eq!(s.seq, at, "contiguous");
+            let p = Ipv4TcpPacket::new_checked(&s.buf[..]).unwrap();
+            assert!(p.checksums_ok());
+            assert_eq!(p.seq(), s.seq);
+            data.extend_from_slice(p.payload());
+            fin |= s.flags.fin();
+            at = s.end();
+        }
+        (data, fin)
+    }
+
+    #[test]
+    fn in_order_append_and_fin() {
+        let (mut q, mut pool) = (SegmentQueue::default(), SegmentPool::default());
+        assert_eq!(insert(&mut q, &mut pool, 100, b"hello ", false).segments, 1);
+        insert(&mut q, &mut pool, 106, b"world", true);
+        assert_eq!(stream(&q, 100), (b"hello world".to_vec(), true));
+        assert_eq!(q.last_end(), Some(SeqNumber(112)));
+    }
+
+    #[test]
+    fn old_and_duplicate_data_is_dropped() {
+        let (mut q, mut pool) = (SegmentQueue::default(), SegmentPool::default());
+        let r = insert(&mut q, &mut pool, 90, b"0123456789abc", false);
+        assert!(r.trimmed);
+        assert_eq!(stream(&q, 100), (b"abc".to_vec(), false));
+        let r = insert(&mut q, &mut pool, 50, b"old", false);
+        assert_eq!(r.segments, 0);
+        let r = insert(&mut q, &mut pool, 100, b"abc", false);
+        assert_eq!((r.segments, r.trimmed), (0, true));
+    }
+
+    #[test]
+    fn holes_are_filled_by_later_retransmissions_spanning_several_gaps() {
+        let (mut q, mut pool) = (SegmentQueue::default(), SegmentPool::default());
+        insert(&mut q, &mut pool, 100, b"AA", false);
+        insert(&mut q, &mut pool, 104, b"CC", false);
+        insert(&mut q, &mut pool, 108, b"EE", false);
+        assert_eq!(q.len(), 3);
+        // One retransmission covering everything, with new bytes in both holes and after.
+        let r = insert(&mut q, &mut pool, 100, b"AABBCCDDEEFF", true);
+        assert!(r.trimmed);
+        assert_eq!(r.segments, 3);
+        assert_eq!(stream(&q, 100), (b"AABBCCDDEEFF".to_vec(), true));
+    }
+
+    #[test]
+    fn oversized_packets_are_split_to_the_mtu() {
+        let (mut q, mut pool) = (SegmentQueue::default(), SegmentPool::default());
+        let payload: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        let r = insert(&mut q, &mut pool, 100, &payload, true);
+        assert!(r.split);
+        assert_eq!(q.len(), 3);
+        assert!(q.iter().all(|s| s.len <= 1001));
+        assert_eq!(stream(&q, 100), (payload, true));
+        assert!(q.iter().take(2).all(|s| !s.flags.fin()));
+    }
+
+    #[test]
+    fn acked_segments_return_their_buffers() {
+        let (mut q, mut pool) = (SegmentQueue::default(), SegmentPool::default());
+        insert(&mut q, &mut pool, 100, b"AA", false);
+        insert(&mut q, &mut pool, 102, b"BB", false);
+        q.mark_sent();
+        q.mark_sent();
+        let before = q.bytes();
+        let freed = q.pop_acked(SeqNumber(103), &mut pool);
+        assert!(freed > 0 && q.bytes() == before - freed);
+        assert_eq!(q.len(), 1, "a partly acknowledged segment stays");
+        assert!(!q.all_sent() || q.next_unsent().is_none());
+        assert_eq!(pool.free.len(), 1);
+        q.clear(&mut pool);
+        assert_eq!(q.bytes(), 0);
+    }
+}

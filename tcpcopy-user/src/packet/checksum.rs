@@ -1,0 +1,105 @@
+//! Internet checksums (RFC 1071) and their incremental update (RFC 1624).
+
+/// The ones'-complement sum of `data` read as big-endian 16-bit words (an
+/// odd last byte is padded with zero), not yet folded.
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]))
+            + u64::from(u16::from_be_bytes([c[2], c[3]]))
+            + u64::from(u16::from_be_bytes([c[4], c[5]]))
+            + u64::from(u16::from_be_bytes([c[6], c[7]]));
+    }
+    let mut words = chunks.remainder().chunks_exact(2);
+    for w in &mut words {
+        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    // Fold to 32 bits without losing carries.
+    while acc >> 32 != 0 {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
+}
+
+/// Folds a sum to 16 bits (end-around carry).
+pub fn fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The checksum field value for data whose (unfolded) sum is `sum`.
+pub fn finish(sum: u32) -> u16 {
+    !fold(sum)
+}
+
+/// The sum of the TCP/UDP pseudo-header for IPv4.
+pub fn pseudo_header(src: [u8; 4], dst: [u8; 4], protocol: u8, length: u16) -> u32 {
+    sum(&src) + sum(&dst) + u32::from(protocol) + u32::from(length)
+}
+
+/// RFC 1624 equation 3: the new checksum after the bytes at `offset` (from
+/// the start of the checksummed data) change from `old` to `new` (same
+/// length). Works for any offset parity and length.
+pub fn adjust(check: u16, offset: usize, old: &[u8], new: &[u8]) -> u16 {
+    debug_assert_eq!(old.len(), new.len());
+    let (mut m, mut m_new) = (fold(sum(old)), fold(sum(new)));
+    if offset % 2 == 1 {
+        // Bytes at odd offsets play the other role in their 16-bit words.
+        m = m.swap_bytes();
+        m_new = m_new.swap_bytes();
+    }
+    // HC' = ~(~HC + ~m + m')
+    !fold(u32::from(!check) + u32::from(!m) + u32::from(m_new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RFC 1071 example: the sum of 0x0001 f203 f4f5 f6f7 is 0xddf2.
+    #[test]
+    fn rfc1071_example() {
+        assert_eq!(
+            fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7])),
+            0xddf2
+        );
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(fold(sum(&[0x12, 0x34, 0x56])), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn adjust_matches_recompute_at_every_offset_and_length() {
+        let mut data: Vec<u8> = (0..64u32).map(|i| (i * 37 + 11) as u8).collect();
+        let mut state = 0x1234_5678u32;
+        let mut rnd = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for _ in 0..2000 {
+            let off = (rnd() % 60) as usize;
+            let len = 1 + (rnd() % 4) as usize;
+            let check = finish(sum(&data));
+            let old = data[off..off + len].to_vec();
+            for b in &mut data[off..off + len] {
+                *b = rnd() as u8;
+            }
+            let new = data[off..off + len].to_vec();
+            assert_eq!(
+                adjust(check, off, &old, &new),
+                finish(sum(&data)),
+                "off {off} len {len}"
+            );
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! A zero-copy view over an IPv4 packet carrying TCP, and a representation
+//! for building one from scratch.
+//!
+//! [`Ipv4TcpPacket::new_checked`] validates every length once; after that
+//! the accessors cannot go out of bounds. Setters patch a field and update
+//! the IPv4 and TCP checksums incrementally, so a packet that arrived with
+//! correct checksums leaves with correct checksums.
+
+use super::{SeqNumber, TcpOptions, checksum};
+
+/// IPv4 header length without options.
+pub const IPV4_HEADER_LEN: usize = 20;
+/// TCP header length without options.
+pub const TCP_HEADER_LEN: usize = 20;
+const PROTO_TCP: u8 = 6;
+
+/// Why bytes are not an IPv4/TCP packet the engine can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    #[error("shorter than its headers")]
+    Truncated,
+    #[error("not IPv4")]
+    NotIpv4,
+    #[error("IPv4 header length below 20 or beyond the packet")]
+    BadIpHeaderLength,
+    #[error("IPv4 total length beyond the captured bytes or below the headers")]
+    BadTotalLength,
+    #[error("not TCP")]
+    NotTcp,
+    #[error("an IP fragment")]
+    Fragment,
+    #[error("TCP data offset below 20 or beyond the packet")]
+    BadDataOffset,
+}
+
+/// TCP header flags.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: Self = Self(0x01);
+    pub const SYN: Self = Self(0x02);
+    pub const RST: Self = Self(0x04);
+    pub const PSH: Self = Self(0x08);
+    pub const ACK: Self = Self(0x10);
+    pub const URG: Self = Self(0x20);
+
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub const fn fin(self) -> bool {
+        self.contains(Self::FIN)
+    }
+    pub const fn syn(self) -> bool {
+        self.contains(Self::SYN)
+    }
+    pub const fn rst(self) -> bool {
+        self.contains(Self::RST)
+    }
+    pub const fn ack(self) -> bool {
+        self.contains(Self::ACK)
+    }
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
+impl core::ops::BitOr for TcpFlags {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        self.union(rhs)
+    }
+}
+
+impl core::fmt::Debug for TcpFlags {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let names = [
+            (0x02, 'S'),
+            (0x10, '.'),
+            (0x08, 'P'),
+            (0x01, 'F'),
+            (0x04, 'R'),
+            (0x20, 'U'),
+        ];
+        for (bit, c) in names {
+            if self.0 & bit != 0 {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A validated IPv4/TCP packet over `T` (the IP header first).
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4TcpPacket<T> {
+    buf: T,
+    ip_len: usize,
+    tcp_len: usize,
+    total_len: usize,
+}
+
+impl<T: AsRef<[u8]>> Ipv4TcpPacket<T> {
+    /// Validates versions, header lengths and total length. Bytes beyond the
+    /// IPv4 total length (link-layer padding) are ignored.
+    pub fn new_checked(buf: T) -> Result<Self, PacketError> {
+        let b = buf.as_ref();
+        if b.len() < IPV4_HEADER_LEN {
+            return Err(PacketError::Truncated);
+        }
+        if b[0] >> 4 != 4 {
+            return Err(PacketError::NotIpv4);
+        }
+        let ip_len = usize::from(b[0] & 0x0f) * 4;
+        if ip_len < IPV4_HEADER_LEN || ip_len > b.len() {
+            return Err(PacketError::BadIpHeaderLength);
+        }
+        let total_len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+        if total_len > b.len() || total_len < ip_len + TCP_HEADER_LEN {
+            return Err(if b.len() < ip_len + TCP_HEADER_LEN {
+                PacketError::Truncated
+            } else {
+                PacketError::BadTotalLength
+            });
+        }
+        if b[9] != PROTO_TCP {
+            return Err(PacketError::NotTcp);
+        }
+        let frag = u16::from_be_bytes([b[6], b[7]]);
+        if frag & 0x3fff != 0 {
+            return Err(PacketError::Fragment);
+        }
+        let tcp_len = usize::from(b[ip_len + 12] >> 4) * 4;
+        if tcp_len < TCP_HEADER_LEN || ip_len + tcp_len > total_len {
+            return Err(PacketError::BadDataOffset);
+        }
+        Ok(Self {
+            buf,
+            ip_len,
+            tcp_len,
+            total_len,
+        })
+    }
+
+    fn b(&self) -> &[u8] {
+        self.buf.as_ref()
+    }
+
+    fn tcp_u16(&self, off: usize) -> u16 {
+        let b = self.b();
+        u16::from_be_bytes([b[self.ip_len + off], b[self.ip_len + off + 1]])
+    }
+
+    fn tcp_u32(&self, off: usize) -> u32 {
+        let b = &self.b()[self.ip_len + off..self.ip_len + off + 4];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The packet's bytes (up to the IPv4 total length).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.b()[..self.total_len]
+    }
+    pub fn into_inner(self) -> T {
+        self.buf
+    }
+    pub const fn ip_header_len(&self) -> usize {
+        self.ip_len
+    }
+    pub const fn tcp_header_len(&self) -> usize {
+        self.tcp_len
+    }
+    pub const fn total_len(&self) -> usize {
+        self.total_len
+    }
+    pub fn ttl(&self) -> u8 {
+        self.b()[8]
+    }
+    pub fn ip_id(&self) -> u16 {
+        u16::from_be_bytes([self.b()[4], self.b()[5]])
+    }
+    pub fn src_addr(&self) -> [u8; 4] {
+        self.b()[12..16].try_into().expect("validated length")
+    }
+    pub fn dst_addr(&self) -> [u8; 4] {
+        self.b()[16..20].try_into().expect("validated length")
+    }
+    pub fn src_port(&self) -> u16 {
+        self.tcp_u16(0)
+    }
+    pub fn dst_port(&self) -> u16 {
+        self.tcp_u16(2)
+    }
+    pub fn seq(&self) -> SeqNumber {
+        SeqNumber(self.tcp_u32(4))
+    }
+    pub fn ack(&self) -> SeqNumber {
+        SeqNumber(self.tcp_u32(8))
+    }
+    pub fn flags(&self) -> TcpFlags {
+        TcpFlags(self.b()[self.ip_len + 13] & 0x3f)
+    }
+    pub fn window(&self) -> u16 {
+        self.tcp_u16(14)
+    }
+    pub fn tcp_checksum(&self) -> u16 {
+        self.tcp_u16(16)
+    }
+    /// The option bytes after the fixed TCP header.
+    pub fn option_bytes(&self) -> &[u8] {
+        &self.b()[self.ip_len + TCP_HEADER_LEN..self.ip_len + self.tcp_len]
+    }
+    pub fn options(&self) -> TcpOptions {
+        TcpOptions::parse(self.option_bytes())
+    }
+    /// Offset of the payload from the start of the packet.
+    pub const fn payload_offset(&self) -> usize {
+        self.ip_len + self.tcp_len
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.b()[self.payload_offset()..self.total_len]
+    }
+    pub const fn payload_len(&self) -> usize {
+        self.total_len - self.ip_len - self.tcp_len
+    }
+    /// Sequence space the segment occupies: payload, plus one for SYN and FIN.
+    pub fn seq_len(&self) -> u32 {
+        let f = self.flags();
+        self.payload_len() as u32 + u32::from(f.syn()) + u32::from(f.fin())
+    }
+
+    /// Whether both checksums are right (tests and diagnostics).
+    pub fn checksums_ok(&self) -> bool {
+        let b = self.as_bytes();
+        let ip_ok = checksum::fold(checksum::sum(&b[..self.ip_len])) == 0xffff;
+        let tcp_len = (self.total_len - self.ip_len) as u16;
+        let pseudo = checksum::pseudo_header(self.src_addr(), self.dst_addr(), PROTO_TCP, tcp_len);
+        let tcp_ok = checksum::fold(pseudo + checksum::sum(&b[self.ip_len..])) == 0xffff;
+        ip_ok && tcp_ok
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {
+    fn bm(&mut self) -> &mut [u8] {
+        self.buf.as_mut()
+    }
+
+    /// Replaces bytes of the TCP header at `off` and adjusts its checksum.
+    fn patch_tcp(&mut self, off: usize, new: &[u8]) {
+        let at = self.ip_len + off;
+        let check = self.tcp_checksum();
+        let b = self.bm();
+        let mut old = [0u8; 8];
+        let old = &mut old[..new.len()];
+        old.copy_from_slice(&b[at..at + new.len()]);
+        if old == new {
+            return;
+        }
+        b[at..at + new.len()].copy_from_slice(new);
+        let check = checksum::adjust(check, off, old, new);
+        b[at + 16 - off..at + 18 - off].copy_from_slice(&check.to_be_bytes());
+    }
+
+    /// Replaces an IPv4 address at `off` (12 or 16), adjusting the IPv4
+    /// checksum and the TCP checksum (the address is in its pseudo-header).
+    fn patch_addr(&mut self, off: usize, new: [u8; 4]) {
+        let old: [u8; 4] = self.b()[off..off + 4].try_into().expect("validated");
+        if old == new {
+            return;
+        }
+        let ip_check = u16::from_be_bytes([self.b()[10], self.b()[11]]);
+        let tcp_check = self.tcp_checksum();
+        let ip_check = checksum::adjust(ip_check, off, &old, &new);
+        let tcp_check = checksum::adjust(tcp_check, 0, &old, &new);
+        let ip_len = self.ip_len;
+        let b = self.bm();
+        b[off..off + 4].copy_from_slice(&new);
+        b[10..12].copy_from_slice(&ip_check.to_be_bytes());
+        b[ip_len + 16..ip_len + 18].copy_from_slice(&tcp_check.to_be_bytes());
+    }
+
+    /// Recomputes both checksums from scratch (after a structural change
+    /// such as a new total length).
+    pub fn fill_checksums(&mut self) {
+        let (ip_len, total) = (self.ip_len, self.total_len);
+        let (src, dst) = (self.src_addr(), self.dst_addr());
+        let b = self.bm();
+        b[10..12].copy_from_slice(&[0, 0]);
+        let ip_check = checksum::finish(checksum::sum(&b[..ip_len]));
+        b[10..12].copy_from_slice(&ip_check.to_be_bytes());
+        b[ip_len + 16..ip_len + 18].copy_from_slice(&[0, 0]);
+        let pseudo = checksum::pseudo_header(src, dst, PROTO_TCP, (total - ip_len) as u16);
+        let tcp_check = checksum::finish(pseudo + checksum::sum(&b[ip_len..total]));
+        b[ip_len + 16..ip_len + 18].copy_from_slice(&tcp_check.to_be_bytes());
+    }
+
+    pub fn set_src_addr(&mut self, addr: [u8; 4]) {
+        self.patch_addr(12, addr);
+    }
+    pub fn set_dst_addr(&mut self, addr: [u8; 4]) {
+        self.patch_addr(16, addr);
+    }
+    pub fn set_src_port(&mut self, port: u16) {
+        self.patch_tcp(0, &port.to_be_bytes());
+    }
+    pub fn set_dst_port(&mut self, port: u16) {
+        self.patch_tcp(2, &port.to_be_bytes());
+    }
+    pub fn set_seq(&mut self, seq: SeqNumber) {
+        self.patch_tcp(4, &seq.to_be_bytes());
+    }
+    pub fn set_ack(&mut self, ack: SeqNumber) {
+        self.patch_tcp(8, &ack.to_be_bytes());
+    }
+    pub fn set_window(&mut self, window: u16) {
+        self.patch_tcp(14, &window.to_be_bytes());
+    }
+    /// Sets the flags byte (the 6 classic flags; ECN bits are kept).
+    pub fn set_flags(&mut self, flags: TcpFlags) {
+        let at = self.ip_len + 13;
+        let new = (self.b()[at] & 0xc0) | (flags.0 & 0x3f);
+        let old = self.b()[at - 1];
+        self.patch_tcp(12, &[old, new]);
+    }
+    /// Rewrites the timestamp option whose TSval is at `offset` from the
+    /// start of the TCP header (see [`TcpOptions::timestamp_offset`]).
+    pub fn set_timestamp(&mut self, offset: usize, tsval: u32, tsecr: u32) {
+        let mut v = [0u8; 8];
+        v[..4].copy_from_slice(&tsval.to_be_bytes());
+        v[4..].copy_from_slice(&tsecr.to_be_bytes());
+        if offset + 8 <= self.tcp_len {
+            self.patch_tcp(offset, &v);
+        }
+    }
+}
+
+/// A TCP segment to build from scratch (the engine's own SYNs, ACKs, RSTs
+/// and split segments).
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentRepr<'a> {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: SeqNumber,
+    pub ack: SeqNumber,
+    pub flags: TcpFlags,
+    pub window: u16,
+    pub ttl: u8,
+    pub ip_id: u16,
+    /// Option bytes, already padded to a multiple of 4 (at most 40).
+    pub options: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl SegmentRepr<'_> {
+    pub const fn len(&self) -> usize {
+        IPV4_HEADER_LEN + TCP_HEADER_LEN + self.options.len() + self.payload.len()
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the packet with both checksums into `out[..self.len()]`.
+    pub fn emit(&self, out: &mut [u8]) -> usize {
+        debug_assert!(self.options.len().is_multiple_of(4) && self.options.len() <= 40);
+        let len = self.len();
+        let tcp_len = len - IPV4_HEADER_LEN;
+        let o = &mut out[..len];
+        o[0] = 0x45;
+        o[1] = 0;
+        o[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        o[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
+        o[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
+        o[8] = self.ttl;
+        o[9] = PROTO_TCP;
+        o[10..12].copy_from_slice(&[0, 0]);
+        o[12..16].copy_from_slice(&self.src);
+        o[16..20].copy_from_slice(&self.dst);
+        let ip_check = checksum::finish(checksum::sum(&o[..IPV4_HEADER_LEN]));
+        o[10..12].copy_from_slice(&ip_check.to_be_bytes());
+
+        let t = &mut o[IPV4_HEADER_LEN..];
+        t[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        t[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        t[4..8].copy_from_slice(&self.seq.to_be_bytes());
+        t[8..12].copy_from_slice(&self.ack.to_be_bytes());
+        t[12] = (((TCP_HEADER_LEN + self.options.len()) / 4) as u8) << 4;
+        t[13] = self.flags.0;
+        t[14..16].copy_from_slice(&self.window.to_be_bytes());
+        t[16..20].copy_from_slice(&[0, 0, 0, 0]);
+        let opt_end = TCP_HEADER_LEN + self.options.len();
+        t[TCP_HEADER_LEN..opt_end].copy_from_slice(self.options);
+        t[opt_end..].copy_from_slice(self.payload);
+        let pseudo = checksum::pseudo_header(self.src, self.dst, PROTO_TCP, tcp_len as u16);
+        let tcp_check = checksum::finish(pseudo + checksum::sum(t));
+        t[16..18].copy_from_slice(&tcp_check.to_be_bytes());
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(payload: &[u8], options: &[u8]) -> Vec<u8> {
+        let repr = SegmentRepr {
+            src: [198, 18, 1, 2],
+            dst: [198, 18, 1, 1],
+            src_port: 40000,
+            dst_port: 80,
+            seq: SeqNumber(1000),
+            ack: SeqNumber(5000),
+            flags: TcpFlags::ACK | TcpFlags::PSH,
+            window: 502,
+            ttl: 64,
+            ip_id: 7,
+            options,
+            payload,
+        };
+        let mut out = vec![0u8; repr.len()];
+        repr.emit(&mut out);
+        out
+    }
+
+    #[test]
+    fn emitted_segment_parses_back_with_valid_checksums() {
+        let ts = [1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3];
+        let bytes = sample(b"GET / HTTP/1.1\r\n\r\n", &ts);
+        let p = Ipv4TcpPacket::new_checked(&bytes[..]).unwrap();
+        assert!(p.checksums_ok());
+        assert_eq!(p.src_port(), 40000);
+        assert_eq!(p.seq(), SeqNumber(1000));
+        assert_eq!(p.ack(), SeqNumber(5000));
+        assert_eq!(p.payload(), b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(p.options().timestamp, Some((9, 3)));
+        assert_eq!(p.seq_len(), 18);
+        // Cross-check the checksums against etherparse.
+        let (ip, _) = etherparse::Ipv4Header::from_slice(&bytes).unwrap();
+        assert_eq!(ip.calc_header_checksum(), ip.header_checksum);
+        let (tcp, _) = etherparse::TcpHeader::from_slice(&bytes[20..]).unwrap();
+        let want = tcp.calc_checksum_ipv4(&ip, p.payload()).unwrap();
+        assert_eq!(want, tcp.checksum);
+    }
+
+    #[test]
+    fn setters_keep_checksums_valid() {
+        let ts = [1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3, 0]; // TS at an odd offset
+        let mut bytes = sample(b"odd payload", &ts);
+        let mut p = Ipv4TcpPacket::new_checked(&mut bytes[..]).unwrap();
+        let off = p.options().timestamp_offset.unwrap() as usize;
+        assert_eq!(off % 2, 1);
+        p.set_dst_addr([198, 18, 2, 2]);
+        p.set_src_addr([198, 19, 7, 200]);
+        p.set_src_port(61000);
+        p.set_dst_port(8080);
+        p.set_ack(SeqNumber(0xdead_beef));
+        p.set_seq(SeqNumber(0xffff_fff0));
+        p.set_window(65535);
+        p.set_flags(TcpFlags::RST | TcpFlags::ACK);
+        p.set_timestamp(off, 0x0102_0304, 0xa0b0_c0d0);
+        assert!(p.checksums_ok());
+        assert_eq!(p.dst_addr(), [198, 18, 2, 2]);
+        assert_eq!(p.dst_port(), 8080);
+        assert_eq!(p.flags(), TcpFlags::RST | TcpFlags::ACK);
+        assert_eq!(p.options().timestamp, Some((0x0102_0304, 0xa0b0_c0d0)));
+    }
+
+    #[test]
+    fn validation_rejects_every_bad_length() {
+        let good = sample(b"abc", &[]);
+        assert!(Ipv4TcpPacket::new_checked(&good[..]).is_ok());
+        for len in 0..good.len() {
+            assert!(
+                Ipv4TcpPacket::new_checked(&good[..len]).is_err(),
+                "len {len}"
+            );
+        }
+        let mut v6 = good.clone();
+        v6[0] = 0x65;
+        assert_eq!(
+            Ipv4TcpPacket::new_checked(&v6[..]).unwrap_err(),
+            PacketError::NotIpv4
+        );
+        let mut udp = good.clone();
+        udp[9] = 17;
+        assert_eq!(
+            Ipv4TcpPacket::new_checked(&udp[..]).unwrap_err(),
+            PacketError::NotTcp
+        );
+        let mut frag = good.clone();
+        frag[6] = 0x20; // MF
+        assert_eq!(
+            Ipv4TcpPacket::new_checked(&frag[..]).unwrap_err(),
+            PacketError::Fragment
+        );
+        let mut doff = good.clone();
+        doff[32] = 0xf0;
+        assert_eq!(
+            Ipv4TcpPacket::new_checked(&doff[..]).unwrap_err(),
+            PacketError::BadDataOffset
+        );
+        // Trailing link-layer padding is not payload.
+        let mut padded = good.clone();
+        padded.extend_from_slice(&[0; 6]);
+        assert_eq!(
+            Ipv4TcpPacket::new_checked(&padded[..]).unwrap().payload(),
+            b"abc"
+        );
+    }
+}
