@@ -628,6 +628,7 @@ impl Session {
             if seg.seq > self.snd_nxt {
                 if self.hole_since.is_never() {
                     self.hole_since = cx.now;
+                    cx.stats.hole_waits += 1;
                 }
                 break;
             }

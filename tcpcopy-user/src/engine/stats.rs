@@ -51,6 +51,8 @@ counters! {
         old_segments,
         /// Client segments trimmed because they overlapped buffered data.
         overlaps_trimmed,
+        /// Times a session found a capture hole and waited for it to fill.
+        hole_waits,
         /// Oversized (GRO) client packets split to the MTU.
         split_packets,
         /// Sessions started from a captured SYN.
