@@ -1,4 +1,7 @@
-//! Builds and embeds the tcpcopy-ebpf object (see the ebpf-build crate).
+//! Builds and embeds the tcpcopy-ebpf object (see the ebpf-build crate),
+//! unless the `xdp` feature is off.
 fn main() {
-    ebpf_build::build_script("tcpcopy-ebpf");
+    if std::env::var_os("CARGO_FEATURE_XDP").is_some() {
+        ebpf_build::build_script("tcpcopy-ebpf");
+    }
 }

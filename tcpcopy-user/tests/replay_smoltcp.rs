@@ -185,7 +185,10 @@ struct Captured {
     packet: Vec<u8>,
 }
 
-#[expect(clippy::too_many_arguments, reason = "one flat helper that writes a whole test packet")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one flat helper that writes a whole test packet"
+)]
 fn packet(
     from: Endpoint,
     flags: TcpFlags,
@@ -646,6 +649,7 @@ fn run(sc: &Scenario) -> Outcome {
         }
         now = next.max(now + 1);
     }
+    engine.audit().expect("engine bookkeeping");
     // Connections still open (the target never saw the end) count too.
     for (_, c) in target.conns.drain() {
         if !c.read.is_empty() {

@@ -1,3 +1,4 @@
 //! Capture backends: where the client packets come from.
 
+#[cfg(feature = "xdp")]
 pub mod xdp;

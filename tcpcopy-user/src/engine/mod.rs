@@ -25,6 +25,7 @@ pub mod reply;
 pub mod segments;
 pub mod session;
 pub mod shaping;
+pub mod slab;
 pub mod stats;
 pub mod time;
 pub mod timer;
@@ -48,9 +49,10 @@ use self::{
     segments::SegmentPool,
     session::{Ctx, Session, State, Step},
     shaping::{endpoint_key, mix64, port_candidates, sampled_in, shard_of},
+    slab::Slab,
     timer::{TimerEntry, TimerWheel},
 };
-use crate::packet::Ipv4TcpPacket;
+use crate::packet::{Ipv4TcpPacket, TcpOptions};
 
 /// An IPv4 address and TCP port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -86,8 +88,10 @@ pub fn shard_for_reply(record: &HeaderRecord, shards: u16, seed: u64) -> u16 {
 
 /// Tries per session to find a free client port before giving up.
 const PORT_ATTEMPTS: usize = 4096;
+/// Segment queues kept for reuse (their small allocations).
+const MAX_SPARE_QUEUES: usize = 4096;
 /// Memory a session costs besides its buffered segments (slot and map entries).
-const SESSION_COST: usize = size_of::<Slot>() + 2 * 24;
+const SESSION_COST: usize = size_of::<slab::Slot<Session>>() + 24;
 
 /// Hash maps keyed by packed endpoints: a seeded multiply-xorshift.
 #[derive(Clone, Copy)]
@@ -116,30 +120,27 @@ impl Hasher for KeyHasher {
     }
 }
 
-struct Slot {
-    generation: u32,
-    session: Option<Session>,
-}
-
 /// One shard of the session engine.
 pub struct Engine {
     config: Config,
     shard: u16,
     shards: u16,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    /// (real client, copy) -> slot.
+    sessions: Slab<Session>,
+    /// (real client, copy) -> slot, for sessions whose replayed address is
+    /// not simply the client's own (copies, `-c`, a taken port). The others
+    /// are found through `by_replay` alone: one map, one lookup.
     by_origin: HashMap<u64, u32, KeyHash>,
     /// Client address the target sees -> slot.
     by_replay: HashMap<u64, u32, KeyHash>,
     timers: TimerWheel,
     due: Vec<TimerEntry>,
     ack_list: Vec<u32>,
+    /// Emptied segment queues of removed sessions, reused by new ones.
+    spare_queues: Vec<segments::SegmentQueue>,
     pool: SegmentPool,
     out: Outbox,
     stats: EngineStats,
     buffered: usize,
-    live: usize,
 }
 
 impl Engine {
@@ -151,18 +152,17 @@ impl Engine {
             config,
             shard,
             shards,
-            slots: Vec::new(),
-            free: Vec::new(),
+            sessions: Slab::default(),
             by_origin: HashMap::with_hasher(hash),
             by_replay: HashMap::with_hasher(hash),
             timers: TimerWheel::default(),
             due: Vec::new(),
             ack_list: Vec::new(),
+            spare_queues: Vec::new(),
             pool: SegmentPool::default(),
             out: Outbox::default(),
             stats: EngineStats::default(),
             buffered: 0,
-            live: 0,
         }
     }
 
@@ -178,7 +178,7 @@ impl Engine {
     }
     /// Sessions in the table (lingering ones included).
     pub fn session_count(&self) -> usize {
-        self.live
+        self.sessions.len()
     }
     /// Bytes of buffered client segments.
     pub fn buffered_bytes(&self) -> usize {
@@ -191,7 +191,7 @@ impl Engine {
     }
 
     fn memory_used(&self) -> usize {
-        self.buffered + self.live * SESSION_COST
+        self.buffered + self.sessions.len() * SESSION_COST
     }
 
     // ----- inputs -----------------------------------------------------------
@@ -216,8 +216,9 @@ impl Engine {
             self.stats.sampled_out += 1;
             return;
         }
+        let opts = pkt.options();
         for copy in 0..self.config.replicas.max(1) {
-            self.client_copy(now, &pkt, origin, copy, rule.target);
+            self.client_copy(now, &pkt, &opts, origin, copy, rule.target);
         }
     }
 
@@ -225,13 +226,13 @@ impl Engine {
         &mut self,
         now: Instant,
         pkt: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
         origin: Endpoint,
         copy: u16,
         target: Endpoint,
     ) {
-        let key = origin_key(origin, copy);
-        let Some(&idx) = self.by_origin.get(&key) else {
-            self.start(now, pkt, origin, copy, target);
+        let Some(idx) = self.find_origin(origin, copy) else {
+            self.start(now, pkt, opts, origin, copy, target);
             return;
         };
         let flags = pkt.flags();
@@ -242,7 +243,7 @@ impl Engine {
             // or more of the connection we gave up on: not replayed torn.
             let reused = pkt.payload_len() > 0 && s.is_seq_jump(pkt.seq());
             if new_syn || reused {
-                self.start(now, pkt, origin, copy, target);
+                self.start(now, pkt, opts, origin, copy, target);
             } else {
                 self.stats.old_segments += 1;
             }
@@ -253,15 +254,15 @@ impl Engine {
                 return; // the client retransmitted its SYN; we do our own
             }
             self.end(idx, now, CloseReason::PortReuse);
-            self.start(now, pkt, origin, copy, target);
+            self.start(now, pkt, opts, origin, copy, target);
             return;
         }
         if pkt.payload_len() > 0 && s.is_seq_jump(pkt.seq()) {
             self.end(idx, now, CloseReason::PortReuse);
-            self.start(now, pkt, origin, copy, target);
+            self.start(now, pkt, opts, origin, copy, target);
             return;
         }
-        let step = self.run(idx, now, |s, cx| s.on_client(cx, pkt));
+        let step = self.run(idx, now, |s, cx| s.on_client(cx, pkt, opts));
         self.apply(idx, now, step);
     }
 
@@ -270,6 +271,7 @@ impl Engine {
         &mut self,
         now: Instant,
         pkt: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
         origin: Endpoint,
         copy: u16,
         target: Endpoint,
@@ -291,7 +293,11 @@ impl Engine {
             self.stats.sessions_refused_port += 1;
             return;
         };
-        let idx = self.insert(Session::new(now, origin, copy, client, target));
+        let mut session = Session::new(now, origin, copy, client, target);
+        if let Some(q) = self.spare_queues.pop() {
+            session.reuse_queue(q);
+        }
+        let idx = self.insert(session);
         self.out.announcements.push(ClientMsg::add(
             client.addr,
             client.port,
@@ -300,10 +306,10 @@ impl Engine {
         ));
         let step = self.run(idx, now, |s, cx| {
             if syn {
-                s.start_with_syn(cx, pkt);
+                s.start_with_syn(cx, pkt, opts);
                 Step::Continue
             } else {
-                s.start_faked(cx, pkt)
+                s.start_faked(cx, pkt, opts)
             }
         });
         self.apply(idx, now, step);
@@ -354,13 +360,13 @@ impl Engine {
         let mut due = std::mem::take(&mut self.due);
         self.timers.expire(now, &mut due);
         for (idx, generation) in due.drain(..) {
-            let Some(slot) = self.slots.get_mut(idx as usize) else {
+            let Some(slot) = self.sessions.slot_mut(idx) else {
                 continue;
             };
             if slot.generation != generation {
                 continue;
             }
-            let Some(s) = slot.session.as_mut() else {
+            let Some(s) = slot.value.as_mut() else {
                 continue;
             };
             if s.armed <= now {
@@ -382,7 +388,7 @@ impl Engine {
     pub fn flush(&mut self, now: Instant) {
         let mut list = std::mem::take(&mut self.ack_list);
         for idx in list.drain(..) {
-            if self.slots[idx as usize].session.is_some() {
+            if self.sessions.get(idx).is_some() {
                 self.run(idx, now, |s, cx| s.flush_ack(cx));
             }
         }
@@ -391,52 +397,105 @@ impl Engine {
 
     /// Resets every open session (tcpcopy is stopping); they linger.
     pub fn shutdown(&mut self, now: Instant) {
-        for idx in 0..self.slots.len() as u32 {
-            if self.slots[idx as usize]
-                .session
-                .as_ref()
-                .is_some_and(|s| s.state != State::Lingering)
-            {
+        for idx in self.sessions.indices() {
+            if self.session(idx).state != State::Lingering {
                 self.end(idx, now, CloseReason::Shutdown);
             }
         }
     }
 
+    /// Checks the engine's bookkeeping (tests and fuzzing): buffered bytes
+    /// add up, both maps point at live sessions with matching addresses,
+    /// and the live count is right.
+    pub fn audit(&self) -> Result<(), String> {
+        let sessions: Vec<(u32, &Session)> = self.sessions.iter().collect();
+        if sessions.len() != self.sessions.len() {
+            return Err(format!(
+                "slab says {} but holds {} sessions",
+                self.sessions.len(),
+                sessions.len()
+            ));
+        }
+        let buffered: usize = sessions.iter().map(|(_, s)| s.buffered()).sum();
+        if buffered != self.buffered {
+            return Err(format!(
+                "buffered {} but sessions hold {buffered}",
+                self.buffered
+            ));
+        }
+        for (&key, &idx) in &self.by_origin {
+            let s = self.sessions.get(idx);
+            if s.is_none_or(|s| origin_key(s.origin, s.copy) != key) {
+                return Err(format!("origin key {key:x} -> slot {idx} mismatch"));
+            }
+        }
+        for (&key, &idx) in &self.by_replay {
+            let s = self.sessions.get(idx);
+            if s.is_none_or(|s| endpoint_key(s.client.addr, s.client.port) != key) {
+                return Err(format!("replay key {key:x} -> slot {idx} mismatch"));
+            }
+        }
+        for (idx, s) in &sessions {
+            if s.state != State::Lingering
+                && self
+                    .by_replay
+                    .get(&endpoint_key(s.client.addr, s.client.port))
+                    != Some(idx)
+            {
+                return Err(format!(
+                    "open session {idx} ({}) unreachable by replies",
+                    s.client
+                ));
+            }
+        }
+        Ok(())
+    }
+
     // ----- the table --------------------------------------------------------
 
+    /// The current session of copy `copy` of `origin`.
+    fn find_origin(&self, origin: Endpoint, copy: u16) -> Option<u32> {
+        if !self.by_origin.is_empty()
+            && let Some(&idx) = self.by_origin.get(&origin_key(origin, copy))
+        {
+            return Some(idx);
+        }
+        if copy != 0 {
+            return None;
+        }
+        let &idx = self
+            .by_replay
+            .get(&endpoint_key(origin.addr, origin.port))?;
+        let s = self.session(idx);
+        (s.copy == 0 && s.origin == origin).then_some(idx)
+    }
+
     fn session(&self, idx: u32) -> &Session {
-        self.slots[idx as usize]
-            .session
-            .as_ref()
-            .expect("live slot")
+        self.sessions.get(idx).expect("live slot")
     }
 
     fn insert(&mut self, session: Session) -> u32 {
         let okey = origin_key(session.origin, session.copy);
         let rkey = endpoint_key(session.client.addr, session.client.port);
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize].session = Some(session);
-                i
-            }
-            None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    session: Some(session),
-                });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.by_origin.insert(okey, idx);
+        let idx = self.sessions.insert(session);
+        if is_direct(self.session(idx)) {
+            // Found through `by_replay`; an older remapped session of the
+            // same client must no longer answer for it.
+            self.by_origin.remove(&okey);
+        } else {
+            self.by_origin.insert(okey, idx);
+        }
         self.by_replay.insert(rkey, idx);
-        self.live += 1;
         idx
     }
 
     fn remove(&mut self, idx: u32) {
-        let slot = &mut self.slots[idx as usize];
-        let Some(s) = slot.session.take() else { return };
-        slot.generation = slot.generation.wrapping_add(1);
+        let Some(mut s) = self.sessions.remove(idx) else {
+            return;
+        };
+        if self.spare_queues.len() < MAX_SPARE_QUEUES {
+            self.spare_queues.push(s.take_queue());
+        }
         let okey = origin_key(s.origin, s.copy);
         if self.by_origin.get(&okey) == Some(&idx) {
             self.by_origin.remove(&okey);
@@ -445,8 +504,6 @@ impl Engine {
         if self.by_replay.get(&rkey) == Some(&idx) {
             self.by_replay.remove(&rkey);
         }
-        self.free.push(idx);
-        self.live -= 1;
     }
 
     /// Runs `f` on session `idx` with the engine's context.
@@ -458,7 +515,7 @@ impl Engine {
     ) -> R {
         let Self {
             config,
-            slots,
+            sessions,
             out,
             stats,
             pool,
@@ -466,7 +523,7 @@ impl Engine {
             ack_list,
             ..
         } = self;
-        let s = slots[idx as usize].session.as_mut().expect("live slot");
+        let s = sessions.get_mut(idx).expect("live slot");
         let was_queued = s.ack_queued;
         let mut cx = Ctx {
             now,
@@ -529,6 +586,8 @@ impl Engine {
         }
         self.by_replay
             .insert(endpoint_key(client.addr, client.port), idx);
+        // No longer at the client's own address: findable by origin.
+        self.by_origin.insert(origin_key(origin, copy), idx);
         let s = self.session(idx);
         self.out.announcements.push(ClientMsg::add(
             client.addr,
@@ -540,8 +599,10 @@ impl Engine {
     }
 
     fn rearm(&mut self, idx: u32) {
-        let slot = &mut self.slots[idx as usize];
-        let Some(s) = slot.session.as_mut() else {
+        let Some(slot) = self.sessions.slot_mut(idx) else {
+            return;
+        };
+        let Some(s) = slot.value.as_mut() else {
             return;
         };
         let at = s.deadline(&self.config);
@@ -550,6 +611,12 @@ impl Engine {
             s.armed = at;
         }
     }
+}
+
+/// Whether a session sits at its client's own address (copy 0), so it is
+/// found through `by_replay` without a `by_origin` entry.
+fn is_direct(s: &Session) -> bool {
+    s.copy == 0 && s.client == s.origin
 }
 
 /// Key of the by-origin map: the real client and the copy number.

@@ -49,6 +49,8 @@ impl Outbox {
     /// Reserves a frame of `len` bytes and returns it for writing.
     pub(crate) fn push_frame(&mut self, len: usize) -> &mut [u8] {
         let start = self.bytes.len() + HEADROOM;
+        // Zero-filled once per capacity growth, not per frame: the caller
+        // overwrites all `len` bytes and the headroom is the sender's.
         self.bytes.resize(start + len, 0);
         self.frames.push((start, len));
         &mut self.bytes[start..start + len]

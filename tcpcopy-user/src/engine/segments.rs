@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use crate::packet::{Ipv4TcpPacket, SeqNumber, TcpFlags};
+use crate::packet::{Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions};
 
 /// A client segment, as captured (addresses and ports not yet rewritten).
 #[derive(Debug)]
@@ -41,9 +41,9 @@ impl Segment {
         self.len > u32::from(self.flags.syn()) + u32::from(self.flags.fin())
     }
 
-    /// A segment holding the whole of `pkt`.
-    pub fn whole(pkt: &Ipv4TcpPacket<&[u8]>, pool: &mut SegmentPool) -> Self {
-        let opts = pkt.options();
+    /// A segment holding the whole of `pkt` (no SYN: see [`Segment::syn`]).
+    pub fn whole(pkt: &Ipv4TcpPacket<&[u8]>, opts: &TcpOptions, pool: &mut SegmentPool) -> Self {
+        debug_assert!(!pkt.flags().syn());
         let buf = pool.take(pkt.as_bytes());
         Self {
             seq: pkt.seq(),
@@ -56,38 +56,63 @@ impl Segment {
         }
     }
 
-    /// A segment holding the part of data-bearing `pkt` (no SYN) from
-    /// sequence number `from` to `to` (FIN included when `to` is past the
-    /// payload). Checksums are recomputed.
+    /// The SYN of `pkt` without any payload it carried (TCP Fast Open data
+    /// goes to the queue as an ordinary segment).
+    pub fn syn(pkt: &Ipv4TcpPacket<&[u8]>, opts: &TcpOptions, pool: &mut SegmentPool) -> Self {
+        let hdr = pkt.payload_offset();
+        let mut buf = pool.take(&pkt.as_bytes()[..hdr]);
+        if pkt.payload_len() > 0 {
+            buf[2..4].copy_from_slice(&(hdr as u16).to_be_bytes());
+            let mut p =
+                Ipv4TcpPacket::new_checked(&mut buf[..]).expect("headers of a valid packet");
+            p.set_flags(TcpFlags(pkt.flags().0 & !TcpFlags::FIN.0));
+            p.fill_checksums();
+        }
+        Self {
+            seq: pkt.seq(),
+            len: 1,
+            ack: pkt.ack(),
+            flags: TcpFlags(pkt.flags().0 & !TcpFlags::FIN.0),
+            ts_offset: opts.timestamp_offset.unwrap_or(0),
+            tsval: opts.timestamp.map_or(0, |t| t.0),
+            buf,
+        }
+    }
+
+    /// A segment holding the part of `pkt`'s data from sequence number
+    /// `from` to `to` (FIN included when `to` is past the payload; a SYN is
+    /// never included). Checksums are recomputed.
     pub fn part(
         pkt: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
         from: SeqNumber,
         to: SeqNumber,
         pool: &mut SegmentPool,
     ) -> Self {
         let payload = pkt.payload();
-        let start = from.since(pkt.seq()) as usize;
-        let end = (to.since(pkt.seq()) as usize).min(payload.len());
-        let fin = pkt.flags().fin() && to.since(pkt.seq()) as usize > payload.len();
+        let data_seq = data_start(pkt);
+        let end = (to.since(data_seq) as usize).min(payload.len());
+        let start = (from.since(data_seq) as usize).min(end);
+        let fin = pkt.flags().fin() && to.since(data_seq) as usize > payload.len();
         let hdr = pkt.payload_offset();
         let mut buf = pool.take(&pkt.as_bytes()[..hdr]);
         buf.extend_from_slice(&payload[start..end]);
         let total = buf.len() as u16;
         buf[2..4].copy_from_slice(&total.to_be_bytes());
-        let mut flags = pkt.flags();
+        let mut flags = TcpFlags(pkt.flags().0 & !TcpFlags::SYN.0);
         if !fin {
             flags = TcpFlags(flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
         }
+        let seq = data_seq + start as u32;
         {
             let mut p = Ipv4TcpPacket::new_checked(&mut buf[..])
                 .expect("headers copied from a valid packet");
-            p.set_seq(from);
+            p.set_seq(seq);
             p.set_flags(flags);
             p.fill_checksums();
         }
-        let opts = pkt.options();
         Self {
-            seq: from,
+            seq,
             len: (end - start) as u32 + u32::from(fin),
             ack: pkt.ack(),
             flags,
@@ -96,6 +121,11 @@ impl Segment {
             buf,
         }
     }
+}
+
+/// Sequence number of `pkt`'s first data byte (after a SYN, if any).
+fn data_start(pkt: &Ipv4TcpPacket<&[u8]>) -> SeqNumber {
+    pkt.seq() + u32::from(pkt.flags().syn())
 }
 
 /// Reusable packet buffers of one shard.
@@ -223,18 +253,24 @@ impl SegmentQueue {
         freed
     }
 
-    /// Inserts the new bytes of captured `pkt` (data and/or FIN, no SYN):
+    /// Inserts the new bytes of captured `pkt` (its data and/or FIN; a SYN's
+    /// sequence number is not data):
     /// bytes before `floor` (acknowledged) or already buffered are dropped;
     /// pieces larger than `max_payload` are split.
     pub fn insert(
         &mut self,
         pkt: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
         floor: SeqNumber,
         max_payload: usize,
         pool: &mut SegmentPool,
     ) -> Inserted {
         let mut out = Inserted::default();
-        let (mut from, to) = (pkt.seq(), pkt.seq() + pkt.seq_len());
+        let data_seq = data_start(pkt);
+        let (mut from, to) = (
+            data_seq,
+            data_seq + pkt.payload_len() as u32 + u32::from(pkt.flags().fin()),
+        );
         if from < floor {
             from = floor;
             out.trimmed = true;
@@ -242,8 +278,8 @@ impl SegmentQueue {
         let whole_fits = pkt.payload_len() <= max_payload;
         // Fast path: in-order append of the whole packet.
         let appends = self.segs.back().is_none_or(|b| b.end() <= from);
-        if appends && from == pkt.seq() && whole_fits && from < to {
-            self.push(self.segs.len(), Segment::whole(pkt, pool), &mut out);
+        if appends && from == pkt.seq() && !pkt.flags().syn() && whole_fits && from < to {
+            self.push(self.segs.len(), Segment::whole(pkt, opts, pool), &mut out);
             return out;
         }
         while from < to {
@@ -271,7 +307,7 @@ impl SegmentQueue {
                 if pkt.flags().fin() && gap_end == to && piece_end + 1 == to {
                     piece_end = to;
                 }
-                let seg = Segment::part(pkt, piece, piece_end, pool);
+                let seg = Segment::part(pkt, opts, piece, piece_end, pool);
                 if !whole_fits {
                     out.split = true;
                 }
@@ -336,7 +372,7 @@ mod tests {
     ) -> Inserted {
         let bytes = packet(seq, payload, fin);
         let pkt = Ipv4TcpPacket::new_checked(&bytes[..]).unwrap();
-        q.insert(&pkt, SeqNumber(100), 1000, pool)
+        q.insert(&pkt, &pkt.options(), SeqNumber(100), 1000, pool)
     }
 
     /// The byte stream (and FIN) the queue holds, checked for order,

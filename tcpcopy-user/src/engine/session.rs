@@ -31,8 +31,8 @@ use super::{
     time::Instant,
 };
 use crate::packet::{
-    Ipv4TcpPacket, SeqNumber, TcpFlags,
-    ipv4tcp::SegmentRepr,
+    Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions,
+    ipv4tcp::{Rewrite, SegmentRepr},
     options::{write_syn_options, write_timestamp_option},
 };
 
@@ -294,6 +294,17 @@ impl Session {
         }
     }
 
+    /// Gives the session an empty queue with capacity to reuse.
+    pub fn reuse_queue(&mut self, q: SegmentQueue) {
+        debug_assert!(q.is_empty());
+        self.segs = q;
+    }
+
+    /// Takes the (empty: the session ended) queue out for reuse.
+    pub fn take_queue(&mut self) -> SegmentQueue {
+        std::mem::take(&mut self.segs)
+    }
+
     /// Buffered bytes.
     pub fn buffered(&self) -> usize {
         self.segs.bytes()
@@ -312,8 +323,12 @@ impl Session {
     // ----- starting --------------------------------------------------------
 
     /// Starts from a captured SYN: it goes out (re-addressed) at once.
-    pub fn start_with_syn(&mut self, cx: &mut Ctx<'_>, syn: &Ipv4TcpPacket<&[u8]>) {
-        let opts = syn.options();
+    pub fn start_with_syn(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        syn: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
+    ) {
         self.syn_captured = true;
         self.syn_ws = opts.wscale.is_some();
         self.syn_ts = opts.timestamp.is_some();
@@ -322,26 +337,41 @@ impl Session {
         self.isn = syn.seq();
         self.snd_una = self.isn;
         self.snd_nxt = self.isn;
-        let seg = Segment::whole(syn, cx.pool);
+        let seg = Segment::syn(syn, opts, cx.pool);
         *cx.buffered += seg.buf.capacity();
         self.segs.push_front(seg);
         cx.stats.sessions_syn += 1;
         self.emit_event(cx, EventKind::Started { faked: false });
         self.send_syn(cx);
+        if syn.payload_len() > 0 {
+            // TCP Fast Open data: replayed as ordinary data after the handshake.
+            let max_payload = usize::from(cx.config.mtu)
+                .saturating_sub(syn.payload_offset())
+                .max(1);
+            *cx.buffered += self
+                .segs
+                .insert(syn, opts, self.isn + 1, max_payload, cx.pool)
+                .bytes;
+        }
     }
 
     /// Starts mid-stream from a captured data segment: fakes a SYN just
     /// before it (MSS `-D`, window 65535, timestamps when the client uses
     /// them), then buffers the segment.
-    pub fn start_faked(&mut self, cx: &mut Ctx<'_>, first: &Ipv4TcpPacket<&[u8]>) -> Step {
+    pub fn start_faked(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        first: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
+    ) -> Step {
         cx.stats.sessions_faked += 1;
         self.emit_event(cx, EventKind::Started { faked: true });
-        let ts = first.options().timestamp.map(|t| t.0);
+        let ts = opts.timestamp.map(|t| t.0);
         self.client_tsval = ts.unwrap_or(0);
         self.baseline = first.ack();
         self.baseline_known = true;
         self.fake_syn(cx, first.seq() - 1, ts);
-        self.on_client(cx, first)
+        self.on_client(cx, first, opts)
     }
 
     /// Puts a SYN of our own at the front (seq `isn`) and sends it.
@@ -399,15 +429,24 @@ impl Session {
     // ----- client side -----------------------------------------------------
 
     /// A captured client segment of this session (not its first SYN).
-    pub fn on_client(&mut self, cx: &mut Ctx<'_>, pkt: &Ipv4TcpPacket<&[u8]>) -> Step {
+    pub fn on_client(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
+    ) -> Step {
         self.last_client = cx.now;
-        let opts = pkt.options();
         if let Some((tsval, _)) = opts.timestamp
             && SeqNumber(tsval) > SeqNumber(self.client_tsval)
         {
             self.client_tsval = tsval;
         }
         let flags = pkt.flags();
+        if flags.syn() {
+            // A client SYN-ACK (simultaneous open) is nothing we replay.
+            cx.stats.malformed += 1;
+            return Step::Continue;
+        }
         if flags.rst() {
             self.client_rst = true;
             if self.state == State::SynSent && !self.segs.has_payload() {
@@ -442,7 +481,7 @@ impl Session {
         let max_payload = usize::from(cx.config.mtu)
             .saturating_sub(pkt.ip_header_len() + pkt.tcp_header_len())
             .max(1);
-        let added = self.segs.insert(pkt, floor, max_payload, cx.pool);
+        let added = self.segs.insert(pkt, opts, floor, max_payload, cx.pool);
         *cx.buffered += added.bytes;
         if added.split {
             cx.stats.split_packets += 1;
@@ -774,14 +813,15 @@ impl Session {
         let frame = cx.out.push_frame(seg.buf.len());
         frame.copy_from_slice(&seg.buf);
         let mut p = Ipv4TcpPacket::new_checked(frame).expect("buffered packets are valid");
-        p.set_src_addr(self.client.addr);
-        p.set_src_port(self.client.port);
-        p.set_dst_addr(self.target.addr);
-        p.set_dst_port(self.target.port);
+        p.rewrite(&Rewrite {
+            src: self.client.addr,
+            dst: self.target.addr,
+            src_port: self.client.port,
+            dst_port: self.target.port,
+            ack: (!syn).then_some(self.rcv_nxt),
+            window: (!syn).then_some(OUR_WINDOW),
+        });
         if !syn {
-            p.set_flags(TcpFlags(p.flags().0 | TcpFlags::ACK.0));
-            p.set_ack(self.rcv_nxt);
-            p.set_window(OUR_WINDOW);
             self.ack_sent = self.rcv_nxt;
         }
         if let Some((off, tsval)) = ts {

@@ -17,8 +17,9 @@ use super::time::Instant;
 
 /// Wheel resolution in microseconds (1 ms).
 pub const TICK_US: u64 = 1000;
-/// Slots in the wheel (a ~4 s horizon).
-pub const SLOTS: usize = 4096;
+/// Slots in the wheel (a ~16 s horizon: RTOs, response waits, holes and
+/// the linger all stay in the wheel; only idle timeouts use the heap).
+pub const SLOTS: usize = 16384;
 const WORDS: usize = SLOTS / 64;
 
 /// A due entry: `(session slot, generation)`.
@@ -204,7 +205,7 @@ mod tests {
         // Many laps of the wheel.
         let mut now = 10_000;
         for i in 0..50u32 {
-            now += 3_999;
+            now += SLOTS as u64 - 1;
             w.arm((i, 0), ms(now));
             assert_eq!(fire(&mut w, ms(now - 1)), vec![]);
             assert_eq!(fire(&mut w, ms(now)), vec![(i, 0)]);

@@ -148,3 +148,34 @@ fn test_only_full_sessions_ignores_mid_stream_data() {
     h.client_from(Endpoint::new(CLIENT.addr, 40001), syn(1));
     assert_eq!(h.one().seq, 1);
 }
+
+#[test]
+fn test_fast_open_data_in_the_syn_is_replayed_after_the_handshake() {
+    let mut h = harness();
+    let mut s = syn(1000);
+    s.payload = b"GET /tfo HTTP/1.1\r\n\r\n".to_vec();
+    h.client(s);
+    let syn = h.one();
+    assert!(syn.is(TcpFlags::SYN));
+    assert!(syn.payload.is_empty(), "the SYN goes without data");
+    h.reply(syn_ack(5000, 1001)); // the target ignored the data
+    let out = h.sent();
+    let d = out
+        .iter()
+        .find(|s| !s.payload.is_empty())
+        .expect("data replayed");
+    assert_eq!((d.seq, d.ack), (1001, 5001));
+    assert!(!d.flags.syn());
+    assert_eq!(d.payload, b"GET /tfo HTTP/1.1\r\n\r\n");
+}
+
+#[test]
+fn test_client_syn_ack_is_ignored() {
+    let mut h = harness();
+    h.establish();
+    let mut s = data(1001, 9001, b"weird");
+    s.flags = TcpFlags::SYN | TcpFlags::ACK;
+    h.client(s);
+    h.none();
+    assert_eq!(h.engine.stats().malformed, 1);
+}

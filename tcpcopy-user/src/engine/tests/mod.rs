@@ -247,6 +247,7 @@ impl Harness {
     }
     /// Drains the outbox: the frames sent (announcements and events are kept).
     pub fn sent(&mut self) -> Vec<Sent> {
+        self.engine.audit().expect("engine bookkeeping");
         let out = self.engine.outbox();
         let frames = out.frames().map(Sent::parse).collect();
         self.announced.append(&mut out.announcements);

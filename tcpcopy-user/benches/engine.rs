@@ -1,0 +1,387 @@
+//! `cargo xtask bench engine`: one engine shard on one core.
+//!
+//! Workload: 100k short sessions (handshake, one request, a response, close)
+//! in waves of 1000 concurrent sessions, captured packets and reply headers
+//! interleaved as they would be on a live host. Everything is generated
+//! before the clock starts, so only the engine is timed (including draining
+//! its outbox, which a sender would copy from).
+//!
+//! Reports captured packets per second, nanoseconds per captured packet and
+//! per input (packet or reply), and the heap bytes an idle established
+//! session costs (measured with a counting allocator).
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    hint::black_box,
+    sync::atomic::{AtomicIsize, Ordering},
+    time::Instant as WallClock,
+};
+
+use tcpcopy_common::proto::HeaderRecord;
+use tcpcopy_user::{
+    engine::{Config, Endpoint, Engine, Instant, TransferRule},
+    packet::{SeqNumber, TcpFlags, ipv4tcp::SegmentRepr, options::write_syn_options},
+};
+
+/// Counts bytes currently allocated.
+struct Counting;
+
+static ALLOCATED: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator; only adds counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATED.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as for `dealloc`, and `new` is the caller's size.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const ONLINE: Endpoint = Endpoint::new([198, 18, 1, 1], 80);
+const TARGET: Endpoint = Endpoint::new([198, 18, 2, 2], 8080);
+const SESSIONS: usize = 100_000;
+const WAVE: usize = 1000;
+const REQUEST: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: example\r\nUser-Agent: bench\r\n\r\n";
+const RESPONSE_LEN: u16 = 600;
+
+fn client(i: usize) -> Endpoint {
+    Endpoint::new(
+        [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+        1024 + (i % 50_000) as u16,
+    )
+}
+
+fn packet(
+    src: Endpoint,
+    dst: Endpoint,
+    flags: TcpFlags,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+    syn: bool,
+) -> Vec<u8> {
+    let mut opts = [0u8; 20];
+    let n = if syn {
+        write_syn_options(&mut opts, 1460, Some((1, 0)), Some(7))
+    } else {
+        0
+    };
+    let repr = SegmentRepr {
+        src: src.addr,
+        dst: dst.addr,
+        src_port: src.port,
+        dst_port: dst.port,
+        seq: SeqNumber(seq),
+        ack: SeqNumber(ack),
+        flags,
+        window: 502,
+        ttl: 64,
+        ip_id: 0,
+        options: &opts[..n],
+        payload,
+    };
+    let mut out = vec![0; repr.len()];
+    repr.emit(&mut out);
+    out
+}
+
+/// A reply header as intercept would report it (payload only counted).
+fn reply(
+    to: Endpoint,
+    flags: TcpFlags,
+    seq: u32,
+    ack: u32,
+    payload_len: u16,
+    syn: bool,
+) -> HeaderRecord {
+    let p = packet(TARGET, to, flags, seq, ack, &[], syn);
+    let mut rec = HeaderRecord::from_headers(&p[..20], &p[20..]);
+    let total = rec.ip_total_len() + payload_len;
+    rec.bytes[2..4].copy_from_slice(&total.to_be_bytes());
+    rec
+}
+
+enum Input {
+    Client(Vec<u8>),
+    Reply(HeaderRecord),
+}
+
+/// A wave's inputs stored back to back, as a capture ring holds them:
+/// `(is_reply, offset, len)` into one byte arena.
+struct Ring {
+    bytes: Vec<u8>,
+    items: Vec<(bool, u32, u32)>,
+}
+
+impl Ring {
+    fn from(inputs: Vec<Input>) -> Self {
+        let mut ring = Self {
+            bytes: Vec::new(),
+            items: Vec::new(),
+        };
+        for i in inputs {
+            let (reply, data): (bool, &[u8]) = match &i {
+                Input::Client(p) => (false, p),
+                Input::Reply(r) => (true, &r.bytes),
+            };
+            ring.items
+                .push((reply, ring.bytes.len() as u32, data.len() as u32));
+            ring.bytes.extend_from_slice(data);
+            // Keep records 8-byte aligned like a BPF ring buffer does.
+            ring.bytes.resize(ring.bytes.len().next_multiple_of(8), 0);
+        }
+        ring
+    }
+}
+
+/// The inputs of sessions `range`, interleaved step by step across them.
+fn wave(range: std::ops::Range<usize>) -> Vec<Input> {
+    let mut steps: Vec<Vec<Input>> = (0..8).map(|_| Vec::new()).collect();
+    for i in range {
+        let c = client(i);
+        let (cs, ss, ts) = (i as u32 * 7919, i as u32 * 104_729, i as u32 * 15_485_863);
+        let req = REQUEST.len() as u32;
+        let ack = TcpFlags::ACK;
+        steps[0].push(Input::Client(packet(
+            c,
+            ONLINE,
+            TcpFlags::SYN,
+            cs,
+            0,
+            &[],
+            true,
+        )));
+        steps[1].push(Input::Reply(reply(
+            c,
+            TcpFlags::SYN | ack,
+            ts,
+            cs + 1,
+            0,
+            true,
+        )));
+        steps[2].push(Input::Client(packet(
+            c,
+            ONLINE,
+            ack,
+            cs + 1,
+            ss + 1,
+            &[],
+            false,
+        )));
+        steps[3].push(Input::Client(packet(
+            c,
+            ONLINE,
+            ack | TcpFlags::PSH,
+            cs + 1,
+            ss + 1,
+            REQUEST,
+            false,
+        )));
+        steps[4].push(Input::Reply(reply(
+            c,
+            ack | TcpFlags::PSH,
+            ts + 1,
+            cs + 1 + req,
+            RESPONSE_LEN,
+            false,
+        )));
+        let after = ss + 1 + u32::from(RESPONSE_LEN);
+        steps[5].push(Input::Client(packet(
+            c,
+            ONLINE,
+            ack,
+            cs + 1 + req,
+            after,
+            &[],
+            false,
+        )));
+        steps[6].push(Input::Client(packet(
+            c,
+            ONLINE,
+            ack | TcpFlags::FIN,
+            cs + 1 + req,
+            after,
+            &[],
+            false,
+        )));
+        let fin_ack = cs + 2 + req;
+        steps[7].push(Input::Reply(reply(
+            c,
+            ack | TcpFlags::FIN,
+            ts + 1 + u32::from(RESPONSE_LEN),
+            fin_ack,
+            0,
+            false,
+        )));
+    }
+    steps.into_iter().flatten().collect()
+}
+
+fn config() -> Config {
+    Config {
+        rules: vec![TransferRule {
+            online_addr: Some(ONLINE.addr),
+            online_port: ONLINE.port,
+            target: TARGET,
+        }],
+        ..Config::default()
+    }
+}
+
+struct Run {
+    seconds: f64,
+    captured: u64,
+    inputs: u64,
+    frames: u64,
+    completed: u64,
+}
+
+/// One pass of the whole workload through `engine`, starting at `now`.
+fn pass(engine: &mut Engine, waves: &[Ring], now: &mut u64) -> Run {
+    let (mut captured, mut inputs, mut frames) = (0u64, 0u64, 0u64);
+    let completed_before = engine.stats().closed[0];
+    let start = WallClock::now();
+    for wave in waves {
+        for &(is_reply, off, len) in &wave.items {
+            *now += 1;
+            let t = Instant::from_micros(*now);
+            let data = &wave.bytes[off as usize..(off + len) as usize];
+            if is_reply {
+                let rec = HeaderRecord {
+                    bytes: data.try_into().expect("64-byte record"),
+                };
+                engine.on_reply(t, &rec);
+            } else {
+                engine.on_client_packet(t, data);
+                captured += 1;
+            }
+            inputs += 1;
+            // Drain in batches, as a worker does after each ring read.
+            if inputs.is_multiple_of(64) {
+                engine.flush(t);
+                let out = engine.outbox();
+                frames += out.frame_count() as u64;
+                black_box(out.frames().map(<[u8]>::len).sum::<usize>());
+                out.clear();
+            }
+        }
+        engine.on_timer(Instant::from_micros(*now));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Run {
+        seconds,
+        captured,
+        inputs,
+        frames,
+        completed: engine.stats().closed[0] - completed_before,
+    }
+}
+
+/// Timed passes in steady state: one engine (as a long-running shard),
+/// a warm-up pass first, and the lingering sessions of each pass expired
+/// (untimed) before the next.
+fn throughput(waves: &[Ring], passes: usize) -> Vec<Run> {
+    let mut engine = Engine::new(config(), 0, 1);
+    let mut now = 1_000_000u64;
+    let mut runs = Vec::new();
+    for i in 0..=passes {
+        let run = pass(&mut engine, waves, &mut now);
+        now += 10_000_000;
+        engine.on_timer(Instant::from_micros(now));
+        engine.outbox().clear();
+        assert_eq!(
+            engine.session_count(),
+            0,
+            "all sessions expired between passes"
+        );
+        if i > 0 {
+            runs.push(run);
+        }
+    }
+    runs
+}
+
+/// Heap bytes per idle established session.
+fn idle_session_bytes() -> (f64, usize) {
+    let handshakes: Vec<Input> = wave(0..SESSIONS)
+        .into_iter()
+        .filter(|i| match i {
+            Input::Client(p) => p[33] & 0x02 != 0 || p[33] == 0x10 && p.len() == 40,
+            Input::Reply(r) => r.bytes[33] & 0x02 != 0,
+        })
+        .collect();
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    let mut engine = Engine::new(config(), 0, 1);
+    let mut now = 1_000_000u64;
+    for input in &handshakes {
+        now += 1;
+        match input {
+            Input::Client(p) => engine.on_client_packet(Instant::from_micros(now), p),
+            Input::Reply(r) => engine.on_reply(Instant::from_micros(now), r),
+        }
+        engine.outbox().clear();
+    }
+    // Drop the outbox's and the timer scratch's capacity from the count.
+    *engine.outbox() = Default::default();
+    let after = ALLOCATED.load(Ordering::Relaxed);
+    assert_eq!(
+        engine.stats().established,
+        SESSIONS as u64,
+        "every session established"
+    );
+    let bytes = (after - before) as f64 / SESSIONS as f64;
+    let sessions = engine.session_count();
+    drop(engine);
+    (bytes, sessions)
+}
+
+fn main() {
+    let waves: Vec<Ring> = (0..SESSIONS / WAVE)
+        .map(|w| Ring::from(wave(w * WAVE..(w + 1) * WAVE)))
+        .collect();
+    println!("engine benchmark: {SESSIONS} sessions in waves of {WAVE}, one shard, one core");
+    let passes = std::env::var("ENGINE_BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut runs = throughput(&waves, passes);
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let median = &runs[runs.len() / 2];
+    let best = &runs[0];
+    assert_eq!(median.completed, SESSIONS as u64, "every session completed");
+    let pps = |r: &Run| r.captured as f64 / r.seconds;
+    println!(
+        "  inputs per run: {} captured packets + {} reply headers; {} frames out",
+        median.captured,
+        median.inputs - median.captured,
+        median.frames
+    );
+    println!(
+        "  captured packets/s: median {:.2} M, best {:.2} M (goal 5 M)",
+        pps(median) / 1e6,
+        pps(best) / 1e6
+    );
+    println!(
+        "  ns per captured packet: median {:.0}; ns per input (packet or reply): median {:.0}",
+        median.seconds * 1e9 / median.captured as f64,
+        median.seconds * 1e9 / median.inputs as f64
+    );
+    if std::env::var_os("ENGINE_BENCH_NO_MEMORY").is_some() {
+        return;
+    }
+    let (bytes, sessions) = idle_session_bytes();
+    println!("  idle established sessions: {sessions}, heap bytes each: {bytes:.0} (goal <= 512)");
+}
