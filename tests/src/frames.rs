@@ -156,3 +156,13 @@ impl Segment {
         out
     }
 }
+
+impl Segment {
+    /// The IPv4 packet (header, TCP header, payload), for a raw IP socket.
+    pub fn packet(&self) -> Vec<u8> {
+        let (mut ip, tcp, payload) = self.ip_packet();
+        ip.extend_from_slice(&tcp);
+        ip.extend_from_slice(&payload);
+        ip
+    }
+}
