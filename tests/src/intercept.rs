@@ -104,12 +104,17 @@ pub struct InterceptProcess {
 impl InterceptProcess {
     /// Starts intercept with `args` added; returns once it listens.
     pub fn start(lab: &Lab, args: &[&str]) -> Self {
+        Self::start_binary(lab, intercept_binary(), args)
+    }
+
+    /// As [`start`](Self::start), with a given intercept binary.
+    pub fn start_binary(lab: &Lab, binary: &Path, args: &[&str]) -> Self {
         let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
         let log = lab.dir().join(format!("intercept-{n}.log"));
         let out = lab.dir().join(format!("intercept-{n}.out"));
         let pid_file = lab.dir().join(format!("intercept-{n}.pid"));
         let out_file = std::fs::File::create(&out).expect("create intercept's output file");
-        let bin = intercept_binary().to_string_lossy().into_owned();
+        let bin = binary.to_string_lossy().into_owned();
         let mut cmd = lab.command(Host::Assistant, &bin);
         cmd.args(["-i", "eth0", "-b", &ASSISTANT_IP.to_string()])
             .arg("-l")

@@ -8,6 +8,7 @@
 
 use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
 use tcpcopy_tests::{
+    flood::{FloodPlan, LiveFrames, mac_of},
     frames::{ACK, FIN, SYN},
     intercept::{ClientSession, InterceptProcess, StatsLine, TcpcopyPeer, expected_record},
     lab::{ASSISTANT_IP, Host, Lab, TARGET_IP},
@@ -475,4 +476,78 @@ fn a_bad_interface_is_a_clear_error_not_a_hang() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot attach XDP to nosuch0"), "{stderr}");
+}
+
+#[test]
+fn a_slow_peer_loses_its_own_records_and_never_holds_up_the_others() {
+    let scene = Scene::new();
+    // 1 MiB per peer holds a burst of live frames (4096 records, 270 KB)
+    // but not what the slow peer would need.
+    let intercept = scene.intercept(&["--peer-buffer", "1M", "--stats-interval", "1"]);
+    let stuck = ClientSession::new(([198, 18, 1, 110], 40110), TARGET);
+    let busy = ClientSession::new(([198, 18, 1, 111], 40111), TARGET);
+    // The slow peer announces its session and then never reads.
+    let mut slow = TcpcopyPeer::connect(&scene.lab);
+    slow.hello();
+    slow.announce(&stuck);
+    let mut good = TcpcopyPeer::connect(&scene.lab);
+    good.hello();
+    good.announce(&busy);
+    intercept.wait_stats("both announcements", |s| stat(s, "announced") == 2);
+
+    // Many more replies (6.7 MB) than a stuck socket and its output buffer hold,
+    // alternating between the two sessions (live frames: no loss on the
+    // way to XDP, so every one of them must be accounted for).
+    const PER_SESSION: u64 = 25 * LiveFrames::CHUNK;
+    let plan = FloodPlan {
+        target: TARGET,
+        clients: vec![stuck.client, busy.client],
+        frames: 2 * PER_SESSION,
+        rate: Some(100_000),
+    };
+    let live = LiveFrames::attached_to(&scene.lab, Host::Assistant, "eth0");
+    let (src, dst) = (
+        mac_of(&scene.lab, Host::Target, "eth0"),
+        mac_of(&scene.lab, Host::Assistant, "eth0"),
+    );
+    std::thread::scope(|threads| {
+        let lab = &scene.lab;
+        let flood = threads.spawn(move || {
+            let _ns = lab.enter(Host::Assistant);
+            live.flood(&plan, src, dst)
+        });
+        // The good peer reads all the time (as tcpcopy does), the slow one
+        // never does.
+        let start = std::time::Instant::now();
+        while (good.records.len() as u64) < PER_SESSION && start.elapsed() < DEADLINE {
+            if !good.poll() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            good.records_of(&busy).len() as u64,
+            PER_SESSION,
+            "every reply of the busy session reaches the good peer"
+        );
+        assert_eq!(flood.join().expect("the flood").sent, 2 * PER_SESSION);
+    });
+    assert!(good.records.iter().all(|r| busy.owns(r)));
+    let stats = intercept.wait_stats("the slow peer's overflow counted", |s| {
+        stat(s, "dropped_slow") > 0
+    });
+    assert_eq!(stat(&stats, "peers"), 2, "the slow peer is still connected");
+
+    let (status, stats) = intercept.stop();
+    assert!(status.success());
+    assert_eq!(stat(&stats, "xdp_ring_full"), 0, "{stats:?}");
+    assert_eq!(stat(&stats, "ring_records"), 2 * PER_SESSION);
+    // Every record was delivered or dropped for the slow peer: either as
+    // overflow, or still queued for it when intercept stopped.
+    assert_eq!(
+        stat(&stats, "delivered") + stat(&stats, "dropped_slow") + stat(&stats, "dropped_closed"),
+        2 * PER_SESSION,
+        "{stats:?}"
+    );
+    assert!(stat(&stats, "dropped_slow") > PER_SESSION / 2, "{stats:?}");
 }
