@@ -96,6 +96,10 @@ pub struct Cli {
     #[arg(long = "stats-interval", value_name = "SECS", default_value_t = 30)]
     pub stats_interval: u64,
 
+    /// Seconds a new tcpcopy connection has to send its hello before it is closed.
+    #[arg(long = "hello-timeout", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub hello_timeout_secs: u64,
+
     /// Milliseconds a reply that came before its CLIENT_ADD waits for it.
     #[arg(long = "park-timeout", value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub park_timeout_ms: u64,
@@ -146,6 +150,7 @@ impl Cli {
             peer_buffer: self.peer_buffer as usize,
             stats_interval: (self.stats_interval > 0)
                 .then(|| Duration::from_secs(self.stats_interval)),
+            hello_timeout: Duration::from_secs(self.hello_timeout_secs),
             limits: RouterLimits {
                 route_idle: Duration::from_secs(self.route_idle_secs),
                 max_routes: self.max_routes as usize,
@@ -243,6 +248,7 @@ mod tests {
         assert!(cfg.allow.is_empty());
         assert_eq!(cfg.stats_interval, Some(Duration::from_secs(30)));
         assert_eq!(cfg.limits.park_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.hello_timeout, Duration::from_secs(10));
         assert_eq!(cfg.ring_bytes, 4 << 20);
         assert!(!cli.daemon && cli.log.is_none() && cli.pid_file.is_none());
     }
@@ -275,6 +281,8 @@ mod tests {
             "0",
             "--park-timeout",
             "500",
+            "--hello-timeout",
+            "3",
             "--route-idle",
             "60",
             "--max-routes",
@@ -293,6 +301,7 @@ mod tests {
         assert_eq!(cfg.allow.len(), 2);
         assert_eq!(cfg.stats_interval, None);
         assert_eq!(cfg.limits.park_timeout, Duration::from_millis(500));
+        assert_eq!(cfg.hello_timeout, Duration::from_secs(3));
         assert_eq!(cfg.limits.route_idle, Duration::from_secs(60));
         assert_eq!(cfg.limits.max_routes, 1000);
         assert_eq!(cfg.ring_bytes, 64 << 20);

@@ -6,7 +6,7 @@
 //! (2) read records from the ring (at most [`RING_BUDGET`] per turn) and
 //! route them into per-peer batches; (3) flush batches by the adaptive rule
 //! of [`crate::batch`]; (4) write outboxes; (5) timers: parking and route
-//! expiry, statistics. The poll timeout is the nearest deadline, zero while
+//! expiry, connections without a hello, statistics. The poll timeout is the nearest deadline, zero while
 //! work is left over from a budget.
 //!
 //! Invariants: no peer can block another (sockets are non-blocking, output
@@ -14,7 +14,7 @@
 //! closes that peer only; the loop never blocks on anything but the poll.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, VecDeque},
     io,
     net::{IpAddr, SocketAddr, SocketAddrV4},
     os::fd::AsRawFd,
@@ -45,6 +45,8 @@ pub const RING_BUDGET: usize = 4096;
 const READ_BUDGET: usize = 64 << 10;
 /// Most tcpcopy connections at once.
 pub const MAX_PEERS: usize = 4096;
+/// Pause before retrying a failed `accept`.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 const LISTENER: Token = Token(0);
 const RING: Token = Token(1);
@@ -63,6 +65,9 @@ pub struct DaemonConfig {
     pub peer_buffer: usize,
     /// Statistics period; `None`: only at exit.
     pub stats_interval: Option<Duration>,
+    /// A connection that has not said hello by then is closed (tcpcopy
+    /// sends it at once; a silent connection would hold a slot forever).
+    pub hello_timeout: Duration,
     pub limits: RouterLimits,
 }
 
@@ -170,6 +175,9 @@ impl Intercept {
             writing: BTreeSet::new(),
             scratch: vec![0u8; READ_BUDGET],
             records: Vec::with_capacity(RING_BUDGET),
+            accept_retry: None,
+            hello_deadlines: VecDeque::new(),
+            hello_timeout: config.hello_timeout,
         };
         let mut next_stats = config.stats_interval.map(|i| now + i);
         let mut events = Events::with_capacity(1024);
@@ -186,6 +194,12 @@ impl Intercept {
                     wake = wake.min(t);
                 }
                 if let Some(t) = state.next_batch_deadline() {
+                    wake = wake.min(t);
+                }
+                if let Some(t) = state.accept_retry {
+                    wake = wake.min(t);
+                }
+                if let Some(&(t, _)) = state.hello_deadlines.front() {
                     wake = wake.min(t);
                 }
                 wake.saturating_duration_since(now)
@@ -223,8 +237,9 @@ impl Intercept {
                 break;
             }
             let now = Instant::now();
-            if accept_ready {
-                state.accept_all(&mut listener, &poll, &config);
+            if accept_ready || state.accept_retry.is_some_and(|t| now >= t) {
+                state.accept_retry = None;
+                state.accept_all(&mut listener, &poll, &config, now);
             }
             state.read_peers(&poll, now);
             let mut input_idle = true;
@@ -236,6 +251,7 @@ impl Intercept {
             state.flush_batches(now, input_idle);
             state.write_peers(&poll);
             state.router.on_timer(now);
+            state.close_silent_peers(&poll, now);
             if let (Some(at), Some(interval)) = (next_stats, config.stats_interval)
                 && now >= at
             {
@@ -274,6 +290,11 @@ struct LoopState {
     writing: BTreeSet<PeerId>,
     scratch: Vec<u8>,
     records: Vec<HeaderRecord>,
+    /// When to try `accept` again after it failed (e.g. out of descriptors).
+    accept_retry: Option<Instant>,
+    /// (hello deadline, peer) in accept order.
+    hello_deadlines: VecDeque<(Instant, PeerId)>,
+    hello_timeout: Duration,
 }
 
 fn token(id: PeerId) -> Token {
@@ -281,15 +302,23 @@ fn token(id: PeerId) -> Token {
 }
 
 impl LoopState {
-    fn accept_all(&mut self, listener: &mut TcpListener, poll: &Poll, config: &DaemonConfig) {
+    fn accept_all(
+        &mut self,
+        listener: &mut TcpListener,
+        poll: &Poll,
+        config: &DaemonConfig,
+        now: Instant,
+    ) {
         loop {
             let (stream, addr) = match listener.accept() {
                 Ok(conn) => conn,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: the connection stays in the backlog.
-                    tracing::warn!(error = %e, "cannot accept a tcpcopy connection");
+                    // EMFILE and friends: the connection stays in the
+                    // backlog, and no new event will say so: try again soon.
+                    tracing::warn!(error = %e, "cannot accept a tcpcopy connection; retrying");
+                    self.accept_retry = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
@@ -328,9 +357,26 @@ impl LoopState {
         }
         self.stats.peers_accepted += 1;
         tracing::info!(peer = id.0, %addr, "tcpcopy connected");
+        self.hello_deadlines
+            .push_back((Instant::now() + self.hello_timeout, id));
         self.peers.insert(id, Peer::new(id, addr, stream, buffer));
         // Data may already be waiting.
         self.read_pending.insert(id);
+    }
+
+    /// Closes the connections whose hello is overdue.
+    fn close_silent_peers(&mut self, poll: &Poll, now: Instant) {
+        while let Some(&(deadline, id)) = self.hello_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.hello_deadlines.pop_front();
+            if self.peers.get(&id).is_some_and(|p| !p.greeted()) {
+                self.stats.peers_failed += 1;
+                let reason = format!("no hello within {:?}", self.hello_timeout);
+                self.close_peer(poll, id, &reason);
+            }
+        }
     }
 
     fn read_peers(&mut self, poll: &Poll, now: Instant) {

@@ -105,6 +105,11 @@ impl Inbound {
         failure.map_or(Ok(()), Err)
     }
 
+    /// Whether the hello has arrived.
+    pub fn greeted(&self) -> bool {
+        self.greeted
+    }
+
     /// Why the stream ended, given that it just did.
     pub fn at_eof(&self) -> PeerClosed {
         match self.decoder.pending() {
@@ -195,6 +200,11 @@ impl Peer {
         Ok(done)
     }
 
+    /// Whether the peer has said hello yet.
+    pub fn greeted(&self) -> bool {
+        self.inbound.greeted()
+    }
+
     /// Records accepted for this peer that it will now never get.
     pub fn undelivered(&self) -> u64 {
         self.outbox.pending_records() + self.batcher.len() as u64
@@ -237,6 +247,7 @@ mod tests {
             ]
         );
         assert!(matches!(inbound.at_eof(), PeerClosed::Eof));
+        assert!(inbound.greeted());
     }
 
     #[test]

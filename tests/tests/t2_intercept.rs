@@ -271,9 +271,9 @@ fn parked_replies_whose_route_never_comes_expire() {
 }
 
 #[test]
-fn a_peer_sending_garbage_is_closed_and_the_others_keep_their_records() {
+fn peers_sending_garbage_or_nothing_are_closed_and_the_others_keep_their_records() {
     let mut scene = Scene::new();
-    let intercept = scene.intercept(&[]);
+    let intercept = scene.intercept(&["--hello-timeout", "1"]);
     let mut good = TcpcopyPeer::connect(&scene.lab);
     good.hello();
     let session = ClientSession::new(([198, 18, 1, 105], 40005), TARGET);
@@ -284,6 +284,11 @@ fn a_peer_sending_garbage_is_closed_and_the_others_keep_their_records() {
     garbage.send_bytes(&[0xde; 14]);
     garbage.wait_closed();
     intercept.wait_log("protocol error: unknown message type 57054");
+
+    // Connected, never a word: closed when the hello is overdue.
+    let mut silent = TcpcopyPeer::connect(&scene.lab);
+    silent.wait_closed();
+    intercept.wait_log("no hello within 1s");
 
     let mut no_hello = TcpcopyPeer::connect(&scene.lab);
     no_hello.send_bytes(&ClientMsg::add([198, 18, 1, 9], 1, [198, 18, 2, 2], 80).encode());
@@ -296,7 +301,7 @@ fn a_peer_sending_garbage_is_closed_and_the_others_keep_their_records() {
 
     let (status, stats) = intercept.stop();
     assert!(status.success());
-    assert_eq!(stat(&stats, "peers_failed"), 2, "{stats:?}");
+    assert_eq!(stat(&stats, "peers_failed"), 3, "{stats:?}");
     assert_eq!(stat(&stats, "dropped"), 0);
 }
 
