@@ -433,8 +433,11 @@ fn main() {
         );
         let limit = if pre_xdp > r.sent / 1000 {
             "the veth/bridge path before XDP (the generator outran it; see the veth ring drops)"
+        } else if ring_full > 0 && cpu > 0.9 {
+            "intercept's CPU: it could not read the ring buffer fast enough"
         } else if ring_full > 0 {
-            "the ring buffer: intercept did not read it fast enough"
+            "the ring buffer: it filled while intercept was not running (it was not \
+             CPU-bound; the machine was busy): a larger --ring-size absorbs longer gaps"
         } else if slow > 0 {
             "the TCP sockets to the peers (intercept's per-peer output buffers overflowed)"
         } else if cpu > 0.9 {
