@@ -1,5 +1,6 @@
-//! XDP program of the assistant host (`intercept`): finds the target server's
-//! replies among the frames arriving on the assistant's NIC. Built for
+//! XDP program of the assistant host (`intercept`): the target server's
+//! replies are dropped (the real clients must never see them) and their
+//! headers reported to userspace through the `RECORDS` ring buffer. Built for
 //! `bpfel-unknown-none` by `ebpf-build`; embedded in and loaded by
 //! `intercept-user`.
 #![no_std]
@@ -9,7 +10,7 @@ mod reply;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
 use tcpcopy_common::{
     counters::{COUNTER_SLOTS, InterceptCounter},
@@ -23,6 +24,11 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 /// Target server endpoints whose replies are intercepted; value: unused (0).
 #[map]
 static TARGETS: HashMap<EndpointKey, u32> = HashMap::with_max_entries(1024, 0);
+
+/// One 64-byte `HeaderRecord` per reported reply. The size here is a default;
+/// userspace sets the real one at load time (`--ring-size`).
+#[map]
+static RECORDS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 #[inline(always)]
 fn count(counter: InterceptCounter) {

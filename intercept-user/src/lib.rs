@@ -1,7 +1,26 @@
 //! intercept: runs on the assistant host. Drops the target server's replies
 //! (the real clients must never see them) and reports their headers to the
-//! tcpcopy instance that owns each session.
+//! tcpcopy instance that owns each session, over TCPCopy 1.x's protocol.
 //!
-//! Data flow: capture (XDP) -> route -> batch -> tcpcopy connections.
+//! Data flow, one module per stage:
+//! - [`capture`]: the XDP program drops replies from the [`targets`] and
+//!   reports header records through a ring buffer;
+//! - [`route`]: each record goes to the [`peer`] (tcpcopy connection) that
+//!   announced its session, or waits briefly for that announcement;
+//! - [`batch`]: records leave in frames of up to 16, adaptively, each within
+//!   about 2 ms, through a bounded per-peer outbox.
+//!
+//! [`daemon`] runs the stages in one event loop; [`cli`], [`access`],
+//! [`process`] and [`stats`] are the daemon's edges. The `intercept` binary
+//! (`src/main.rs`) wires them up.
 
+pub mod access;
+pub mod batch;
 pub mod capture;
+pub mod cli;
+pub mod daemon;
+pub mod peer;
+pub mod process;
+pub mod route;
+pub mod stats;
+pub mod targets;

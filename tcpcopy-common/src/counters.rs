@@ -32,25 +32,42 @@ impl CaptureCounter {
 }
 
 /// Counters of the reply program (`intercept-ebpf`).
+///
+/// Invariants after any run: `matched = reported + ring_full` (every matched
+/// reply is dropped, reported or not), and `malformed` frames are never
+/// reported (they are passed to the stack).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InterceptCounter {
     /// Every frame the program ran on.
     Seen = 0,
-    /// IPv4/TCP frames whose source is in the target table.
+    /// IPv4/TCP frames whose source is in the target table (all dropped).
     Matched = 1,
-    /// Frames cut short or with impossible header lengths.
+    /// Frames cut short or with impossible header lengths (passed).
     Malformed = 2,
+    /// Matched replies whose header record went into the ring buffer.
+    Reported = 3,
+    /// Matched replies dropped without a record: the ring buffer was full
+    /// (userspace is behind). Never blocks, never passes the reply on.
+    RingFull = 4,
 }
 
 impl InterceptCounter {
-    pub const ALL: [Self; 3] = [Self::Seen, Self::Matched, Self::Malformed];
+    pub const ALL: [Self; 5] = [
+        Self::Seen,
+        Self::Matched,
+        Self::Malformed,
+        Self::Reported,
+        Self::RingFull,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Self::Seen => "seen",
             Self::Matched => "matched",
             Self::Malformed => "malformed",
+            Self::Reported => "reported",
+            Self::RingFull => "ring_full",
         }
     }
 }

@@ -16,6 +16,15 @@
 //! [`MAX_OPTION_LEN`] option bytes, zero padded. The TCP header is always at
 //! offset 20, whatever the IHL says.
 //!
+//! A reply that carries IPv4 options is reported in normalised form
+//! ([`HeaderRecord::from_reply`], [`strip_ip_options`]): the C tcpcopy finds
+//! the TCP header at `IHL * 4` and computes the payload length as
+//! `tot_len - IHL * 4 - doff * 4`, so the record says IHL 5, its total length
+//! is reduced by the option bytes (the payload length stays right) and its
+//! header checksum is recomputed. The TCP data offset stays as on the wire,
+//! also when options beyond [`MAX_OPTION_LEN`] bytes were cut: the payload
+//! length depends on it.
+//!
 //! The decoders here never panic: bad input is an error, and the caller
 //! closes that one connection.
 
@@ -228,6 +237,22 @@ impl HeaderRecord {
         rec
     }
 
+    /// Builds the record intercept reports for a reply: as
+    /// [`from_headers`](Self::from_headers), with any IPv4 options stripped
+    /// from the IP part ([`strip_ip_options`]). `ip` must hold at least the
+    /// whole IPv4 header its IHL announces, or it is copied as it is.
+    pub fn from_reply(ip: &[u8], tcp: &[u8]) -> Self {
+        let mut rec = Self::from_headers(ip, tcp);
+        let ip_hdr_len = rec.ip_header_len();
+        if ip_hdr_len > RECORD_TCP_OFFSET && ip.len() >= ip_hdr_len {
+            let mut first = [0u8; RECORD_TCP_OFFSET];
+            first.copy_from_slice(&rec.bytes[..RECORD_TCP_OFFSET]);
+            strip_ip_options(&mut first, ip_hdr_len);
+            rec.bytes[..RECORD_TCP_OFFSET].copy_from_slice(&first);
+        }
+        rec
+    }
+
     fn u16_at(&self, at: usize) -> u16 {
         u16::from_be_bytes([self.bytes[at], self.bytes[at + 1]])
     }
@@ -266,6 +291,73 @@ impl HeaderRecord {
     pub fn tcp_bytes(&self) -> &[u8] {
         &self.bytes[RECORD_TCP_OFFSET..]
     }
+    /// The TCP sequence number.
+    pub fn seq(&self) -> u32 {
+        let at = RECORD_TCP_OFFSET + 4;
+        u32::from_be_bytes([
+            self.bytes[at],
+            self.bytes[at + 1],
+            self.bytes[at + 2],
+            self.bytes[at + 3],
+        ])
+    }
+    /// The TCP acknowledgment number.
+    pub fn ack_seq(&self) -> u32 {
+        let at = RECORD_TCP_OFFSET + 8;
+        u32::from_be_bytes([
+            self.bytes[at],
+            self.bytes[at + 1],
+            self.bytes[at + 2],
+            self.bytes[at + 3],
+        ])
+    }
+    /// The TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10).
+    pub fn tcp_flags(&self) -> u8 {
+        self.bytes[RECORD_TCP_OFFSET + 13]
+    }
+    /// The TCP header length from its data offset (options included, also
+    /// those a record cannot keep).
+    pub fn tcp_header_len(&self) -> usize {
+        ((self.bytes[RECORD_TCP_OFFSET + 12] >> 4) as usize) * 4
+    }
+    /// Payload bytes of the reply, as a C tcpcopy computes them
+    /// (`tot_len - IHL * 4 - doff * 4`); `None` when the lengths cannot be.
+    pub fn payload_len(&self) -> Option<usize> {
+        (self.ip_total_len() as usize).checked_sub(self.ip_header_len() + self.tcp_header_len())
+    }
+}
+
+/// Rewrites the first 20 bytes of an IPv4 header of `ip_hdr_len` bytes (as
+/// its IHL announces) whose options are left out of a record: IHL becomes 5,
+/// the total length shrinks by the option bytes and the header checksum is
+/// recomputed, so the payload length computed from the record is the reply's.
+/// The kernel program and the host side share this one definition.
+#[inline(always)]
+pub fn strip_ip_options(ip: &mut [u8; RECORD_TCP_OFFSET], ip_hdr_len: usize) {
+    let option_len = ip_hdr_len.saturating_sub(RECORD_TCP_OFFSET) as u16;
+    ip[0] = (ip[0] & 0xf0) | 5;
+    let tot_len = u16::from_be_bytes([ip[2], ip[3]]).saturating_sub(option_len);
+    ip[2..4].copy_from_slice(&tot_len.to_be_bytes());
+    ip[10] = 0;
+    ip[11] = 0;
+    let check = ipv4_header_checksum(ip);
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+}
+
+/// The Internet checksum of a 20-byte IPv4 header (its checksum field
+/// included as it is: zero it first to compute a fresh one).
+#[inline(always)]
+pub fn ipv4_header_checksum(ip: &[u8; RECORD_TCP_OFFSET]) -> u16 {
+    let mut sum: u32 = 0;
+    // Word by word; indices stay provably in bounds (no panic path in BPF).
+    let mut word = 0;
+    while word < RECORD_TCP_OFFSET / 2 {
+        sum += u16::from_be_bytes([ip[2 * word], ip[2 * word + 1]]) as u32;
+        word += 1;
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 /// Writes one frame: `u16` count then the records. `records.len()` must be
@@ -481,5 +573,116 @@ mod tests {
         assert_eq!(rec.src_port(), 80);
         assert_eq!(&rec.bytes[..20], &ip[..20]);
         assert_eq!(&rec.bytes[20..64], &tcp[..44]);
+    }
+
+    /// A 20-byte IPv4 header with a correct checksum.
+    fn ipv4_header(ihl: u8, tot_len: u16) -> [u8; 20] {
+        let mut ip = [0u8; 20];
+        ip[0] = 0x40 | ihl;
+        ip[2..4].copy_from_slice(&tot_len.to_be_bytes());
+        ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        ip[6] = 0x40; // DF
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&[198, 18, 2, 2]);
+        ip[16..20].copy_from_slice(&[198, 18, 1, 2]);
+        let check = ipv4_header_checksum(&ip);
+        ip[10..12].copy_from_slice(&check.to_be_bytes());
+        ip
+    }
+
+    #[test]
+    fn ipv4_checksum_of_a_valid_header_verifies_to_zero() {
+        let ip = ipv4_header(5, 40);
+        assert_eq!(ipv4_header_checksum(&ip), 0);
+        // A known header (RFC 1071 style worked example, checked with etherparse).
+        let mut etherparse_hdr = Vec::new();
+        etherparse::Ipv4Header::new(
+            4,
+            64,
+            etherparse::IpNumber::TCP,
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+        )
+        .unwrap()
+        .write(&mut etherparse_hdr)
+        .unwrap();
+        let fixed: [u8; 20] = etherparse_hdr.try_into().unwrap();
+        assert_eq!(ipv4_header_checksum(&fixed), 0);
+    }
+
+    #[test]
+    fn reply_with_ip_options_is_normalised_to_ihl_5() {
+        // 8 option bytes, 20-byte TCP header, 100 payload bytes.
+        let mut ip = [0u8; 28];
+        ip[..20].copy_from_slice(&ipv4_header(7, 28 + 20 + 100));
+        ip[20..28].copy_from_slice(&[1, 1, 1, 1, 1, 1, 1, 0]);
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&80u16.to_be_bytes());
+        tcp[12] = 0x50;
+        tcp[13] = 0x18;
+        let rec = HeaderRecord::from_reply(&ip, &tcp);
+        assert_eq!(rec.bytes[0], 0x45);
+        assert_eq!(rec.ip_header_len(), 20);
+        assert_eq!(rec.ip_total_len(), 20 + 20 + 100);
+        assert_eq!(rec.payload_len(), Some(100));
+        let first: [u8; 20] = rec.bytes[..20].try_into().unwrap();
+        assert_eq!(ipv4_header_checksum(&first), 0, "checksum recomputed");
+        // Everything else of the IP header is untouched.
+        assert_eq!(&rec.bytes[4..10], &ip[4..10]);
+        assert_eq!(&rec.bytes[12..20], &ip[12..20]);
+        assert_eq!(&rec.bytes[20..40], &tcp);
+        assert_eq!(&rec.bytes[40..], &[0u8; 24]);
+    }
+
+    #[test]
+    fn reply_without_ip_options_is_kept_as_on_the_wire() {
+        let ip = ipv4_header(5, 20 + 32 + 7);
+        let mut tcp = [0u8; 32];
+        tcp[12] = 0x80; // 12 option bytes
+        tcp[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        let rec = HeaderRecord::from_reply(&ip, &tcp);
+        assert_eq!(&rec.bytes[..20], &ip);
+        assert_eq!(&rec.bytes[20..52], &tcp);
+        assert_eq!(&rec.bytes[52..], &[0u8; 12]);
+        assert_eq!(rec.payload_len(), Some(7));
+    }
+
+    #[test]
+    fn long_tcp_options_are_cut_but_data_offset_kept() {
+        let ip = ipv4_header(5, 20 + 60 + 5);
+        let mut tcp = [0u8; 60];
+        tcp[12] = 0xf0;
+        tcp[13] = 0x12;
+        for (i, b) in tcp[20..].iter_mut().enumerate() {
+            *b = 0x80 | i as u8;
+        }
+        let rec = HeaderRecord::from_reply(&ip, &tcp);
+        assert_eq!(rec.tcp_header_len(), 60, "doff as on the wire");
+        assert_eq!(rec.payload_len(), Some(5));
+        assert_eq!(&rec.bytes[20..64], &tcp[..44]);
+        assert_eq!(rec.tcp_flags(), 0x12);
+    }
+
+    #[test]
+    fn record_accessors_read_network_order() {
+        let ip = ipv4_header(5, 40);
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&6379u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&40001u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+        tcp[8..12].copy_from_slice(&0xa0b0_c0d0u32.to_be_bytes());
+        tcp[12] = 0x50;
+        tcp[13] = 0x04;
+        let rec = HeaderRecord::from_reply(&ip, &tcp);
+        assert_eq!(rec.src_addr(), [198, 18, 2, 2]);
+        assert_eq!(rec.dst_addr(), [198, 18, 1, 2]);
+        assert_eq!((rec.src_port(), rec.dst_port()), (6379, 40001));
+        assert_eq!((rec.seq(), rec.ack_seq()), (0x0102_0304, 0xa0b0_c0d0));
+        assert_eq!(rec.tcp_flags(), 0x04);
+        assert_eq!(rec.payload_len(), Some(0));
+        let mut bad = rec;
+        bad.bytes[2..4].copy_from_slice(&30u16.to_be_bytes());
+        assert_eq!(bad.payload_len(), None);
     }
 }

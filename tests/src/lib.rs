@@ -1,14 +1,18 @@
 //! Test support for the kernel tiers: the network-namespace lab of DESIGN
-//! section 7, servers inside it, condition waits, and frame builders for
-//! BPF_PROG_TEST_RUN.
+//! section 7, servers inside it, condition waits, frame builders for
+//! BPF_PROG_TEST_RUN, raw packet I/O in the lab ([`raw`]) and the pieces
+//! that drive intercept there ([`intercept`]).
 //!
 //! Everything the lab creates lives in namespaces named `tcl-<pid>-<n>-*`;
 //! dropping a [`Lab`] removes them (also while a test panics), and creating
 //! one first sweeps namespaces left by test processes that no longer exist.
 
+pub mod flood;
 pub mod frames;
+pub mod intercept;
 pub mod lab;
 pub mod netns;
+pub mod raw;
 pub mod servers;
 pub mod wait;
 

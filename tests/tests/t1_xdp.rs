@@ -1,9 +1,9 @@
-//! T1: the XDP programs on crafted frames through BPF_PROG_TEST_RUN.
-//! Asserts verdicts and counters.
+//! T1: the capture programs (`tcpcopy-ebpf`) on crafted frames through
+//! BPF_PROG_TEST_RUN. Asserts verdicts and counters. The reply program of
+//! intercept has its own target, `t1_intercept`.
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use intercept_user::capture::xdp::ReplyProgram;
-use tcpcopy_common::counters::{CaptureCounter, InterceptCounter};
+use tcpcopy_common::counters::CaptureCounter;
 use tcpcopy_tests::{frames, require_root};
 use tcpcopy_user::capture::xdp::CaptureProgram;
 
@@ -11,7 +11,6 @@ const XDP_PASS: u32 = 2;
 
 const ONLINE: [u8; 4] = [198, 18, 1, 1];
 const CLIENT: [u8; 4] = [198, 18, 1, 2];
-const TARGET: [u8; 4] = [198, 18, 2, 2];
 
 /// Runs `program` once on `frame` and returns the XDP verdict.
 fn verdict(program: &Xdp, frame: &[u8]) -> u32 {
@@ -107,24 +106,4 @@ fn capture_rule_by_port_alone_matches_any_address() {
     );
     assert_eq!(capture.counter(CaptureCounter::Seen).unwrap(), 4);
     assert_eq!(capture.counter(CaptureCounter::Matched).unwrap(), 3);
-}
-
-#[test]
-fn intercept_counts_replies_from_target() {
-    require_root();
-    let mut reply = ReplyProgram::load().expect("load the intercept program");
-    reply.add_target(Some(TARGET.into()), 80).unwrap();
-    let program = reply.object().program();
-
-    let from_target = frames::tcp((TARGET, 80), (CLIENT, 40000), b"HTTP/1.1 200 OK\r\n");
-    let to_target = frames::tcp((CLIENT, 40000), (TARGET, 80), b"GET /");
-    let other_port = frames::tcp((TARGET, 8080), (CLIENT, 40000), b"");
-    for frame in [&from_target, &to_target, &other_port] {
-        assert_eq!(verdict(program, frame), XDP_PASS);
-    }
-    assert_eq!(verdict(program, &from_target[..14 + 12]), XDP_PASS);
-
-    assert_eq!(reply.counter(InterceptCounter::Seen).unwrap(), 4);
-    assert_eq!(reply.counter(InterceptCounter::Matched).unwrap(), 1);
-    assert_eq!(reply.counter(InterceptCounter::Malformed).unwrap(), 1);
 }

@@ -4,7 +4,9 @@
 //! - `build-ebpf`: builds the eBPF objects (the same code the build scripts use).
 //! - `test`: builds everything and runs the three test tiers (T0, T1, T2).
 //! - `lint`: rustfmt and clippy (warnings are errors).
+//! - `bench`: benchmarks in the lab (release builds; print, never assert).
 
+mod bench;
 mod setup;
 mod test;
 
@@ -29,6 +31,8 @@ enum Task {
     Test(test::TestArgs),
     /// Check formatting and run clippy on every host target (warnings are errors).
     Lint,
+    /// Run a benchmark in the network-namespace lab (as root; release builds).
+    Bench(bench::Bench),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         Task::BuildEbpf => build_ebpf(),
         Task::Test(args) => test::run(&args),
         Task::Lint => lint(),
+        Task::Bench(bench) => bench::run(&bench),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,81 @@
+//! The `intercept` binary: parse the command line, set up logging, start
+//! the daemon (XDP attached, port bound: errors still reach the terminal),
+//! then go to the background if asked, write the pid file and serve until
+//! SIGINT/SIGTERM. Exit 0 after a clean stop (XDP detached).
+
+use std::{fs::OpenOptions, path::Path, process::ExitCode, sync::Mutex};
+
+use anyhow::Context;
+use clap::Parser;
+use intercept_user::{
+    cli::Cli,
+    daemon::Intercept,
+    process::{PidFile, StopSignal, daemonize},
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log.as_deref()) {
+        eprintln!("intercept: error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let logs_to_file = cli.log.is_some();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if logs_to_file {
+                tracing::error!("{e:#}");
+            }
+            eprintln!("intercept: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to `log` (appending) or stderr; `RUST_LOG` overrides the level.
+fn init_logging(log: Option<&Path>) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log {
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    // Relative to where we were started, before -d moves us to /.
+    let pid_path = match &cli.pid_file {
+        Some(p) => Some(std::path::absolute(p).context("resolving the pid file path")?),
+        None => None,
+    };
+    let intercept = Intercept::start(cli.daemon_config()).context("starting intercept")?;
+    if cli.daemon {
+        if cli.log.is_none() {
+            tracing::warn!("running in the background without -l: the log goes to /dev/null");
+        }
+        // SAFETY: no thread has been started; the child keeps every fd
+        // (program, links, ring, listener).
+        unsafe { daemonize() }.context("going to the background")?;
+    }
+    let _pid_file = pid_path
+        .as_deref()
+        .map(PidFile::create)
+        .transpose()
+        .context("writing the pid file")?;
+    let stop = StopSignal::on_signals().context("installing signal handlers")?;
+    tracing::info!(pid = std::process::id(), "serving tcpcopy");
+    intercept.run(stop).context("serving")?;
+    Ok(())
+}

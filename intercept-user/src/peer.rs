@@ -1,0 +1,294 @@
+//! One tcpcopy connection: its inbound message stream and outbound frames.
+//!
+//! Inbound, the first message must be the hello (type 6, zero addresses);
+//! then CLIENT_ADD / CLIENT_DEL messages become [`PeerEvent`]s. Anything
+//! else (an unknown type, no hello, a stream cut mid-message) closes this
+//! connection with a [`PeerClosed`] reason and touches no other peer.
+//! Outbound, records pass through the peer's [`Batcher`] into its bounded
+//! [`Outbox`].
+
+use std::{
+    io::{self, Read},
+    net::SocketAddr,
+};
+
+use mio::net::TcpStream;
+use tcpcopy_common::proto::{CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType, ProtoError};
+
+use crate::{
+    batch::{Batcher, outbox::Outbox},
+    route::table::{PeerId, RouteKey},
+};
+
+/// What a peer asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// CLIENT_ADD: route this session's replies to me.
+    Announce(RouteKey),
+    /// CLIENT_DEL: forget the route.
+    Withdraw(RouteKey),
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerClosed {
+    #[error("closed by tcpcopy")]
+    Eof,
+    #[error("closed mid-message ({0} of {CLIENT_MSG_LEN} bytes)")]
+    MidMessage(usize),
+    #[error("protocol error: {0}")]
+    Protocol(ProtoError),
+    #[error("the first message is not a hello (type 6, zero addresses): {0:?}")]
+    NoHello(ClientMsg),
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    #[error("refused: {0}")]
+    Refused(&'static str),
+}
+
+/// The result of reading what a peer sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadProgress {
+    /// Everything available was read.
+    Drained,
+    /// The read budget ran out first: read again on the next loop turn.
+    MoreWaiting,
+}
+
+/// Running totals of one connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    pub announced: u64,
+    /// Records fully written to the socket.
+    pub delivered: u64,
+    /// Records dropped because the outbox was full.
+    pub dropped_slow: u64,
+}
+
+/// The inbound half of a connection: bytes in, [`PeerEvent`]s out.
+#[derive(Debug, Default)]
+pub struct Inbound {
+    decoder: ClientMsgDecoder,
+    greeted: bool,
+}
+
+impl Inbound {
+    /// Decodes `bytes`; the first message must be the hello.
+    pub fn accept(
+        &mut self,
+        bytes: &[u8],
+        mut on_event: impl FnMut(PeerEvent),
+    ) -> Result<(), PeerClosed> {
+        let mut failure = None;
+        let greeted = &mut self.greeted;
+        self.decoder
+            .push(bytes, |msg| {
+                if failure.is_some() {
+                    return;
+                }
+                if !*greeted {
+                    if msg == ClientMsg::hello() {
+                        *greeted = true;
+                    } else {
+                        failure = Some(PeerClosed::NoHello(msg));
+                    }
+                    return;
+                }
+                match msg.kind {
+                    MsgType::Add => on_event(PeerEvent::Announce(RouteKey::of_msg(&msg))),
+                    MsgType::Del => on_event(PeerEvent::Withdraw(RouteKey::of_msg(&msg))),
+                    // A repeated hello changes nothing.
+                    MsgType::Hello => {}
+                }
+            })
+            .map_err(PeerClosed::Protocol)?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Whether the hello has arrived.
+    pub fn greeted(&self) -> bool {
+        self.greeted
+    }
+
+    /// Why the stream ended, given that it just did.
+    pub fn at_eof(&self) -> PeerClosed {
+        match self.decoder.pending() {
+            0 => PeerClosed::Eof,
+            n => PeerClosed::MidMessage(n),
+        }
+    }
+}
+
+pub struct Peer {
+    pub id: PeerId,
+    pub addr: SocketAddr,
+    pub stream: TcpStream,
+    inbound: Inbound,
+    pub batcher: Batcher,
+    pub outbox: Outbox,
+    /// The last write hit `WouldBlock`: wait for a writable event.
+    pub write_blocked: bool,
+    pub counts: PeerCounts,
+}
+
+impl Peer {
+    pub fn new(id: PeerId, addr: SocketAddr, stream: TcpStream, outbox_limit: usize) -> Self {
+        Self {
+            id,
+            addr,
+            stream,
+            inbound: Inbound::default(),
+            batcher: Batcher::default(),
+            outbox: Outbox::new(outbox_limit),
+            write_blocked: false,
+            counts: PeerCounts::default(),
+        }
+    }
+
+    /// Reads at most about `budget` bytes and turns them into events.
+    pub fn read_events(
+        &mut self,
+        budget: usize,
+        scratch: &mut [u8],
+        mut on_event: impl FnMut(PeerEvent),
+    ) -> Result<ReadProgress, PeerClosed> {
+        let mut read = 0;
+        while read < budget {
+            let n = match self.stream.read(scratch) {
+                Ok(0) => return Err(self.inbound.at_eof()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadProgress::Drained);
+                }
+                Err(e) => return Err(PeerClosed::Io(e)),
+            };
+            read += n;
+            let counts = &mut self.counts;
+            self.inbound.accept(&scratch[..n], |event| {
+                if matches!(event, PeerEvent::Announce(_)) {
+                    counts.announced += 1;
+                }
+                on_event(event);
+            })?;
+        }
+        Ok(ReadProgress::MoreWaiting)
+    }
+
+    /// Moves the waiting records into the outbox as one frame. Returns how
+    /// many were dropped because the outbox is full.
+    pub fn flush_batch(&mut self) -> usize {
+        if self.batcher.is_empty() {
+            return 0;
+        }
+        let records = self.batcher.take();
+        match self.outbox.push_frame(&records) {
+            Ok(()) => 0,
+            Err(overflow) => {
+                self.counts.dropped_slow += overflow.records as u64;
+                overflow.records
+            }
+        }
+    }
+
+    /// Writes what the outbox holds until the socket would block. Returns
+    /// how many records were fully written.
+    pub fn write_out(&mut self) -> Result<u64, PeerClosed> {
+        let done = self.outbox.write_to(&mut self.stream)?;
+        self.counts.delivered += done;
+        self.write_blocked = !self.outbox.is_empty();
+        Ok(done)
+    }
+
+    /// Whether the peer has said hello yet.
+    pub fn greeted(&self) -> bool {
+        self.inbound.greeted()
+    }
+
+    /// Records accepted for this peer that it will now never get.
+    pub fn undelivered(&self) -> u64 {
+        self.outbox.pending_records() + self.batcher.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(port: u16) -> ClientMsg {
+        ClientMsg::add([198, 18, 1, 2], port, [198, 18, 2, 2], 80)
+    }
+
+    fn wire(msgs: &[ClientMsg]) -> Vec<u8> {
+        msgs.iter().flat_map(|m| m.encode()).collect()
+    }
+
+    fn events(inbound: &mut Inbound, bytes: &[u8]) -> Result<Vec<PeerEvent>, PeerClosed> {
+        let mut got = Vec::new();
+        inbound.accept(bytes, |e| got.push(e))?;
+        Ok(got)
+    }
+
+    #[test]
+    fn hello_then_announcements_become_events() {
+        let mut inbound = Inbound::default();
+        let mut del = add(2);
+        del.kind = MsgType::Del;
+        let got = events(
+            &mut inbound,
+            &wire(&[ClientMsg::hello(), add(1), del, ClientMsg::hello()]),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                PeerEvent::Announce(RouteKey::of_msg(&add(1))),
+                PeerEvent::Withdraw(RouteKey::of_msg(&add(2))),
+            ]
+        );
+        assert!(matches!(inbound.at_eof(), PeerClosed::Eof));
+        assert!(inbound.greeted());
+    }
+
+    #[test]
+    fn a_stream_without_a_hello_is_refused() {
+        let mut inbound = Inbound::default();
+        let err = events(&mut inbound, &wire(&[add(1), add(2)])).unwrap_err();
+        assert!(
+            matches!(err, PeerClosed::NoHello(m) if m == add(1)),
+            "{err}"
+        );
+        // A hello-typed message with addresses is no hello either.
+        let mut fake = ClientMsg::hello();
+        fake.client_port = 9;
+        let err = events(&mut Inbound::default(), &fake.encode()).unwrap_err();
+        assert!(matches!(err, PeerClosed::NoHello(_)), "{err}");
+    }
+
+    #[test]
+    fn garbage_after_the_hello_is_a_protocol_error_and_nothing_after_it_counts() {
+        let mut inbound = Inbound::default();
+        let mut bytes = wire(&[ClientMsg::hello(), add(1)]);
+        bytes.extend_from_slice(&[0xde; 14]);
+        bytes.extend_from_slice(&add(2).encode());
+        let mut got = Vec::new();
+        let err = inbound.accept(&bytes, |e| got.push(e)).unwrap_err();
+        assert!(
+            matches!(err, PeerClosed::Protocol(ProtoError::UnknownType(0xdede))),
+            "{err}"
+        );
+        assert_eq!(got, [PeerEvent::Announce(RouteKey::of_msg(&add(1)))]);
+        assert!(err.to_string().contains("unknown message type"), "{err}");
+    }
+
+    #[test]
+    fn a_stream_cut_mid_message_says_so() {
+        let mut inbound = Inbound::default();
+        let bytes = wire(&[ClientMsg::hello(), add(1)]);
+        let got = events(&mut inbound, &bytes[..14 + 5]).unwrap();
+        assert!(got.is_empty());
+        let reason = inbound.at_eof();
+        assert!(matches!(reason, PeerClosed::MidMessage(5)), "{reason}");
+        assert_eq!(reason.to_string(), "closed mid-message (5 of 14 bytes)");
+    }
+}

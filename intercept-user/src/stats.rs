@@ -1,0 +1,121 @@
+//! The daemon's statistics: one `key=value` line, logged every
+//! `--stats-interval` and at exit.
+//!
+//! Accounting: every record read from the ring ends up in exactly one of
+//! `delivered` (fully written to its tcpcopy), `dropped` (`unrouted` +
+//! `park_refused` + `dropped_slow` + `dropped_closed`), `expired`, or is
+//! still in flight (`parked_now`, or queued for a peer). At exit, after the
+//! last flush, nothing is queued any more.
+
+use std::fmt;
+
+use tcpcopy_common::counters::InterceptCounter;
+
+use crate::route::RouteCounts;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records read from the ring buffer.
+    pub ring_records: u64,
+    /// Ring entries of a wrong size (a mismatched eBPF object).
+    pub ring_bad: u64,
+    /// Records fully written to a tcpcopy connection.
+    pub delivered: u64,
+    /// Records dropped: a peer's output buffer was full.
+    pub dropped_slow: u64,
+    /// Records dropped: queued for a peer that went away.
+    pub dropped_closed: u64,
+    pub route: RouteCounts,
+    /// Routes held now.
+    pub routes: usize,
+    /// Records parked now.
+    pub parked_now: usize,
+    /// Records queued for peers now (batched or unsent).
+    pub queued_now: u64,
+    /// tcpcopy connections now.
+    pub peers: usize,
+    pub peers_accepted: u64,
+    /// Connections refused (`--allow`, too many peers).
+    pub peers_refused: u64,
+    /// Connections closed for a protocol or socket error.
+    pub peers_failed: u64,
+    /// The XDP program's counters, when they could be read.
+    pub xdp: Option<[(InterceptCounter, u64); 5]>,
+}
+
+impl Stats {
+    /// Records read but never to be delivered (expired ones aside).
+    pub fn dropped(&self) -> u64 {
+        self.route.unrouted + self.route.park_refused + self.dropped_slow + self.dropped_closed
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.route;
+        write!(
+            f,
+            "ring_records={} delivered={} dropped={} parked={} unparked={} expired={} \
+             unrouted={} park_refused={} dropped_slow={} dropped_closed={} announced={} \
+             routes={} routes_aged={} parked_now={} queued_now={} peers={} peers_accepted={} \
+             peers_refused={} peers_failed={} ring_bad={}",
+            self.ring_records,
+            self.delivered,
+            self.dropped(),
+            r.parked,
+            r.unparked,
+            r.expired,
+            r.unrouted,
+            r.park_refused,
+            self.dropped_slow,
+            self.dropped_closed,
+            r.announced,
+            self.routes,
+            r.routes_aged,
+            self.parked_now,
+            self.queued_now,
+            self.peers,
+            self.peers_accepted,
+            self.peers_refused,
+            self.peers_failed,
+            self.ring_bad,
+        )?;
+        if let Some(xdp) = &self.xdp {
+            for (counter, value) in xdp {
+                write!(f, " xdp_{}={value}", counter.name())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stats_line_is_key_value_pairs() {
+        let stats = Stats {
+            ring_records: 10,
+            delivered: 7,
+            dropped_slow: 1,
+            route: RouteCounts {
+                unrouted: 1,
+                expired: 1,
+                ..RouteCounts::default()
+            },
+            xdp: Some(InterceptCounter::ALL.map(|c| (c, c as u64 * 10))),
+            ..Stats::default()
+        };
+        let line = stats.to_string();
+        let pairs: Vec<(&str, &str)> = line
+            .split(' ')
+            .map(|kv| kv.split_once('=').expect(kv))
+            .collect();
+        let get = |k: &str| pairs.iter().find(|(key, _)| *key == k).unwrap().1;
+        assert_eq!(get("ring_records"), "10");
+        assert_eq!(get("dropped"), "2");
+        assert_eq!(get("xdp_ring_full"), "40");
+        assert_eq!(get("xdp_reported"), "30");
+    }
+}

@@ -1,0 +1,414 @@
+//! Driving intercept in the lab: the real `intercept` binary in the
+//! assistant namespace, tcpcopy stand-ins that speak the wire protocol from
+//! the online host, and client sessions replayed by hand with raw packets
+//! (the way tcpcopy sends them: the target sees a client address in
+//! 198.18.1.0/24 and routes its replies to the assistant).
+
+use std::{
+    collections::HashMap,
+    io::{self, Read, Write},
+    net::{SocketAddrV4, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, ExitStatus, Stdio},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use tcpcopy_common::proto::{ClientMsg, HeaderRecord, INTERCEPT_PORT, RecordFrameDecoder};
+
+use crate::{
+    frames::{ACK, PSH, RST, SYN, Segment},
+    lab::{ASSISTANT_IP, Host, Lab},
+    wait::{DEADLINE, wait_until},
+};
+
+/// The `intercept` binary, built (once per test process) by the same cargo
+/// and profile as the running tests, so it is never stale.
+pub fn intercept_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from target/<profile>/deps");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.current_dir(&workspace).args([
+            "build",
+            "--quiet",
+            "-p",
+            "intercept-user",
+            "--bin",
+            "intercept",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd
+            .output()
+            .expect("run cargo build for the intercept binary");
+        assert!(
+            out.status.success(),
+            "building the intercept binary failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let binary = profile_dir.join("intercept");
+        assert!(
+            binary.is_file(),
+            "{} missing after the build",
+            binary.display()
+        );
+        binary
+    })
+}
+
+/// Where intercept listens in the lab.
+pub fn intercept_addr() -> SocketAddrV4 {
+    SocketAddrV4::new(ASSISTANT_IP, INTERCEPT_PORT)
+}
+
+static NEXT_INSTANCE: AtomicU32 = AtomicU32::new(0);
+
+/// The statistics of one `stats:` line, by key.
+pub type StatsLine = HashMap<String, u64>;
+
+/// Parses the `key=value` pairs after `marker` in the last line that has it.
+pub fn last_stats(log: &str, marker: &str) -> Option<StatsLine> {
+    let line = log.lines().rev().find(|l| l.contains(marker))?;
+    let (_, pairs) = line.split_once(marker)?;
+    Some(
+        pairs
+            .split_whitespace()
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_owned(), v.parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+/// An `intercept` process in the assistant namespace, on `eth0`, listening
+/// on 198.18.2.3:36524, logging to a file in the lab directory.
+pub struct InterceptProcess {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub out: PathBuf,
+    pub pid_file: PathBuf,
+}
+
+impl InterceptProcess {
+    /// Starts intercept with `args` added; returns once it listens.
+    pub fn start(lab: &Lab, args: &[&str]) -> Self {
+        Self::start_binary(lab, intercept_binary(), args)
+    }
+
+    /// As [`start`](Self::start), with a given intercept binary.
+    pub fn start_binary(lab: &Lab, binary: &Path, args: &[&str]) -> Self {
+        let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+        let log = lab.dir().join(format!("intercept-{n}.log"));
+        let out = lab.dir().join(format!("intercept-{n}.out"));
+        let pid_file = lab.dir().join(format!("intercept-{n}.pid"));
+        let out_file = std::fs::File::create(&out).expect("create intercept's output file");
+        let bin = binary.to_string_lossy().into_owned();
+        let mut cmd = lab.command(Host::Assistant, &bin);
+        cmd.args(["-i", "eth0", "-b", &ASSISTANT_IP.to_string()])
+            .arg("-l")
+            .arg(&log)
+            .arg("-P")
+            .arg(&pid_file)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out_file.try_clone().expect("dup"))
+            .stderr(out_file);
+        let child = cmd.spawn().expect("start intercept");
+        let mut me = Self {
+            child: Some(child),
+            log,
+            out,
+            pid_file,
+        };
+        me.wait_listening(lab);
+        me
+    }
+
+    fn wait_listening(&mut self, lab: &Lab) {
+        let wanted = intercept_addr().to_string();
+        wait_until("intercept listening", DEADLINE, || {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok())
+                .flatten()
+            {
+                panic!(
+                    "intercept exited early ({status}): {}\n{}",
+                    std::fs::read_to_string(&self.out).unwrap_or_default(),
+                    self.log_text()
+                );
+            }
+            let listeners = lab.run(Host::Assistant, &["ss", "-Hltn"]);
+            if listeners.split_whitespace().any(|w| w == wanted) {
+                Ok(())
+            } else {
+                Err(listeners)
+            }
+        });
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for a periodic `stats:` line satisfying `pred`; returns it.
+    pub fn wait_stats(&self, what: &str, pred: impl Fn(&StatsLine) -> bool) -> StatsLine {
+        wait_until(what, DEADLINE, || {
+            match last_stats(&self.log_text(), " stats: ") {
+                Some(s) if pred(&s) => Ok(s),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    }
+
+    /// Waits until the log has a line containing `needle`.
+    pub fn wait_log(&self, needle: &str) -> String {
+        wait_until(&format!("{needle:?} in intercept's log"), DEADLINE, || {
+            let text = self.log_text();
+            match text.lines().find(|l| l.contains(needle)) {
+                Some(line) => Ok(line.to_owned()),
+                None => Err(text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")),
+            }
+        })
+    }
+
+    /// SIGTERM, then waits for the exit; returns the status and the final
+    /// statistics.
+    pub fn stop(mut self) -> (ExitStatus, StatsLine) {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = wait_until("intercept to exit after SIGTERM", DEADLINE, || {
+            child
+                .try_wait()
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "still running".to_owned())
+        });
+        let log = self.log_text();
+        let stats = last_stats(&log, "final stats: ")
+            .unwrap_or_else(|| panic!("no final stats in the log:\n{log}"));
+        (status, stats)
+    }
+}
+
+impl Drop for InterceptProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A tcpcopy stand-in: connects from the online host, speaks the protocol,
+/// collects the records intercept sends.
+pub struct TcpcopyPeer {
+    stream: TcpStream,
+    decoder: RecordFrameDecoder,
+    pub records: Vec<HeaderRecord>,
+    closed: Option<String>,
+}
+
+impl TcpcopyPeer {
+    /// Connects from the online host (198.18.2.1) to intercept.
+    pub fn connect(lab: &Lab) -> Self {
+        let stream = {
+            let _ns = lab.enter(Host::Online);
+            TcpStream::connect_timeout(&intercept_addr().into(), DEADLINE)
+                .expect("connect to intercept")
+        };
+        stream.set_nonblocking(true).expect("non-blocking");
+        Self {
+            stream,
+            decoder: RecordFrameDecoder::new(),
+            records: Vec::new(),
+            closed: None,
+        }
+    }
+
+    /// Sends raw bytes (blocking until all are written).
+    pub fn send_bytes(&mut self, mut bytes: &[u8]) {
+        wait_until("sending to intercept", DEADLINE, || {
+            while !bytes.is_empty() {
+                match self.stream.write(bytes) {
+                    Ok(n) => bytes = &bytes[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Err("socket full".to_owned());
+                    }
+                    Err(e) => panic!("sending to intercept: {e}"),
+                }
+            }
+            Ok(())
+        });
+    }
+
+    pub fn hello(&mut self) {
+        self.send_bytes(&ClientMsg::hello().encode());
+    }
+
+    /// CLIENT_ADD for `session`.
+    pub fn announce(&mut self, session: &ClientSession) {
+        self.send_bytes(&session.client_add().encode());
+    }
+
+    /// Reads what intercept sent so far; returns whether the connection is
+    /// still open.
+    pub fn poll(&mut self) -> bool {
+        let mut buf = [0u8; 16384];
+        while self.closed.is_none() {
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.closed = Some("EOF".into()),
+                Ok(n) => {
+                    let records = &mut self.records;
+                    self.decoder
+                        .push(&buf[..n], |r| records.push(*r))
+                        .expect("intercept sent a malformed record stream");
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.closed = Some(e.to_string()),
+            }
+        }
+        if self.closed.is_some() {
+            assert!(
+                self.decoder.at_boundary(),
+                "intercept's stream ended mid-frame"
+            );
+        }
+        self.closed.is_none()
+    }
+
+    /// The records of `session`, in arrival order.
+    pub fn records_of(&mut self, session: &ClientSession) -> Vec<HeaderRecord> {
+        self.poll();
+        self.records
+            .iter()
+            .filter(|r| session.owns(r))
+            .copied()
+            .collect()
+    }
+
+    /// Waits for a record of `session` satisfying `pred`; returns it.
+    pub fn wait_record(
+        &mut self,
+        session: &ClientSession,
+        what: &str,
+        pred: impl Fn(&HeaderRecord) -> bool,
+    ) -> HeaderRecord {
+        wait_until(what, DEADLINE, || {
+            let got = self.records_of(session);
+            got.iter()
+                .find(|r| pred(r))
+                .copied()
+                .ok_or_else(|| format!("{} records of the session: {got:?}", got.len()))
+        })
+    }
+
+    /// Waits until intercept has closed this connection.
+    pub fn wait_closed(&mut self) -> String {
+        wait_until("intercept to close the connection", DEADLINE, || {
+            if self.poll() {
+                Err("still open".into())
+            } else {
+                Ok(self.closed.clone().unwrap_or_default())
+            }
+        })
+    }
+}
+
+/// The SYN options of our sessions: MSS 1460, SACK permitted, window scale 7.
+const SYN_OPTIONS: [u8; 12] = [2, 4, 0x05, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7];
+
+/// A client session replayed by hand with raw packets from the online host.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientSession {
+    pub client: ([u8; 4], u16),
+    pub target: ([u8; 4], u16),
+    pub isn: u32,
+}
+
+impl ClientSession {
+    pub fn new(client: ([u8; 4], u16), target: ([u8; 4], u16)) -> Self {
+        Self {
+            client,
+            target,
+            isn: 0x1000_0000 ^ (u32::from(client.1) << 8),
+        }
+    }
+
+    pub fn client_add(&self) -> ClientMsg {
+        ClientMsg::add(self.client.0, self.client.1, self.target.0, self.target.1)
+    }
+
+    /// Whether `rec` is a reply of this session.
+    pub fn owns(&self, rec: &HeaderRecord) -> bool {
+        (rec.src_addr(), rec.src_port()) == self.target
+            && (rec.dst_addr(), rec.dst_port()) == self.client
+    }
+
+    fn segment(&self, flags: u8, seq: u32, ack: u32) -> Segment {
+        let mut s = Segment::new(self.client, self.target);
+        s.flags = flags;
+        s.seq = seq;
+        s.ack = ack;
+        s.ip_id = self.client.1;
+        s
+    }
+
+    pub fn syn(&self) -> Segment {
+        let mut s = self.segment(SYN, self.isn, 0);
+        s.tcp_options = SYN_OPTIONS.to_vec();
+        s
+    }
+
+    /// The handshake's ACK carrying the request (after the SYN-ACK).
+    pub fn request(&self, syn_ack: &HeaderRecord, payload: &[u8]) -> Segment {
+        let mut s = self.segment(ACK | PSH, self.isn + 1, syn_ack.seq().wrapping_add(1));
+        s.payload = payload.to_vec();
+        s
+    }
+
+    /// A reset at sequence `seq`.
+    pub fn rst(&self, seq: u32) -> Segment {
+        self.segment(RST, seq, 0)
+    }
+}
+
+/// The record intercept must report for a captured frame (Ethernet, IPv4
+/// without options, TCP), written out independently of intercept's code:
+/// the IPv4 header as sent, the TCP header with at most 24 option bytes,
+/// zero padded to 64 bytes. `None` for anything but IPv4/TCP.
+pub fn expected_record(frame: &[u8]) -> Option<HeaderRecord> {
+    let packet = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::NetSlice::Ipv4(ipv4)) = packet.net else {
+        return None;
+    };
+    let Some(etherparse::TransportSlice::Tcp(tcp)) = packet.transport else {
+        return None;
+    };
+    let ip = ipv4.header().slice();
+    assert_eq!(ip.len(), 20, "lab replies carry no IP options");
+    let tcp = tcp.header_slice();
+    let mut rec = HeaderRecord::default();
+    rec.bytes[..20].copy_from_slice(ip);
+    let kept = tcp.len().min(44);
+    rec.bytes[20..20 + kept].copy_from_slice(&tcp[..kept]);
+    Some(rec)
+}

@@ -1,0 +1,81 @@
+//! `cargo xtask bench intercept`: builds the `intercept` binary and the
+//! `bench-intercept` driver (tests crate) in release mode and runs the
+//! driver, which measures the real binary in the lab (see
+//! `tests/src/bin/bench_intercept.rs` for the method).
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+#[derive(clap::Args)]
+pub struct InterceptBench {
+    /// Reply frames per run.
+    #[arg(long, default_value_t = 2_000_000)]
+    frames: u64,
+    /// Offered rates in frames per second (comma list), `max` for unpaced
+    /// [default: 100000,max for veth; 1000000,max for live].
+    #[arg(long)]
+    rates: Option<String>,
+    /// Frame source: `veth` (a packet socket on the target's NIC, the lab's
+    /// real path), `live` (BPF_PROG_TEST_RUN live frames into intercept's
+    /// attached program: XDP onwards only), or `both`.
+    #[arg(long, default_value = "both", value_parser = ["veth", "live", "both"])]
+    source: String,
+    /// tcpcopy peers connected to intercept.
+    #[arg(long, default_value_t = 2)]
+    peers: usize,
+    /// Sessions (routes), spread over the peers.
+    #[arg(long, default_value_t = 256)]
+    sessions: u16,
+    /// intercept's ring buffer size (e.g. 4M, 64M).
+    #[arg(long, default_value = "4M")]
+    ring_size: String,
+}
+
+pub fn run(args: &InterceptBench) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = ebpf_build::workspace_root();
+    println!("bench intercept: building intercept and bench-intercept (release)");
+    let status = Command::new(&cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "intercept-user",
+            "--bin",
+            "intercept",
+        ])
+        .args(["--package", "tcpcopy-tests", "--bin", "bench-intercept"])
+        .status()
+        .context("starting cargo build")?;
+    if !status.success() {
+        bail!("building the benchmark failed ({status})");
+    }
+    let release = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), Into::into)
+        .join("release");
+    let sources: &[(&str, &str)] = match args.source.as_str() {
+        "veth" => &[("veth", "100000,max")],
+        "live" => &[("live", "1000000,max")],
+        _ => &[("veth", "100000,max"), ("live", "1000000,max")],
+    };
+    for (source, default_rates) in sources {
+        let rates = args.rates.as_deref().unwrap_or(default_rates);
+        println!();
+        let status = Command::new(release.join("bench-intercept"))
+            .arg("--intercept")
+            .arg(release.join("intercept"))
+            .args(["--source", source, "--rates", rates])
+            .args(["--frames", &args.frames.to_string()])
+            .args(["--peers", &args.peers.to_string()])
+            .args(["--sessions", &args.sessions.to_string()])
+            .args(["--ring-size", &args.ring_size])
+            .status()
+            .context("starting bench-intercept")?;
+        if !status.success() {
+            bail!("bench-intercept ({source}) failed ({status})");
+        }
+    }
+    Ok(())
+}
