@@ -250,6 +250,8 @@ struct Run {
 }
 
 /// One pass of the whole workload through `engine`, starting at `now`.
+/// (Not inlined: `valgrind --toggle-collect=engine::pass` counts it alone.)
+#[inline(never)]
 fn pass(engine: &mut Engine, waves: &[Ring], now: &mut u64) -> Run {
     let (mut captured, mut inputs, mut frames) = (0u64, 0u64, 0u64);
     let completed_before = engine.stats().closed[0];

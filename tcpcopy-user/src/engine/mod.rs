@@ -31,7 +31,7 @@ pub mod time;
 pub mod timer;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     hash::{BuildHasher, Hasher},
 };
 
@@ -497,13 +497,11 @@ impl Engine {
             self.spare_queues.push(s.take_queue());
         }
         let okey = origin_key(s.origin, s.copy);
-        if self.by_origin.get(&okey) == Some(&idx) {
-            self.by_origin.remove(&okey);
+        if !self.by_origin.is_empty() {
+            remove_if(&mut self.by_origin, okey, idx);
         }
         let rkey = endpoint_key(s.client.addr, s.client.port);
-        if self.by_replay.get(&rkey) == Some(&idx) {
-            self.by_replay.remove(&rkey);
-        }
+        remove_if(&mut self.by_replay, rkey, idx);
     }
 
     /// Runs `f` on session `idx` with the engine's context.
@@ -581,9 +579,7 @@ impl Engine {
             return Step::End(CloseReason::ReconnectLimit);
         };
         let old_key = endpoint_key(old.addr, old.port);
-        if self.by_replay.get(&old_key) == Some(&idx) {
-            self.by_replay.remove(&old_key);
-        }
+        remove_if(&mut self.by_replay, old_key, idx);
         self.by_replay
             .insert(endpoint_key(client.addr, client.port), idx);
         // No longer at the client's own address: findable by origin.
@@ -610,6 +606,15 @@ impl Engine {
             self.timers.arm((idx, slot.generation), at);
             s.armed = at;
         }
+    }
+}
+
+/// Removes `key` from `map` if it maps to `idx` (one probe).
+fn remove_if(map: &mut HashMap<u64, u32, KeyHash>, key: u64, idx: u32) {
+    if let Entry::Occupied(e) = map.entry(key)
+        && *e.get() == idx
+    {
+        e.remove();
     }
 }
 

@@ -46,6 +46,16 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Appends a frame holding a copy of `bytes` and returns it for
+    /// patching (written once: no zero fill first).
+    pub(crate) fn push_frame_copy(&mut self, bytes: &[u8]) -> &mut [u8] {
+        let start = self.bytes.len() + HEADROOM;
+        self.bytes.extend_from_slice(&[0; HEADROOM]);
+        self.bytes.extend_from_slice(bytes);
+        self.frames.push((start, bytes.len()));
+        &mut self.bytes[start..]
+    }
+
     /// Reserves a frame of `len` bytes and returns it for writing.
     pub(crate) fn push_frame(&mut self, len: usize) -> &mut [u8] {
         let start = self.bytes.len() + HEADROOM;

@@ -810,8 +810,7 @@ impl Session {
             (seg.ts_offset, tsval)
         });
         let syn = seg.flags.syn();
-        let frame = cx.out.push_frame(seg.buf.len());
-        frame.copy_from_slice(&seg.buf);
+        let frame = cx.out.push_frame_copy(&seg.buf);
         let mut p = Ipv4TcpPacket::new_checked(frame).expect("buffered packets are valid");
         p.rewrite(&Rewrite {
             src: self.client.addr,

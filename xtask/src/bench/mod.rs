@@ -1,7 +1,8 @@
 //! `cargo xtask bench <target>`: benchmarks. They print results; they are
 //! not tests and assert no timings. Each target builds what it measures in
-//! release mode and needs root (the lab's namespaces, XDP).
+//! release mode; those that use the lab (namespaces, XDP) need root.
 
+mod engine;
 mod intercept;
 
 use clap::{Args, Subcommand};
@@ -14,15 +15,19 @@ pub struct Bench {
 
 #[derive(Subcommand)]
 pub enum BenchTarget {
+    /// The session engine alone: captured packets per second on one core, bytes per idle session.
+    Engine(engine::EngineBench),
     /// Reply packets per second through XDP -> ring -> intercept -> TCP to tcpcopy peers.
     Intercept(intercept::InterceptBench),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
-    if !crate::is_root() {
-        anyhow::bail!("benchmarks run in the network-namespace lab and need root");
+    let needs_root = !matches!(bench.target, BenchTarget::Engine(_));
+    if needs_root && !crate::is_root() {
+        anyhow::bail!("this benchmark runs in the network-namespace lab and needs root");
     }
     match &bench.target {
+        BenchTarget::Engine(args) => engine::run(args),
         BenchTarget::Intercept(args) => intercept::run(args),
     }
 }
