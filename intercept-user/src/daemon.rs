@@ -27,13 +27,13 @@ use mio::{
     unix::SourceFd,
 };
 use tcpcopy_common::proto::HeaderRecord;
+use tcpcopy_runtime::process::StopSignal;
 use tcpcopy_runtime::xdp::{AttachMode, XdpError};
 
 use crate::{
     access::{Cidr, is_allowed},
     capture::{ring::ReplyRing, xdp::ReplyProgram},
     peer::{Peer, PeerClosed, PeerEvent, ReadProgress},
-    process::StopSignal,
     route::{Routed, Router, RouterLimits, table::PeerId},
     stats::Stats,
     targets::Target,

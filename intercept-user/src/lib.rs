@@ -10,8 +10,9 @@
 //! - [`batch`]: records leave in frames of up to 16, adaptively, each within
 //!   about 2 ms, through a bounded per-peer outbox.
 //!
-//! [`daemon`] runs the stages in one event loop; [`cli`], [`access`],
-//! [`process`] and [`stats`] are the daemon's edges. The `intercept` binary
+//! [`daemon`] runs the stages in one event loop; [`cli`], [`access`] and
+//! [`stats`] are the daemon's edges (process plumbing comes from
+//! `tcpcopy_runtime::process`). The `intercept` binary
 //! (`src/main.rs`) wires them up.
 
 pub mod access;
@@ -20,7 +21,6 @@ pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod peer;
-pub mod process;
 pub mod route;
 pub mod stats;
 pub mod targets;

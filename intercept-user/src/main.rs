@@ -3,16 +3,12 @@
 //! then go to the background if asked, write the pid file and serve until
 //! SIGINT/SIGTERM. Exit 0 after a clean stop (XDP detached).
 
-use std::{fs::OpenOptions, path::Path, process::ExitCode, sync::Mutex};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use intercept_user::{
-    cli::Cli,
-    daemon::Intercept,
-    process::{PidFile, StopSignal, daemonize},
-};
-use tracing_subscriber::EnvFilter;
+use intercept_user::{cli::Cli, daemon::Intercept};
+use tcpcopy_runtime::process::{PidFile, StopSignal, daemonize, init_logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,27 +27,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs to `log` (appending) or stderr; `RUST_LOG` overrides the level.
-fn init_logging(log: Option<&Path>) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match log {
-        Some(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open the log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(Mutex::new(file))
-                .init();
-        }
-        None => builder.with_writer(std::io::stderr).init(),
-    }
-    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

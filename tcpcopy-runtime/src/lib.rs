@@ -4,5 +4,8 @@
 //! `TARGETS` match table and the `COUNTERS` per-CPU array that both of our
 //! objects define. It attaches through bpf_link (native mode first, generic
 //! as a fallback), so the program goes away with the process.
+//! [`process`] holds what both daemons do as processes: signals, the pid
+//! file, running in the background, logging.
 
+pub mod process;
 pub mod xdp;

@@ -1,5 +1,5 @@
-//! Process plumbing for the daemon: stop on SIGINT/SIGTERM, run in the
-//! background (`-d`), and the pid file (`-P`).
+//! Process plumbing shared by the daemons: stop on SIGINT/SIGTERM, run in
+//! the background (`-d`), the pid file (`-P`) and logging (`-l`).
 //!
 //! Signals never run daemon code: the handler writes a byte into a pipe
 //! ([`StopSignal`]) that the event loop polls with everything else, so a
@@ -27,11 +27,38 @@ pub enum ProcessError {
     #[error("pid file {}: {source}", path.display())]
     PidFile { path: PathBuf, source: io::Error },
     #[error(
-        "pid file {} names process {pid}, which is still running: is another intercept running? \
-         (stop it, or remove the file if that process is not intercept)",
+        "pid file {} names process {pid}, which is still running: is another instance running? \
+         (stop it, or remove the file if that process is not one)",
         path.display()
     )]
     AlreadyRunning { path: PathBuf, pid: u32 },
+    #[error("cannot open the log file {}: {source}", path.display())]
+    LogFile { path: PathBuf, source: io::Error },
+}
+
+/// Logs to `log` (appending) or stderr; `RUST_LOG` overrides the level.
+pub fn init_logging(log: Option<&Path>) -> Result<(), ProcessError> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log {
+        Some(path) => {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| ProcessError::LogFile {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
 }
 
 /// The read end of the stop pipe: readable once a stop was asked for.
@@ -203,9 +230,9 @@ mod tests {
 
     #[test]
     fn the_pid_file_holds_our_pid_and_goes_away() {
-        let dir = std::env::temp_dir().join(format!("intercept-pid-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("tcpcopy-pid-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("intercept.pid");
+        let path = dir.join("daemon.pid");
         {
             let pid = PidFile::create(&path).unwrap();
             assert_eq!(
