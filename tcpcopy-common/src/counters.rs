@@ -7,7 +7,10 @@
 /// Entries in every program's `COUNTERS` map.
 pub const COUNTER_SLOTS: u32 = 16;
 
-/// Counters of the capture program (`tcpcopy-ebpf`).
+/// Counters of the capture programs (`tcpcopy-ebpf`).
+///
+/// Inline: `matched = copied + ring_full`; every frame is passed on.
+/// Mirror: `matched = redirected + redirect_failed`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CaptureCounter {
@@ -17,16 +20,41 @@ pub enum CaptureCounter {
     Matched = 1,
     /// Frames cut short or with impossible header lengths.
     Malformed = 2,
+    /// Inline: matched frames copied into the ring buffer.
+    Copied = 3,
+    /// Inline: matched frames not copied, the ring buffer was full
+    /// (userspace is behind; production is never delayed).
+    RingFull = 4,
+    /// Inline: frames larger than `MAX_CAPTURE`, copied cut short.
+    Truncated = 5,
+    /// Mirror: matched frames redirected into an AF_XDP socket.
+    Redirected = 6,
+    /// Mirror: matched frames with no socket on their queue (dropped).
+    RedirectFailed = 7,
 }
 
 impl CaptureCounter {
-    pub const ALL: [Self; 3] = [Self::Seen, Self::Matched, Self::Malformed];
+    pub const ALL: [Self; 8] = [
+        Self::Seen,
+        Self::Matched,
+        Self::Malformed,
+        Self::Copied,
+        Self::RingFull,
+        Self::Truncated,
+        Self::Redirected,
+        Self::RedirectFailed,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Self::Seen => "seen",
             Self::Matched => "matched",
             Self::Malformed => "malformed",
+            Self::Copied => "copied",
+            Self::RingFull => "ring_full",
+            Self::Truncated => "truncated",
+            Self::Redirected => "redirected",
+            Self::RedirectFailed => "redirect_failed",
         }
     }
 }

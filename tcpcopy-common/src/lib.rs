@@ -7,6 +7,7 @@
 //! The `user` feature adds the `aya::Pod` impls userspace needs.
 #![no_std]
 
+pub mod capture;
 pub mod counters;
 pub mod pkt;
 pub mod proto;

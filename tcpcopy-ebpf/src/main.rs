@@ -5,10 +5,12 @@
 #![no_main]
 
 mod inline;
+mod mirror;
 
 use aya_ebpf::{
+    Global,
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray, RingBuf, XskMap},
 };
 use tcpcopy_common::{
     counters::{COUNTER_SLOTS, CaptureCounter},
@@ -22,6 +24,20 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 /// Online server endpoints to copy (`-x [ip:]port`); value: rule index.
 #[map]
 static TARGETS: HashMap<EndpointKey, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Inline capture: one record per copied frame (see
+/// `tcpcopy_common::capture`). The size here is a default; userspace sets
+/// the real one at load time.
+#[map]
+static PACKETS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+
+/// Mirror capture: one AF_XDP socket per RX queue (index = queue id).
+#[map]
+static XSKS: XskMap = XskMap::with_max_entries(64, 0);
+
+/// Mirror capture: pass (1) or drop (0) the frames tcpcopy does not want.
+#[unsafe(no_mangle)]
+static MIRROR_PASS_OTHERS: Global<u8> = Global::new(0);
 
 #[inline(always)]
 fn count(counter: CaptureCounter) {

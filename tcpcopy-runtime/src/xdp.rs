@@ -40,14 +40,14 @@ pub enum XdpError {
 }
 
 impl XdpError {
-    fn program(name: &'static str, e: ProgramError) -> Self {
+    pub fn program(name: &'static str, e: ProgramError) -> Self {
         Self::Program {
             name,
             source: Box::new(e),
         }
     }
 
-    fn map(map: &'static str, e: MapError) -> Self {
+    pub fn map(map: &'static str, e: MapError) -> Self {
         Self::Map {
             map,
             source: Box::new(e),
@@ -75,10 +75,10 @@ impl XdpObject {
     /// Loads `object` and its XDP program `program` into the kernel (not
     /// attached yet). `configure` may set read-only globals
     /// (`EbpfLoader::override_global`) before the load.
-    pub fn load(
+    pub fn load<'a>(
         object: &[u8],
         program: &'static str,
-        configure: impl FnOnce(&mut EbpfLoader<'_>),
+        configure: impl FnOnce(&mut EbpfLoader<'a>),
     ) -> Result<Self, XdpError> {
         let mut loader = EbpfLoader::new();
         configure(&mut loader);

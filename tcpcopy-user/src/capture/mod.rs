@@ -1,4 +1,6 @@
 //! Capture backends: where the client packets come from.
 
 #[cfg(feature = "xdp")]
+pub mod ring;
+#[cfg(feature = "xdp")]
 pub mod xdp;

@@ -1,0 +1,59 @@
+//! Mirror capture: runs on a port that carries a copy of production traffic
+//! (SPAN/TAP, or a `tc mirred` mirror). Frames to a `TARGETS` endpoint are
+//! redirected into the AF_XDP socket of their RX queue (`XSKS`), zero-copy
+//! where the driver allows. Everything else is dropped (the copies are not
+//! for this host), or passed when `MIRROR_PASS_OTHERS` is set.
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use tcpcopy_common::{
+    counters::CaptureCounter,
+    pkt::{Frame, Malformed, parse_ipv4_tcp},
+};
+
+use crate::{MIRROR_PASS_OTHERS, XSKS, count, is_target};
+
+#[xdp]
+pub fn capture_mirror(ctx: XdpContext) -> u32 {
+    match try_capture_mirror(&ctx) {
+        Ok(Some(verdict)) => verdict,
+        Ok(None) => others(),
+        Err(Malformed) => {
+            count(CaptureCounter::Malformed);
+            others()
+        }
+    }
+}
+
+/// The verdict for frames tcpcopy does not want.
+#[inline(always)]
+fn others() -> u32 {
+    if MIRROR_PASS_OTHERS.load() != 0 {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+#[inline(always)]
+fn try_capture_mirror(ctx: &XdpContext) -> Result<Option<u32>, Malformed> {
+    count(CaptureCounter::Seen);
+    // SAFETY: the XDP context's packet range, valid for this run.
+    let frame = unsafe { Frame::new(ctx.data(), ctx.data_end()) };
+    let Some(view) = parse_ipv4_tcp(&frame)? else {
+        return Ok(None);
+    };
+    if !is_target(view.ip().daddr, view.tcp().dest) {
+        return Ok(None);
+    }
+    count(CaptureCounter::Matched);
+    match XSKS.redirect(ctx.rx_queue_index(), 0) {
+        Ok(verdict) => {
+            count(CaptureCounter::Redirected);
+            Ok(Some(verdict))
+        }
+        Err(_) => {
+            count(CaptureCounter::RedirectFailed);
+            Ok(Some(xdp_action::XDP_DROP))
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Reading captured frames out of the inline program's ring buffer.
+//!
+//! Each entry is a `tcpcopy_common::capture` record: a header (capture
+//! time, lengths, where the IPv4 header starts) and the frame. The reader
+//! hands out the IPv4 packet (link-layer header skipped) with its capture
+//! time. An entry that cannot be read (a mismatched object) is counted,
+//! never handed out.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use aya::maps::{MapData, RingBuf};
+use tcpcopy_common::capture::CaptureHeader;
+
+/// The consumer side of the `PACKETS` ring buffer.
+pub struct PacketRing {
+    ring: RingBuf<MapData>,
+    bad_entries: u64,
+    truncated: u64,
+}
+
+impl PacketRing {
+    pub(crate) fn new(ring: RingBuf<MapData>) -> Self {
+        Self {
+            ring,
+            bad_entries: 0,
+            truncated: 0,
+        }
+    }
+
+    /// Reads at most `max` frames, oldest first, handing each one's capture
+    /// time (CLOCK_MONOTONIC nanoseconds) and IPv4 packet to `on_packet`;
+    /// returns how many entries were read. Fewer than `max`: the ring is
+    /// empty for now.
+    pub fn drain(&mut self, max: usize, mut on_packet: impl FnMut(u64, &[u8])) -> usize {
+        let mut read = 0;
+        while read < max {
+            let Some(item) = self.ring.next() else { break };
+            read += 1;
+            match CaptureHeader::parse(&item) {
+                Some((h, frame)) if usize::from(h.l3_off) < frame.len() => {
+                    if u32::from(h.cap_len) < h.frame_len {
+                        // Cut short: the engine cannot replay a partial packet.
+                        self.truncated += 1;
+                        continue;
+                    }
+                    on_packet(h.tstamp_ns, &frame[usize::from(h.l3_off)..]);
+                }
+                _ => self.bad_entries += 1,
+            }
+        }
+        read
+    }
+
+    /// Entries that could not be read (a mismatched object).
+    pub fn bad_entries(&self) -> u64 {
+        self.bad_entries
+    }
+
+    /// Frames larger than the capture limit, skipped.
+    pub fn truncated(&self) -> u64 {
+        self.truncated
+    }
+}
+
+/// The ring's file descriptor polls readable when frames are waiting.
+impl AsRawFd for PacketRing {
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+}
