@@ -81,6 +81,8 @@ pub enum ProtoError {
     TooManyRecords(u16),
 }
 
+impl core::error::Error for ProtoError {}
+
 impl core::fmt::Display for ProtoError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

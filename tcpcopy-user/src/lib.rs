@@ -1,9 +1,18 @@
 //! tcpcopy: copies the requests real clients send to an online server and
 //! replays them as live TCP sessions against a target server.
 //!
-//! Data flow: capture (XDP) -> session engine -> send. This crate holds the
-//! userspace side of all three and the `tcpcopy` binary.
+//! Data flow: [`capture`] (XDP) -> [`engine`] (sessions, pure code) ->
+//! senders. A [`worker`] owns one engine shard, its [`link`]s to intercept
+//! and its sender; [`daemon`] starts and stops them, [`cli`] is the command
+//! line, and [`packet`] the packet model everything shares.
 
 pub mod capture;
+pub mod cli;
+pub mod clock;
+#[cfg(feature = "xdp")]
+pub mod daemon;
 pub mod engine;
+pub mod link;
 pub mod packet;
+pub mod rawsend;
+pub mod worker;

@@ -24,47 +24,10 @@ use crate::{
     wait::{DEADLINE, wait_until},
 };
 
-/// The `intercept` binary, built (once per test process) by the same cargo
-/// and profile as the running tests, so it is never stale.
+/// The `intercept` binary (built once per test process, never stale).
 pub fn intercept_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("tests run from target/<profile>/deps");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.current_dir(&workspace).args([
-            "build",
-            "--quiet",
-            "-p",
-            "intercept-user",
-            "--bin",
-            "intercept",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd
-            .output()
-            .expect("run cargo build for the intercept binary");
-        assert!(
-            out.status.success(),
-            "building the intercept binary failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let binary = profile_dir.join("intercept");
-        assert!(
-            binary.is_file(),
-            "{} missing after the build",
-            binary.display()
-        );
-        binary
-    })
+    BINARY.get_or_init(|| crate::workspace_binary("intercept-user", "intercept"))
 }
 
 /// Where intercept listens in the lab.

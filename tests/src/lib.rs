@@ -14,6 +14,7 @@ pub mod lab;
 pub mod netns;
 pub mod raw;
 pub mod servers;
+pub mod tcpcopy;
 pub mod wait;
 
 /// Panics with an explanation unless we run as root: the kernel tiers must
@@ -26,4 +27,40 @@ pub fn require_root() {
         "kernel tests need root (XDP, BPF test runs, network namespaces); \
          run them with `cargo xtask test` as root"
     );
+}
+
+/// Builds binary `bin` of workspace package `package` with the same cargo
+/// and profile as the running tests (so it is never stale) and returns its
+/// path.
+pub fn workspace_binary(package: &str, bin: &str) -> std::path::PathBuf {
+    use std::path::Path;
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.current_dir(&workspace)
+        .args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
+    assert!(
+        out.status.success(),
+        "building {bin} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let binary = profile_dir.join(bin);
+    assert!(
+        binary.is_file(),
+        "{} missing after the build",
+        binary.display()
+    );
+    binary
 }

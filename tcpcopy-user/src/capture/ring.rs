@@ -68,3 +68,17 @@ impl AsRawFd for PacketRing {
         self.ring.as_raw_fd()
     }
 }
+
+impl crate::worker::PacketSource for PacketRing {
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, &[u8])) -> usize {
+        PacketRing::drain(self, max, on_packet)
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
+
+    fn dropped(&self) -> u64 {
+        self.bad_entries + self.truncated
+    }
+}

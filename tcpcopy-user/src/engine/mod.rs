@@ -395,6 +395,18 @@ impl Engine {
         self.ack_list = list;
     }
 
+    /// A CLIENT_ADD for every open session (for an intercept connection
+    /// that came back: intercept forgot what it had been told).
+    pub fn live_announcements(&self) -> Vec<ClientMsg> {
+        self.sessions
+            .iter()
+            .filter(|(_, s)| s.state != State::Lingering)
+            .map(|(_, s)| {
+                ClientMsg::add(s.client.addr, s.client.port, s.target.addr, s.target.port)
+            })
+            .collect()
+    }
+
     /// Resets every open session (tcpcopy is stopping); they linger.
     pub fn shutdown(&mut self, now: Instant) {
         for idx in self.sessions.indices() {

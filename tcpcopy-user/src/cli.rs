@@ -1,0 +1,487 @@
+//! The `tcpcopy` command line: compatible with the original tcpcopy's short
+//! options where they still make sense, with long names, strict validation
+//! and errors that show the expected syntax.
+
+use std::{net::Ipv4Addr, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::{Parser, ValueEnum};
+use tcpcopy_common::proto::INTERCEPT_PORT;
+
+use crate::engine::{Config, Endpoint, TransferRule, shaping::ClientPool};
+
+const ABOUT: &str = "Copies the requests real clients send to an online server and replays them, \
+as live TCP sessions, against a target server.";
+
+const EXAMPLES: &str = "\
+Examples:
+  # On the online host: copy port 80 traffic arriving on eth0 to 10.0.0.2:8080, sending
+  # out of eth1; the assistant host 10.0.0.3 runs intercept.
+  tcpcopy -x 80-10.0.0.2:8080 -s 10.0.0.3 -i eth0 -o eth1
+
+  # Only the online address 192.168.1.5:6379, three copies of every session, half of
+  # the sessions, clients shown to the target as 10.9.0.x:
+  tcpcopy -x 192.168.1.5:6379-10.0.0.2:6379 -n 3 -r 50 -c 10.9.0.x -s 10.0.0.3 -i eth0 -o eth1
+
+  # Capture from a mirror (SPAN) port instead of the production NIC:
+  tcpcopy -x 80-10.0.0.2:80 -s 10.0.0.3 -i mirror0 --capture mirror -o eth1
+
+  # Replay a capture file (offline mode): -i names a pcap or pcapng file.
+  tcpcopy -x 80-10.0.0.2:80 -s 10.0.0.3 -i traffic.pcap -o eth1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CaptureKind {
+    /// On the NIC that carries production traffic: copies, never delays.
+    Inline,
+    /// On a port that carries a copy (SPAN/TAP/mirror): AF_XDP sockets.
+    Mirror,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SendKind {
+    /// AF_XDP at the datalink level.
+    Afxdp,
+    /// A raw IP socket (fallback where AF_XDP cannot be used).
+    Raw,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "tcpcopy", version, about = ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to copy where: [ONLINE_IP:]PORT-TARGET_IP:PORT[@NEXT_HOP_MAC], comma separated.
+    #[arg(short = 'x', long = "transfer", value_name = "RULES", required = true)]
+    pub transfer: TransferList,
+
+    /// intercept instances: HOST[:PORT] (default port 36524), comma separated.
+    #[arg(short = 's', long = "intercept", value_name = "LIST", required = true)]
+    pub intercepts: InterceptList,
+
+    /// Connections to each intercept, per worker.
+    #[arg(short = 'C', long = "connections", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=11))]
+    pub connections: u16,
+
+    /// Keep running when intercepts go away (and reconnect), instead of stopping.
+    #[arg(short = 'L', long = "lonely")]
+    pub lonely: bool,
+
+    /// Client addresses the target sees instead of the real ones, e.g. 10.9.0.x,10.9.1.7.
+    #[arg(short = 'c', long = "client-ip", value_name = "POOL")]
+    pub client_pool: Option<ClientPool>,
+
+    /// Copies of every session (each with its own client address).
+    #[arg(short = 'n', long = "replicas", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1023))]
+    pub replicas: u16,
+
+    /// Instance number: instances replaying to one target pick different client ports.
+    #[arg(short = 'f', long = "instance", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1023))]
+    pub instance: u16,
+
+    /// Percentage of sessions replayed (each session wholly or not at all).
+    #[arg(short = 'r', long = "rate", value_name = "PCT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub rate: u8,
+
+    /// Largest IPv4 packet sent to the target (bigger captured packets are split).
+    #[arg(short = 'M', long = "mtu", default_value_t = 1500, value_parser = clap::value_parser!(u16).range(576..=9216))]
+    pub mtu: u16,
+
+    /// MSS option of the SYNs tcpcopy fakes for sessions already in progress.
+    #[arg(short = 'D', long = "mss", default_value_t = 1460, value_parser = clap::value_parser!(u16).range(88..=9176))]
+    pub mss: u16,
+
+    /// End a session when the target sends nothing for this many seconds while client data waits.
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "SECS",
+        default_value_t = 600
+    )]
+    pub timeout: u64,
+
+    /// End an idle session after this many seconds [default: timeout + 120].
+    #[arg(short = 'k', long = "keepalive", value_name = "SECS")]
+    pub keepalive: Option<u64>,
+
+    /// Send each request without waiting for the previous response.
+    #[arg(short = 'W', long = "no-wait")]
+    pub no_wait: bool,
+
+    /// Only replay sessions whose SYN was captured.
+    #[arg(short = 'O', long = "only-full")]
+    pub only_full: bool,
+
+    /// Client RTT (milliseconds) assumed when the capture shows none.
+    #[arg(short = 'R', long = "rtt", value_name = "MS", default_value_t = 0)]
+    pub rtt_ms: u64,
+
+    /// Where client packets come from: a network interface, or a pcap/pcapng file (offline mode).
+    #[arg(short = 'i', long = "input", value_name = "DEV|FILE", required = true)]
+    pub input: String,
+
+    /// The interface frames for the target leave from.
+    #[arg(short = 'o', long = "output", value_name = "DEV", required = true)]
+    pub output: String,
+
+    /// Capture program (live mode).
+    #[arg(long = "capture", value_enum, default_value_t = CaptureKind::Inline)]
+    pub capture: CaptureKind,
+
+    /// Mirror capture: pass frames tcpcopy does not want to the host stack instead of dropping them.
+    #[arg(long = "mirror-pass-others")]
+    pub mirror_pass_others: bool,
+
+    /// How frames are sent.
+    #[arg(long = "send", value_enum, default_value_t = SendKind::Afxdp)]
+    pub send: SendKind,
+
+    /// Worker threads (session shards).
+    #[arg(long = "workers", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+
+    /// Inline capture ring buffer size, e.g. 16M (a power of two, at least 4K).
+    #[arg(long = "ring-size", value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
+    pub ring_size: u32,
+
+    /// Memory for sessions and buffered packets, in megabytes.
+    #[arg(short = 'm', long = "memory", value_name = "MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
+    pub memory_mb: u64,
+
+    /// Seconds between statistics lines.
+    #[arg(long = "stats-interval", value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stats_interval: u64,
+
+    /// Log to this file instead of stderr.
+    #[arg(short = 'l', long = "log", value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Write the process id to this file (removed at exit).
+    #[arg(short = 'P', long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+
+    /// Run in the background.
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
+}
+
+/// One `-x` rule with its optional next-hop MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub rule: TransferRule,
+    pub next_hop_mac: Option<[u8; 6]>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferList(pub Vec<Transfer>);
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "bad transfer rule {rule:?}: {why}; expected [ONLINE_IP:]PORT-TARGET_IP:PORT[@NEXT_HOP_MAC], e.g. 80-10.0.0.2:8080 or 192.168.1.5:80-10.0.0.2:80@02:00:00:00:00:01"
+)]
+pub struct TransferError {
+    rule: String,
+    why: String,
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("{s:?} is not a port (1..=65535)")),
+        Ok(p) => Ok(p),
+    }
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!(
+            "{s:?} is not a MAC address (six hex octets, colon separated)"
+        ));
+    }
+    for (o, p) in mac.iter_mut().zip(parts) {
+        *o = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+    }
+    Ok(mac)
+}
+
+impl FromStr for Transfer {
+    type Err = TransferError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |why: String| TransferError {
+            rule: s.to_owned(),
+            why,
+        };
+        let (online, target) = s
+            .split_once('-')
+            .ok_or_else(|| err("no '-' between online and target".into()))?;
+        let (online_addr, online_port) = match online.rsplit_once(':') {
+            Some((a, p)) => (
+                Some(
+                    a.parse::<Ipv4Addr>()
+                        .map_err(|_| err(format!("{a:?} is not an IPv4 address")))?
+                        .octets(),
+                ),
+                parse_port(p).map_err(err)?,
+            ),
+            None => (None, parse_port(online).map_err(err)?),
+        };
+        let (target, mac) = match target.split_once('@') {
+            Some((t, m)) => (t, Some(parse_mac(m).map_err(err)?)),
+            None => (target, None),
+        };
+        let (taddr, tport) = target
+            .rsplit_once(':')
+            .ok_or_else(|| err("the target needs IP:PORT".into()))?;
+        let taddr = taddr
+            .parse::<Ipv4Addr>()
+            .map_err(|_| err(format!("{taddr:?} is not an IPv4 address")))?;
+        if taddr.is_unspecified() || taddr.is_broadcast() || taddr.is_multicast() {
+            return Err(err(format!("{taddr} cannot be a target")));
+        }
+        Ok(Self {
+            rule: TransferRule {
+                online_addr,
+                online_port,
+                target: Endpoint::new(taddr.octets(), parse_port(tport).map_err(err)?),
+            },
+            next_hop_mac: mac,
+        })
+    }
+}
+
+impl FromStr for TransferList {
+    type Err = TransferError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rules = s
+            .split(',')
+            .map(str::trim)
+            .map(Transfer::from_str)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, a) in rules.iter().enumerate() {
+            if rules[..i].iter().any(|b| {
+                b.rule.online_addr == a.rule.online_addr && b.rule.online_port == a.rule.online_port
+            }) {
+                return Err(TransferError {
+                    rule: s.to_owned(),
+                    why: "the same online endpoint twice".into(),
+                });
+            }
+        }
+        Ok(Self(rules))
+    }
+}
+
+/// The `-s` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterceptList(pub Vec<(String, u16)>);
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "bad intercept list {input:?}: {why}; expected HOST[:PORT],... e.g. 10.0.0.3 or 10.0.0.3:36524,10.0.0.4"
+)]
+pub struct InterceptListError {
+    input: String,
+    why: String,
+}
+
+impl FromStr for InterceptList {
+    type Err = InterceptListError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |why: String| InterceptListError {
+            input: s.to_owned(),
+            why,
+        };
+        let mut out = Vec::new();
+        for item in s.split(',').map(str::trim) {
+            let (host, port) = match item.rsplit_once(':') {
+                Some((h, p)) => (h, parse_port(p).map_err(err)?),
+                None => (item, INTERCEPT_PORT),
+            };
+            if host.is_empty() {
+                return Err(err("an empty host".into()));
+            }
+            out.push((host.to_owned(), port));
+        }
+        Ok(Self(out))
+    }
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let (num, mult) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 1u64 << 10),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_owned(), 1 << 20),
+        t if t.ends_with('G') => (t[..t.len() - 1].to_owned(), 1 << 30),
+        t => (t, 1),
+    };
+    let bytes = num
+        .parse::<u64>()
+        .map_err(|_| format!("{s:?} is not a size like 16M"))?
+        * mult;
+    if bytes < 4096 || !bytes.is_power_of_two() || bytes > 1 << 30 {
+        return Err(format!(
+            "{s:?}: the ring size must be a power of two from 4K to 1G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+impl Cli {
+    /// The engine configuration these options describe (for one worker of
+    /// `workers`: the memory cap is shared out).
+    pub fn engine_config(&self) -> Config {
+        let timeout = Duration::from_secs(self.timeout);
+        Config {
+            rules: self.transfer.0.iter().map(|t| t.rule).collect(),
+            replicas: self.replicas,
+            instance: self.instance,
+            sample_percent: self.rate,
+            client_pool: self.client_pool.clone(),
+            mtu: self.mtu,
+            fake_mss: self.mss,
+            no_response_timeout: timeout,
+            keepalive_timeout: Duration::from_secs(self.keepalive.unwrap_or(self.timeout + 120)),
+            dont_wait: self.no_wait,
+            only_full_sessions: self.only_full,
+            default_rtt: Duration::from_millis(self.rtt_ms),
+            memory_cap: (self.memory_mb << 20) as usize / usize::from(self.workers),
+            ..Config::default()
+        }
+    }
+
+    /// Checks what clap cannot: options that contradict each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(pool) = &self.client_pool {
+            let targets: Vec<[u8; 4]> =
+                self.transfer.0.iter().map(|t| t.rule.target.addr).collect();
+            if pool
+                .map([0, 0, 0, 1], 0, |a| targets.contains(&a))
+                .is_none()
+            {
+                return Err("-c: every client address in the pool is a target address".into());
+            }
+        }
+        if self.mss > self.mtu - 40 {
+            return Err(format!(
+                "-D {}: the MSS cannot exceed the MTU ({}) minus 40",
+                self.mss, self.mtu
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tcpcopy").chain(args.split_whitespace()))
+    }
+
+    #[test]
+    fn transfer_rules_in_every_form() {
+        let t: TransferList =
+            "80-198.18.2.2:8080, 198.18.1.1:6379-198.18.2.2:6380@02:aa:bb:cc:dd:ee"
+                .parse()
+                .unwrap();
+        assert_eq!(t.0[0].rule.online_addr, None);
+        assert_eq!(t.0[0].rule.online_port, 80);
+        assert_eq!(t.0[0].rule.target, Endpoint::new([198, 18, 2, 2], 8080));
+        assert_eq!(t.0[0].next_hop_mac, None);
+        assert_eq!(t.0[1].rule.online_addr, Some([198, 18, 1, 1]));
+        assert_eq!(t.0[1].next_hop_mac, Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]));
+    }
+
+    #[test]
+    fn bad_transfer_rules_show_the_syntax() {
+        for bad in [
+            "80",
+            "80-198.18.2.2",
+            "0-198.18.2.2:80",
+            "80-198.18.2.2:0",
+            "80-198.18.2.2:70000",
+            "x:80-198.18.2.2:80",
+            "80-198.18.2.300:80",
+            "80-0.0.0.0:80",
+            "80-198.18.2.2:80@02:00:00",
+            "80-198.18.2.2:80,80-198.18.2.3:80",
+        ] {
+            let e = bad.parse::<TransferList>().unwrap_err().to_string();
+            assert!(
+                e.contains("expected [ONLINE_IP:]PORT-TARGET_IP:PORT"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn intercept_lists_take_a_default_port() {
+        let l: InterceptList = "198.18.2.3, 198.18.2.4:9999".parse().unwrap();
+        assert_eq!(
+            l.0,
+            vec![("198.18.2.3".into(), 36524), ("198.18.2.4".into(), 9999)]
+        );
+        assert!("198.18.2.3:".parse::<InterceptList>().is_err());
+        assert!(
+            ":80"
+                .parse::<InterceptList>()
+                .unwrap_err()
+                .to_string()
+                .contains("expected HOST[:PORT]")
+        );
+    }
+
+    #[test]
+    fn original_short_options_map_to_the_engine() {
+        let cli = parse("-x 80-198.18.2.2:8080 -s 198.18.2.3 -i eth0 -o eth1 -n 3 -f 2 -r 50 -M 1400 -D 1300 -t 60 -W -O -c 198.19.0.x -m 64 -R 5").unwrap();
+        cli.validate().unwrap();
+        let c = cli.engine_config();
+        assert_eq!(
+            (c.replicas, c.instance, c.sample_percent, c.mtu, c.fake_mss),
+            (3, 2, 50, 1400, 1300)
+        );
+        assert_eq!(c.no_response_timeout, Duration::from_secs(60));
+        assert_eq!(
+            c.keepalive_timeout,
+            Duration::from_secs(180),
+            "-k defaults to -t + 120"
+        );
+        assert!(c.dont_wait && c.only_full_sessions);
+        assert_eq!(c.memory_cap, 64 << 20);
+        assert_eq!(c.default_rtt, Duration::from_millis(5));
+        assert!(c.client_pool.is_some());
+    }
+
+    #[test]
+    fn out_of_range_and_contradicting_options_are_refused() {
+        let base = "-x 80-198.18.2.2:8080 -s 198.18.2.3 -i eth0 -o eth1";
+        for extra in [
+            "-n 0",
+            "-n 1024",
+            "-r 0",
+            "-r 101",
+            "-f 1024",
+            "-M 100",
+            "--ring-size 3000",
+            "--ring-size 5M",
+            "-C 12",
+            "--workers 0",
+        ] {
+            assert!(parse(&format!("{base} {extra}")).is_err(), "{extra}");
+        }
+        assert!(
+            parse("-s 198.18.2.3 -i eth0 -o eth1").is_err(),
+            "-x is required"
+        );
+        let cli = parse(&format!("{base} -M 1000 -D 1400")).unwrap();
+        assert!(cli.validate().unwrap_err().contains("MSS"));
+        let cli = parse(&format!("{base} -c 198.18.2.2")).unwrap();
+        assert!(cli.validate().unwrap_err().contains("target"));
+        assert_eq!(
+            parse(&format!("{base} --ring-size 64M")).unwrap().ring_size,
+            64 << 20
+        );
+    }
+}

@@ -1,0 +1,511 @@
+//! The live tcpcopy: capture program attached, workers running, statistics
+//! printed; stopped by SIGINT/SIGTERM (every open session reset, XDP
+//! detached).
+//!
+//! Start-up happens in [`Tcpcopy::start`], before the process goes to the
+//! background and before any thread exists, so configuration errors reach
+//! the terminal and `fork` is safe. [`Tcpcopy::run`] then starts the
+//! threads: one per worker, plus a dispatcher when several workers share
+//! one capture ring (it hands each packet to the worker that owns its
+//! client address).
+
+use std::{
+    net::SocketAddr,
+    os::fd::{AsRawFd, RawFd},
+    sync::{Arc, atomic::Ordering},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Events, Interest, Poll, Token, Waker, unix::SourceFd};
+use tcpcopy_common::counters::CaptureCounter;
+use tcpcopy_runtime::{
+    process::StopSignal,
+    xdp::{AttachMode, XdpError},
+};
+
+use crate::{
+    capture::{
+        ring::PacketRing,
+        xdp::{CaptureMode, CaptureProgram},
+    },
+    cli::{CaptureKind, Cli},
+    clock,
+    engine::{Engine, shard_for_packet},
+    link::{self, InterceptLink, LinkError},
+    rawsend::RawIpSink,
+    worker::{
+        FrameSink, LINK_TOKEN_BASE, PacketSource, WAKE_TOKEN, Worker, WorkerReport, WorkerShared,
+    },
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("capture program: {0}")]
+    Xdp(#[from] XdpError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("worker {worker} stopped: {source}")]
+    Worker { worker: usize, source: LinkError },
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Io { what, source }
+}
+
+/// A worker built and ready to run on its own thread.
+struct Ready {
+    worker: Worker,
+    shared: Arc<WorkerShared>,
+}
+
+/// tcpcopy, set up and not yet running.
+pub struct Tcpcopy {
+    capture: CaptureProgram,
+    attach_mode: AttachMode,
+    workers: Vec<Ready>,
+    dispatcher: Option<Dispatcher>,
+    stats_interval: Duration,
+}
+
+impl Tcpcopy {
+    /// Loads and attaches the capture program, connects to every
+    /// intercept, and builds the workers (no thread started yet).
+    pub fn start(cli: &Cli) -> Result<Self, DaemonError> {
+        let mode = match cli.capture {
+            CaptureKind::Inline => CaptureMode::Inline {
+                ring_bytes: cli.ring_size,
+            },
+            CaptureKind::Mirror => {
+                return Err(DaemonError::Unsupported(
+                    "--capture mirror is not available in this build yet".into(),
+                ));
+            }
+        };
+        let mut capture = CaptureProgram::load(mode)?;
+        for (i, t) in cli.transfer.0.iter().enumerate() {
+            capture.add_target(
+                t.rule.online_addr.map(Into::into),
+                t.rule.online_port,
+                i as u32,
+            )?;
+        }
+        let attach_mode = capture.attach(&cli.input)?;
+        let ring = capture.take_ring()?;
+
+        let intercepts = cli
+            .intercepts
+            .0
+            .iter()
+            .map(|(h, p)| link::resolve(h, *p))
+            .collect::<Result<Vec<SocketAddr>, _>>()?;
+        let shards = cli.workers;
+        let mut workers = Vec::new();
+        let mut wakers = Vec::new();
+        for w in 0..shards {
+            let poll = Poll::new().map_err(io_err("creating an event loop"))?;
+            let mut links = Vec::new();
+            let mut token = LINK_TOKEN_BASE;
+            for addr in &intercepts {
+                let mut group = Vec::new();
+                for _ in 0..cli.connections {
+                    group.push(InterceptLink::connect(
+                        *addr,
+                        Token(token),
+                        poll.registry(),
+                    )?);
+                    token += 1;
+                }
+                links.push(group);
+            }
+            let sink: Box<dyn FrameSink> = Box::new(
+                RawIpSink::open().map_err(io_err("opening a raw IP socket (are we root?)"))?,
+            );
+            let shared = Arc::new(WorkerShared::default());
+            let engine = Engine::new(cli.engine_config(), w, shards);
+            if shards > 1 {
+                wakers.push(Arc::new(
+                    Waker::new(poll.registry(), WAKE_TOKEN).map_err(io_err("creating a waker"))?,
+                ));
+            }
+            // The source is filled in below (the ring goes to one owner).
+            workers.push((engine, links, sink, poll, shared));
+        }
+        let seed = cli.engine_config().seed;
+        let (sources, dispatcher): (Vec<Box<dyn PacketSource>>, Option<Dispatcher>) = if shards == 1
+        {
+            (vec![Box::new(ring)], None)
+        } else {
+            let (d, sources) = Dispatcher::new(ring, wakers, shards, seed);
+            (
+                sources
+                    .into_iter()
+                    .map(|s| Box::new(s) as Box<dyn PacketSource>)
+                    .collect(),
+                Some(d),
+            )
+        };
+        let workers = workers
+            .into_iter()
+            .zip(sources)
+            .map(|((engine, links, sink, poll, shared), source)| {
+                Worker::new(
+                    engine,
+                    links,
+                    source,
+                    sink,
+                    poll,
+                    shared.clone(),
+                    cli.lonely,
+                )
+                .map(|worker| Ready { worker, shared })
+                .map_err(io_err("registering the packet source"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            capture,
+            attach_mode,
+            workers,
+            dispatcher,
+            stats_interval: Duration::from_secs(cli.stats_interval),
+        })
+    }
+
+    pub fn attach_mode(&self) -> AttachMode {
+        self.attach_mode
+    }
+
+    /// Runs the workers until `stop` (SIGINT/SIGTERM) or a worker fails.
+    /// Returns the final statistics line.
+    pub fn run(mut self, mut stop: StopSignal) -> Result<String, DaemonError> {
+        let shared: Vec<Arc<WorkerShared>> =
+            self.workers.iter().map(|r| r.shared.clone()).collect();
+        let handles: Vec<JoinHandle<Result<WorkerReport, LinkError>>> = self
+            .workers
+            .drain(..)
+            .enumerate()
+            .map(|(i, r)| {
+                std::thread::Builder::new()
+                    .name(format!("tcpcopy-w{i}"))
+                    .spawn(move || r.worker.run())
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        let dispatcher = self.dispatcher.take().map(Dispatcher::spawn);
+        let mut poll = Poll::new().map_err(io_err("creating an event loop"))?;
+        let stop_fd: RawFd = stop.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&stop_fd), Token(0), Interest::READABLE)
+            .map_err(io_err("watching for signals"))?;
+        let mut events = Events::with_capacity(4);
+        let mut last = Snapshot::take(&shared, &self.capture);
+        let mut failure = None;
+        loop {
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(200)));
+            if stop.is_triggered() {
+                tracing::info!("stopping: resetting open sessions");
+                break;
+            }
+            if let Some(i) = handles.iter().position(JoinHandle::is_finished) {
+                failure = Some(i);
+                break;
+            }
+            let now = Snapshot::take(&shared, &self.capture);
+            if now.at.saturating_since(last.at) >= self.stats_interval {
+                tracing::info!("stats: {}", now.line(Some(&last)));
+                last = now;
+            }
+        }
+        for s in &shared {
+            s.stop.store(true, Ordering::Relaxed);
+        }
+        if let Some(d) = dispatcher {
+            d.stop();
+        }
+        let mut error = None;
+        for (i, h) in handles.into_iter().enumerate() {
+            match h.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(source)) => {
+                    error = error.or(Some(DaemonError::Worker { worker: i, source }))
+                }
+                Err(_) => {
+                    error = error.or(Some(DaemonError::Unsupported(format!(
+                        "worker {i} panicked"
+                    ))))
+                }
+            }
+        }
+        let last_line = Snapshot::take(&shared, &self.capture).line(None);
+        tracing::info!("final stats: {last_line}");
+        self.capture.detach_all()?;
+        match (failure, error) {
+            (_, Some(e)) => Err(e),
+            _ => Ok(last_line),
+        }
+    }
+}
+
+/// What the statistics line reports at one moment.
+struct Snapshot {
+    at: crate::engine::Instant,
+    report: WorkerReport,
+    capture: [(CaptureCounter, u64); 8],
+}
+
+impl Snapshot {
+    fn take(shared: &[Arc<WorkerShared>], capture: &CaptureProgram) -> Self {
+        let mut report = WorkerReport::default();
+        for s in shared {
+            let r = s.report.lock().unwrap_or_else(|e| e.into_inner());
+            report.engine.add(&r.engine);
+            report.sessions += r.sessions;
+            report.buffered_bytes += r.buffered_bytes;
+            report.links.add(&r.links);
+            report.links_up += r.links_up;
+            report.links_total += r.links_total;
+            report.sink.add(&r.sink);
+            report.source_dropped += r.source_dropped;
+        }
+        Self {
+            at: clock::now(),
+            report,
+            capture: capture
+                .counters()
+                .unwrap_or(CaptureCounter::ALL.map(|c| (c, 0))),
+        }
+    }
+
+    /// `key=value` pairs: totals, and the capture rate since `prev`.
+    fn line(&self, prev: Option<&Self>) -> String {
+        let e = &self.report.engine;
+        let r = &self.report;
+        let mut pairs: Vec<(String, u64)> = Vec::new();
+        if let Some(p) = prev {
+            let secs = self.at.saturating_since(p.at).as_secs_f64().max(1e-3);
+            pairs.push((
+                "captured_per_s".into(),
+                ((e.captured - p.report.engine.captured) as f64 / secs) as u64,
+            ));
+        }
+        pairs.extend([
+            ("sessions".into(), r.sessions),
+            ("buffered_bytes".into(), r.buffered_bytes),
+            ("frames_out".into(), r.sink.frames),
+            ("bytes_out".into(), r.sink.bytes),
+            ("send_dropped".into(), r.sink.dropped),
+            ("links_up".into(), r.links_up),
+            ("links".into(), r.links_total),
+            ("announced".into(), r.links.announcements),
+            ("announce_dropped".into(), r.links.announcements_dropped),
+            ("link_failures".into(), r.links.failures),
+            ("source_dropped".into(), r.source_dropped),
+        ]);
+        pairs.extend(
+            self.capture
+                .iter()
+                .map(|(c, v)| (format!("xdp_{}", c.name()), *v)),
+        );
+        pairs.extend(e.iter().map(|(k, v)| (k.to_owned(), v)));
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Packets handed from the dispatcher to one worker: bytes back to back.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// (capture time ns, offset, length)
+    packets: Vec<(u64, u32, u32)>,
+}
+
+/// A worker's end of the dispatcher: batches in, emptied batches back.
+struct BatchSource {
+    rx: Receiver<Batch>,
+    back: Sender<Batch>,
+    current: Option<(Batch, usize)>,
+}
+
+impl PacketSource for BatchSource {
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, &[u8])) -> usize {
+        let mut n = 0;
+        while n < max {
+            if self.current.is_none() {
+                match self.rx.try_recv() {
+                    Ok(b) => self.current = Some((b, 0)),
+                    Err(_) => break,
+                }
+            }
+            let (batch, at) = self.current.as_mut().expect("set above");
+            while *at < batch.packets.len() && n < max {
+                let (ts, off, len) = batch.packets[*at];
+                on_packet(ts, &batch.bytes[off as usize..(off + len) as usize]);
+                *at += 1;
+                n += 1;
+            }
+            if *at == batch.packets.len() {
+                let (mut b, _) = self.current.take().expect("set above");
+                b.bytes.clear();
+                b.packets.clear();
+                let _ = self.back.try_send(b);
+            }
+        }
+        n
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    fn dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// Reads the capture ring and hands each packet to the worker that owns
+/// its client address (several workers only).
+struct Dispatcher {
+    ring: PacketRing,
+    outs: Vec<(Sender<Batch>, Receiver<Batch>, Arc<Waker>)>,
+    shards: u16,
+    seed: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct RunningDispatcher {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl RunningDispatcher {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}
+
+/// Gives a batch to its worker and wakes it. A worker that is behind makes
+/// the dispatcher wait (the capture ring then fills and the kernel counts
+/// `ring_full`): nothing is dropped here.
+fn hand_over(
+    out: &(Sender<Batch>, Receiver<Batch>, Arc<Waker>),
+    mut batch: Batch,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    loop {
+        match out.0.send_timeout(batch, Duration::from_millis(50)) {
+            Ok(()) => break,
+            Err(crossbeam_channel::SendTimeoutError::Timeout(b))
+                if !stop.load(Ordering::Relaxed) =>
+            {
+                let _ = out.2.wake();
+                batch = b;
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = out.2.wake();
+}
+
+impl Dispatcher {
+    const BATCHES: usize = 16;
+    const BATCH_PACKETS: usize = 256;
+
+    fn new(
+        ring: PacketRing,
+        wakers: Vec<Arc<Waker>>,
+        shards: u16,
+        seed: u64,
+    ) -> (Self, Vec<BatchSource>) {
+        let mut outs = Vec::new();
+        let mut sources = Vec::new();
+        for waker in wakers {
+            let (tx, rx) = crossbeam_channel::bounded(Self::BATCHES);
+            let (back_tx, back_rx) = crossbeam_channel::bounded(Self::BATCHES);
+            for _ in 0..Self::BATCHES {
+                let _ = back_tx.try_send(Batch::default());
+            }
+            outs.push((tx, back_rx, waker));
+            sources.push(BatchSource {
+                rx,
+                back: back_tx,
+                current: None,
+            });
+        }
+        (
+            Self {
+                ring,
+                outs,
+                shards,
+                seed,
+                stop: Arc::default(),
+            },
+            sources,
+        )
+    }
+
+    fn spawn(mut self) -> RunningDispatcher {
+        let stop = self.stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("tcpcopy-capture".into())
+            .spawn(move || self.run())
+            .expect("spawning the dispatcher");
+        RunningDispatcher { stop, handle }
+    }
+
+    fn run(&mut self) {
+        let Ok(mut poll) = Poll::new() else { return };
+        let fd = self.ring.as_raw_fd();
+        if poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
+            .is_err()
+        {
+            return;
+        }
+        let mut events = Events::with_capacity(4);
+        let mut batches: Vec<Option<Batch>> = (0..self.outs.len()).map(|_| None).collect();
+        while !self.stop.load(Ordering::Relaxed) {
+            let (shards, seed) = (self.shards, self.seed);
+            let outs = &self.outs;
+            let n = self.ring.drain(4096, |ts, packet| {
+                let Some(w) = shard_for_packet(packet, shards, seed) else {
+                    return;
+                };
+                let w = usize::from(w);
+                let batch =
+                    batches[w].get_or_insert_with(|| outs[w].1.try_recv().unwrap_or_default());
+                batch
+                    .packets
+                    .push((ts, batch.bytes.len() as u32, packet.len() as u32));
+                batch.bytes.extend_from_slice(packet);
+                if batch.packets.len() >= Self::BATCH_PACKETS
+                    && let Some(full) = batches[w].take()
+                {
+                    hand_over(&outs[w], full, &self.stop);
+                }
+            });
+            // The ring ran dry: hand out what is pending.
+            for (w, slot) in batches.iter_mut().enumerate() {
+                if let Some(b) = slot.take() {
+                    hand_over(&self.outs[w], b, &self.stop);
+                }
+            }
+            if n < 4096 {
+                let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
+            }
+        }
+    }
+}

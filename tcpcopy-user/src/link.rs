@@ -1,0 +1,353 @@
+//! One TCP connection to an intercept (TCPCopy 1.x protocol, see
+//! `tcpcopy_common::proto`): a hello first, then a CLIENT_ADD for every
+//! session before its SYN; record frames come back.
+//!
+//! intercept sends each session's replies on the connection that announced
+//! it, so a worker that owns its links gets exactly the replies of its own
+//! sessions: no dispatch between threads.
+//!
+//! The connection is opened blocking (with a timeout, so a wrong address
+//! fails at once with a clear error) and then run non-blocking in the
+//! worker's event loop. Writes are buffered up to [`MAX_PENDING`]; past that
+//! announcements are dropped and counted (intercept is not reading). A link
+//! that fails is reopened with backoff when the worker runs with `-L`.
+
+use std::{
+    io::{self, Read, Write},
+    net::{SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs},
+    time::Duration,
+};
+
+use mio::{Interest, Registry, Token, net::TcpStream};
+use tcpcopy_common::proto::{ClientMsg, HeaderRecord, ProtoError, RecordFrameDecoder};
+
+use crate::engine::Instant;
+
+/// Buffered bytes per link before announcements are dropped.
+pub const MAX_PENDING: usize = 16 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot resolve intercept {name}: {source}")]
+    Resolve { name: String, source: io::Error },
+    #[error(
+        "cannot connect to intercept {name} ({addr}): {source}; is intercept running there, and reachable?"
+    )]
+    Connect {
+        name: String,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("intercept {name} closed the connection")]
+    Closed { name: String },
+    #[error("connection to intercept {name}: {source}")]
+    Io { name: String, source: io::Error },
+    #[error("intercept {name} sent bad data ({source}); closing the connection")]
+    Protocol { name: String, source: ProtoError },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub records: u64,
+    pub announcements: u64,
+    pub announcements_dropped: u64,
+    pub reconnects: u64,
+    pub failures: u64,
+}
+
+impl LinkStats {
+    pub fn add(&mut self, o: &Self) {
+        self.records += o.records;
+        self.announcements += o.announcements;
+        self.announcements_dropped += o.announcements_dropped;
+        self.reconnects += o.reconnects;
+        self.failures += o.failures;
+    }
+}
+
+pub struct InterceptLink {
+    name: String,
+    addr: SocketAddr,
+    token: Token,
+    stream: Option<TcpStream>,
+    pending: Vec<u8>,
+    written: usize,
+    decoder: RecordFrameDecoder,
+    retry_at: Instant,
+    backoff: Duration,
+    pub stats: LinkStats,
+}
+
+/// Resolves `host:port` to its first IPv4 address.
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, LinkError> {
+    let name = format!("{host}:{port}");
+    let mut addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| LinkError::Resolve {
+            name: name.clone(),
+            source,
+        })?;
+    addrs
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| LinkError::Resolve {
+            name,
+            source: io::Error::new(io::ErrorKind::NotFound, "no IPv4 address"),
+        })
+}
+
+impl InterceptLink {
+    /// Connects (blocking, with a timeout), says hello and registers the
+    /// stream with `registry` under `token`.
+    pub fn connect(addr: SocketAddr, token: Token, registry: &Registry) -> Result<Self, LinkError> {
+        let mut link = Self {
+            name: addr.to_string(),
+            addr,
+            token,
+            stream: None,
+            pending: Vec::new(),
+            written: 0,
+            decoder: RecordFrameDecoder::new(),
+            retry_at: Instant::ZERO,
+            backoff: RETRY_FIRST,
+            stats: LinkStats::default(),
+        };
+        link.open(registry)?;
+        Ok(link)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    fn open(&mut self, registry: &Registry) -> Result<(), LinkError> {
+        let connect_err = |source| LinkError::Connect {
+            name: self.name.clone(),
+            addr: self.addr,
+            source,
+        };
+        let mut std =
+            StdTcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT).map_err(connect_err)?;
+        std.set_nodelay(true).map_err(connect_err)?;
+        std.write_all(&ClientMsg::hello().encode())
+            .map_err(connect_err)?;
+        std.set_nonblocking(true).map_err(connect_err)?;
+        let mut stream = TcpStream::from_std(std);
+        registry
+            .register(
+                &mut stream,
+                self.token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(connect_err)?;
+        self.stream = Some(stream);
+        self.pending.clear();
+        self.written = 0;
+        self.decoder = RecordFrameDecoder::new();
+        self.backoff = RETRY_FIRST;
+        Ok(())
+    }
+
+    /// Marks the link down (after an error): it can be reopened from `now`
+    /// plus the backoff.
+    pub fn close(&mut self, registry: &Registry, now: Instant) {
+        if let Some(mut s) = self.stream.take() {
+            let _ = registry.deregister(&mut s);
+            self.stats.failures += 1;
+        }
+        self.retry_at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+    }
+
+    /// Tries to reopen a down link when its backoff has passed. Returns
+    /// true when the link came back (its sessions must be announced again).
+    pub fn try_reopen(&mut self, registry: &Registry, now: Instant) -> bool {
+        if self.stream.is_some() || now < self.retry_at {
+            return false;
+        }
+        match self.open(registry) {
+            Ok(()) => {
+                self.stats.reconnects += 1;
+                tracing::info!(intercept = %self.name, "reconnected to intercept");
+                true
+            }
+            Err(e) => {
+                self.retry_at = now + self.backoff;
+                self.backoff = (self.backoff * 2).min(RETRY_MAX);
+                tracing::debug!(error = %e, "reconnect failed");
+                false
+            }
+        }
+    }
+
+    /// Queues a message; [`InterceptLink::flush`] writes it.
+    pub fn announce(&mut self, msg: &ClientMsg) {
+        if self.stream.is_none() || self.pending.len() - self.written + 14 > MAX_PENDING {
+            self.stats.announcements_dropped += 1;
+            return;
+        }
+        self.pending.extend_from_slice(&msg.encode());
+        self.stats.announcements += 1;
+    }
+
+    /// Writes what it can without blocking.
+    pub fn flush(&mut self) -> Result<(), LinkError> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        while self.written < self.pending.len() {
+            match stream.write(&self.pending[self.written..]) {
+                Ok(0) => {
+                    return Err(LinkError::Closed {
+                        name: self.name.clone(),
+                    });
+                }
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(LinkError::Io {
+                        name: self.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        if self.written == self.pending.len() {
+            self.pending.clear();
+            self.written = 0;
+        } else if self.written > 1 << 20 {
+            self.pending.drain(..self.written);
+            self.written = 0;
+        }
+        Ok(())
+    }
+
+    /// Reads every record waiting (until the socket would block), handing
+    /// each to `on_record`. Returns how many.
+    pub fn read(&mut self, mut on_record: impl FnMut(&HeaderRecord)) -> Result<usize, LinkError> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(0);
+        };
+        let mut buf = [0u8; 64 * 1024];
+        let mut records = 0;
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    return Err(LinkError::Closed {
+                        name: self.name.clone(),
+                    });
+                }
+                Ok(n) => {
+                    let name = &self.name;
+                    self.decoder
+                        .push(&buf[..n], |r| {
+                            records += 1;
+                            on_record(r);
+                        })
+                        .map_err(|source| LinkError::Protocol {
+                            name: name.clone(),
+                            source,
+                        })?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(LinkError::Io {
+                        name: self.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.stats.records += records as u64;
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use mio::Poll;
+    use tcpcopy_common::proto::{CLIENT_MSG_LEN, ClientMsgDecoder, MsgType, encode_frame};
+
+    use super::*;
+
+    #[test]
+    fn hello_first_then_announcements_and_records_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let poll = Poll::new().unwrap();
+        let mut link = InterceptLink::connect(addr, Token(1), poll.registry()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        link.announce(&ClientMsg::add([198, 18, 1, 2], 40000, [198, 18, 2, 2], 80));
+        link.flush().unwrap();
+        let mut got = [0u8; 2 * CLIENT_MSG_LEN];
+        peer.read_exact(&mut got).unwrap();
+        let mut msgs = Vec::new();
+        ClientMsgDecoder::new()
+            .push(&got, |m| msgs.push(m))
+            .unwrap();
+        assert_eq!(msgs[0].kind, MsgType::Hello);
+        assert_eq!(
+            msgs[1],
+            ClientMsg::add([198, 18, 1, 2], 40000, [198, 18, 2, 2], 80)
+        );
+
+        let mut rec = HeaderRecord::default();
+        rec.bytes[0] = 0x45;
+        let mut frame = [0u8; tcpcopy_common::proto::MAX_FRAME_LEN];
+        let n = encode_frame(&[rec, rec], &mut frame);
+        peer.write_all(&frame[..n]).unwrap();
+        let mut seen = 0;
+        for _ in 0..1000 {
+            seen += link.read(|r| assert_eq!(r.bytes[0], 0x45)).unwrap();
+            if seen == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(seen, 2);
+        assert_eq!(link.stats.records, 2);
+
+        // Garbage (a count over 16) is a protocol error, not a panic.
+        peer.write_all(&[0xff, 0xff]).unwrap();
+        let err = (0..1000)
+            .find_map(|_| match link.read(|_| {}) {
+                Ok(_) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    None
+                }
+                Err(e) => Some(e),
+            })
+            .expect("an error");
+        assert!(matches!(err, LinkError::Protocol { .. }), "{err}");
+        drop(peer);
+    }
+
+    #[test]
+    fn a_closed_port_fails_at_once_with_a_clear_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let poll = Poll::new().unwrap();
+        let err = InterceptLink::connect(addr, Token(1), poll.registry())
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("is intercept running there"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The `tcpcopy` binary: parse the command line, set up logging, start
+//! (capture attached, intercepts connected: errors still reach the
+//! terminal), then go to the background if asked, write the pid file and
+//! run until SIGINT/SIGTERM. Exit 0 after a clean stop: every open session
+//! reset, XDP detached.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tcpcopy_runtime::process::{PidFile, StopSignal, daemonize, init_logging};
+use tcpcopy_user::{cli::Cli, daemon::Tcpcopy};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cli.validate() {
+        eprintln!("tcpcopy: error: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = init_logging(cli.log.as_deref()) {
+        eprintln!("tcpcopy: error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let logs_to_file = cli.log.is_some();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if logs_to_file {
+                tracing::error!("{e:#}");
+            }
+            eprintln!("tcpcopy: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let pid_path = match &cli.pid_file {
+        Some(p) => Some(std::path::absolute(p).context("resolving the pid file path")?),
+        None => None,
+    };
+    let tcpcopy = Tcpcopy::start(cli).context("starting tcpcopy")?;
+    tracing::info!(input = %cli.input, mode = ?tcpcopy.attach_mode(), "capture attached");
+    if cli.daemon {
+        if cli.log.is_none() {
+            tracing::warn!("running in the background without -l: the log goes to /dev/null");
+        }
+        // SAFETY: no thread has been started yet; the child keeps every fd
+        // (program, links, ring, sockets).
+        unsafe { daemonize() }.context("going to the background")?;
+    }
+    let _pid_file = pid_path
+        .as_deref()
+        .map(PidFile::create)
+        .transpose()
+        .context("writing the pid file")?;
+    let stop = StopSignal::on_signals().context("installing signal handlers")?;
+    tracing::info!(pid = std::process::id(), "replaying");
+    tcpcopy.run(stop).context("running")?;
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! A worker: one engine shard, the connections to every intercept that
+//! carry its sessions' announcements and replies, its frame sender, and
+//! where its captured packets come from. One thread; nothing shared on the
+//! fast path.
+//!
+//! Each turn: captured packets into the engine, reply records into the
+//! engine, timers, then the outbox drained (announcements to every
+//! intercept first, frames to the sender). When nothing happened the worker
+//! sleeps in `poll` until a packet source, an intercept socket or the next
+//! engine deadline wakes it.
+
+use std::{
+    os::fd::RawFd,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use mio::{Events, Interest, Poll, Token, unix::SourceFd};
+
+use crate::{
+    clock,
+    engine::{Engine, EngineStats, Instant, Outbox},
+    link::{InterceptLink, LinkError, LinkStats},
+};
+
+/// Packets read per turn, at most (keeps replies and timers flowing).
+const CAPTURE_BATCH: usize = 256;
+/// Longest sleep when idle (to notice a stop request and re-open links).
+const MAX_IDLE: Duration = Duration::from_millis(50);
+/// How often a worker publishes its counters.
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+
+pub const SOURCE_TOKEN: Token = Token(0);
+pub const WAKE_TOKEN: Token = Token(1);
+/// Link tokens start here.
+pub const LINK_TOKEN_BASE: usize = 16;
+
+/// Where a worker's captured client packets come from.
+pub trait PacketSource: Send {
+    /// Hands at most `max` packets (capture time in CLOCK_MONOTONIC
+    /// nanoseconds, IPv4 packet) to `on_packet`; returns how many were read.
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, &[u8])) -> usize;
+    /// A descriptor that polls readable when packets wait (`None`: the
+    /// source wakes the worker's waker instead).
+    fn fd(&self) -> Option<RawFd>;
+    /// Entries that could not be used (mismatched records, cut frames).
+    fn dropped(&self) -> u64;
+    /// The source has no more packets, ever (a finished capture file).
+    fn finished(&self) -> bool {
+        false
+    }
+}
+
+/// Where a worker's frames for the target go.
+pub trait FrameSink: Send {
+    /// Sends (or counts as dropped) every frame of `out`; writes the
+    /// Ethernet header into each frame's headroom where it needs one.
+    fn send(&mut self, out: &mut Outbox);
+    /// Reclaims finished sends; called every turn, also when idle.
+    fn poll(&mut self);
+    /// Frames sent, bytes sent, frames dropped.
+    fn counts(&self) -> SinkCounts;
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SinkCounts {
+    pub frames: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+}
+
+impl SinkCounts {
+    pub fn add(&mut self, o: &Self) {
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.dropped += o.dropped;
+    }
+}
+
+/// What a worker has done, published for the statistics line.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerReport {
+    pub engine: EngineStats,
+    pub sessions: u64,
+    pub buffered_bytes: u64,
+    pub links: LinkStats,
+    pub links_up: u64,
+    pub links_total: u64,
+    pub sink: SinkCounts,
+    pub source_dropped: u64,
+}
+
+/// What the daemon shares with a worker.
+#[derive(Default)]
+pub struct WorkerShared {
+    pub stop: AtomicBool,
+    pub report: Mutex<WorkerReport>,
+}
+
+pub struct Worker {
+    engine: Engine,
+    /// Per intercept, its connections (`-C`); announcements round-robin.
+    links: Vec<Vec<InterceptLink>>,
+    round_robin: usize,
+    source: Box<dyn PacketSource>,
+    sink: Box<dyn FrameSink>,
+    poll: Poll,
+    shared: Arc<WorkerShared>,
+    /// `-L`: keep going (and reconnect) when intercepts go away.
+    lonely: bool,
+}
+
+impl Worker {
+    /// A worker over an engine shard. `poll` must be the one the links
+    /// were registered with (and the waker, if any, created from).
+    pub fn new(
+        engine: Engine,
+        links: Vec<Vec<InterceptLink>>,
+        source: Box<dyn PacketSource>,
+        sink: Box<dyn FrameSink>,
+        poll: Poll,
+        shared: Arc<WorkerShared>,
+        lonely: bool,
+    ) -> std::io::Result<Self> {
+        if let Some(fd) = source.fd() {
+            poll.registry()
+                .register(&mut SourceFd(&fd), SOURCE_TOKEN, Interest::READABLE)?;
+        }
+        Ok(Self {
+            engine,
+            links,
+            round_robin: 0,
+            source,
+            sink,
+            poll,
+            shared,
+            lonely,
+        })
+    }
+
+    /// Runs until asked to stop (or, without `-L`, until an intercept goes
+    /// away: then the error). On the way out every open session is reset.
+    pub fn run(mut self) -> Result<WorkerReport, LinkError> {
+        let mut events = Events::with_capacity(128);
+        let mut next_report = clock::now();
+        let result = loop {
+            if self.shared.stop.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            let now = clock::now();
+            let mut busy = self.capture_turn();
+            match self.replies_turn(now) {
+                Ok(n) => busy |= n > 0,
+                Err(e) => break Err(e),
+            }
+            self.engine.flush(now);
+            if self.engine.next_deadline().is_some_and(|d| d <= now) {
+                self.engine.on_timer(now);
+            }
+            busy |= self.drain_outbox();
+            self.sink.poll();
+            if let Err(e) = self.flush_links(now) {
+                break Err(e);
+            }
+            if now >= next_report {
+                self.publish();
+                next_report = now + REPORT_EVERY;
+            }
+            if self.source.finished() && self.engine.session_count() == 0 {
+                break Ok(());
+            }
+            if !busy {
+                let timeout = self
+                    .engine
+                    .next_deadline()
+                    .map_or(MAX_IDLE, |d| d.saturating_since(now).min(MAX_IDLE));
+                if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                    && e.kind() != std::io::ErrorKind::Interrupted
+                {
+                    tracing::warn!(error = %e, "poll failed");
+                }
+            }
+        };
+        self.shutdown();
+        let report = self.publish();
+        result.map(|()| report)
+    }
+
+    /// Resets every open session and sends what that produced.
+    fn shutdown(&mut self) {
+        let now = clock::now();
+        self.engine.shutdown(now);
+        self.drain_outbox();
+        for _ in 0..100 {
+            self.sink.poll();
+        }
+        let _ = self.flush_links(now);
+    }
+
+    fn capture_turn(&mut self) -> bool {
+        let engine = &mut self.engine;
+        let n = self.source.drain(CAPTURE_BATCH, &mut |ts_ns, packet| {
+            engine.on_client_packet(Instant::from_micros(ts_ns / 1000), packet);
+        });
+        n > 0
+    }
+
+    fn replies_turn(&mut self, now: Instant) -> Result<usize, LinkError> {
+        let mut total = 0;
+        let mut reopened = false;
+        let mut failed = Vec::new();
+        for link in self.links.iter_mut().flatten() {
+            if !link.is_up() {
+                reopened |= self.lonely && link.try_reopen(self.poll.registry(), now);
+                continue;
+            }
+            let engine = &mut self.engine;
+            match link.read(|rec| engine.on_reply(now, rec)) {
+                Ok(n) => total += n,
+                Err(e) => failed.push((link_index(link), e)),
+            }
+        }
+        for (token, e) in failed {
+            self.link_failed(token, e, now)?;
+        }
+        if reopened {
+            // intercept forgot this connection's sessions: announce them again.
+            for msg in self.engine.live_announcements() {
+                self.announce(&msg);
+            }
+        }
+        Ok(total)
+    }
+
+    fn link_failed(&mut self, token: usize, e: LinkError, now: Instant) -> Result<(), LinkError> {
+        if !self.lonely {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "intercept connection lost; reconnecting (-L)");
+        let registry = self.poll.registry();
+        for link in self.links.iter_mut().flatten() {
+            if link_index(link) == token {
+                link.close(registry, now);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_links(&mut self, now: Instant) -> Result<(), LinkError> {
+        let mut failed = Vec::new();
+        for link in self.links.iter_mut().flatten() {
+            if let Err(e) = link.flush() {
+                failed.push((link_index(link), e));
+            }
+        }
+        for (token, e) in failed {
+            self.link_failed(token, e, now)?;
+        }
+        Ok(())
+    }
+
+    /// Announcements to every intercept (one connection each, round
+    /// robin), then frames to the sender. Returns whether anything went.
+    fn drain_outbox(&mut self) -> bool {
+        let out = self.engine.outbox();
+        if out.is_empty() {
+            return false;
+        }
+        let announcements = std::mem::take(&mut out.announcements);
+        for msg in &announcements {
+            self.announce(msg);
+        }
+        let out = self.engine.outbox();
+        out.announcements = announcements;
+        out.announcements.clear();
+        self.sink.send(out);
+        out.clear();
+        true
+    }
+
+    fn announce(&mut self, msg: &tcpcopy_common::proto::ClientMsg) {
+        self.round_robin = self.round_robin.wrapping_add(1);
+        for group in &mut self.links {
+            let n = group.len();
+            if n > 0 {
+                group[self.round_robin % n].announce(msg);
+            }
+        }
+    }
+
+    fn publish(&mut self) -> WorkerReport {
+        let mut links = LinkStats::default();
+        let (mut up, mut total) = (0, 0);
+        for link in self.links.iter().flatten() {
+            links.add(&link.stats);
+            up += u64::from(link.is_up());
+            total += 1;
+        }
+        let report = WorkerReport {
+            engine: self.engine.stats().clone(),
+            sessions: self.engine.session_count() as u64,
+            buffered_bytes: self.engine.buffered_bytes() as u64,
+            links,
+            links_up: up,
+            links_total: total,
+            sink: self.sink.counts(),
+            source_dropped: self.source.dropped(),
+        };
+        *self.shared.report.lock().unwrap_or_else(|e| e.into_inner()) = report.clone();
+        report
+    }
+}
+
+fn link_index(link: &InterceptLink) -> usize {
+    link.token().0
+}
