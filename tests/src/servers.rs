@@ -118,3 +118,34 @@ pub fn start_redis(lab: &Lab, host: Host, addr: Ipv4Addr, port: u16) -> Redis {
     lab.wait_for_port(host, sock);
     Redis { addr: sock }
 }
+
+impl Redis {
+    /// Every key and its value, sorted (`--scan`, then one MGET).
+    pub fn dump(&self, lab: &Lab, host: Host) -> Vec<(String, String)> {
+        let (h, p) = (self.addr.ip().to_string(), self.addr.port().to_string());
+        let keys = lab.run(host, &["redis-cli", "-h", &h, "-p", &p, "--scan"]);
+        let mut keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        keys.sort_unstable();
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let mut argv = vec!["redis-cli", "-h", &h, "-p", &p, "--raw", "MGET"];
+        argv.extend(keys.iter().copied());
+        let values = lab.run(host, &argv);
+        let values: Vec<&str> = values.lines().collect();
+        assert_eq!(values.len(), keys.len(), "one value per key");
+        keys.into_iter()
+            .zip(values)
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// DBSIZE.
+    pub fn dbsize(&self, lab: &Lab, host: Host) -> u64 {
+        let (h, p) = (self.addr.ip().to_string(), self.addr.port().to_string());
+        let out = lab.run(host, &["redis-cli", "-h", &h, "-p", &p, "DBSIZE"]);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("DBSIZE said {out:?}: {e}"))
+    }
+}

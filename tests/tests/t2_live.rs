@@ -2,57 +2,320 @@
 //! capture on the online host, frames to the target, intercept closing
 //! the loop on the assistant.
 
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
 use tcpcopy_tests::{
     intercept::InterceptProcess,
     lab::{Host, Lab, ONLINE_IP, TARGET_IP},
-    servers::start_nginx,
+    servers::{Nginx, start_nginx, start_redis},
     tcpcopy::TcpcopyProcess,
     wait::{DEADLINE, wait_until},
 };
+
+/// The usual tcpcopy command line for port `port` of the lab, plus `extra`.
+fn args(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "-x",
+        &format!("{port}-{TARGET_IP}:{port}"),
+        "-s",
+        "198.18.2.3",
+        "-i",
+        "eth0",
+        "-o",
+        "eth1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn start_tcpcopy(lab: &Lab, port: u16, extra: &[&str]) -> TcpcopyProcess {
+    let a = args(port, extra);
+    TcpcopyProcess::start(lab, &a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Waits until the target's nginx logged at least `n` requests; returns them.
+fn target_requests(target: &Nginx, n: usize) -> Vec<String> {
+    wait_until(&format!("{n} requests at the target"), DEADLINE, || {
+        let t = target.requests();
+        if t.len() >= n {
+            Ok(t)
+        } else {
+            Err(format!("{} of {n}", t.len()))
+        }
+    })
+}
+
+fn curl(lab: &Lab, urls: &[String]) {
+    let mut argv = vec!["curl", "-sf", "-o", "/dev/null"];
+    for u in urls {
+        argv.extend(["-o", "/dev/null"]);
+        argv.push(u);
+    }
+    lab.run(Host::Client, &argv);
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
 
 #[test]
 fn every_nginx_request_to_production_reaches_the_target() {
     let lab = Lab::new();
     let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
     let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
-    let intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
-    let mut tcpcopy = TcpcopyProcess::start(
-        &lab,
-        &[
-            "-x",
-            "80-198.18.2.2:80",
-            "-s",
-            "198.18.2.3",
-            "-i",
-            "eth0",
-            "-o",
-            "eth1",
-        ],
-    );
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let mut tcpcopy = start_tcpcopy(&lab, 80, &[]);
     const N: usize = 20;
     for i in 0..N {
-        let url = format!("http://{ONLINE_IP}/item/{i}?q={}", i * 7);
-        lab.run(Host::Client, &["curl", "-sf", "-o", "/dev/null", &url]);
+        curl(&lab, &[format!("http://{ONLINE_IP}/item/{i}?q={}", i * 7)]);
     }
-    let got = wait_until("every request replayed at the target", DEADLINE, || {
-        let t = target.requests();
-        if t.len() >= N {
-            Ok(t)
-        } else {
-            Err(format!("{} of {N}: {t:?}", t.len()))
-        }
-    });
-    let mut want = online.requests();
-    let mut got = got;
-    want.sort();
-    got.sort();
-    assert_eq!(got, want, "the target saw exactly production's requests");
-    let stats = tcpcopy.wait_stats("sessions completed", |s| {
-        s.get("closed_completed").copied().unwrap_or(0) >= N as u64
-    });
+    let got = target_requests(&target, N);
+    assert_eq!(
+        sorted(got),
+        sorted(online.requests()),
+        "the target saw exactly production's requests"
+    );
+    let stats = tcpcopy.wait_stats("sessions completed", |s| s["closed_completed"] >= N as u64);
     assert_eq!(stats["sessions_syn"], N as u64);
     let (status, fin) = tcpcopy.stop();
     assert!(status.success(), "tcpcopy exit: {status}");
     assert_eq!(fin["send_dropped"], 0);
-    drop(intercept);
+}
+
+#[test]
+fn wrk_load_is_replayed_completely_with_two_workers() {
+    let lab = Lab::new();
+    let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let tcpcopy = start_tcpcopy(&lab, 80, &["--workers", "2"]);
+    // Keep-alive connections, many requests each, for two seconds.
+    lab.run(
+        Host::Client,
+        &[
+            "wrk",
+            "-t2",
+            "-c8",
+            "-d2s",
+            &format!("http://{ONLINE_IP}/wrk"),
+        ],
+    );
+    let want = online.requests().len();
+    assert!(want > 200, "wrk made {want} requests");
+    let got = target_requests(&target, want);
+    assert_eq!(got.len(), want, "no extra requests either");
+    assert!(
+        got.iter().all(|r| r.starts_with("GET /wrk ")),
+        "{:?}",
+        &got[..3]
+    );
+    let (status, fin) = tcpcopy.stop();
+    assert!(status.success());
+    assert_eq!(fin["xdp_ring_full"], 0);
+}
+
+#[test]
+fn redis_benchmark_leaves_the_same_keys_and_values_on_the_target() {
+    let lab = Lab::new();
+    let online = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
+    let target = start_redis(&lab, Host::Target, TARGET_IP, 6379);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
+    let tcpcopy = start_tcpcopy(&lab, 6379, &[]);
+    lab.run(
+        Host::Client,
+        &[
+            "redis-benchmark",
+            "-h",
+            "198.18.1.1",
+            "-p",
+            "6379",
+            "-t",
+            "set,incr,lpush",
+            "-n",
+            "3000",
+            "-r",
+            "100000",
+            "-c",
+            "20",
+            "-d",
+            "24",
+            "-q",
+        ],
+    );
+    let want = online.dump(&lab, Host::Online);
+    assert!(want.len() > 1000, "production holds {} keys", want.len());
+    let want_size = online.dbsize(&lab, Host::Online);
+    wait_until("the target to hold production's keys", DEADLINE, || {
+        let n = target.dbsize(&lab, Host::Target);
+        if n >= want_size {
+            Ok(())
+        } else {
+            Err(format!("{n} of {want_size} keys"))
+        }
+    });
+    // Counters and lists must match too: every command, in order, exactly once.
+    let got = target.dump(&lab, Host::Target);
+    let differ: Vec<_> = want
+        .iter()
+        .zip(&got)
+        .filter(|(a, b)| a != b)
+        .take(5)
+        .collect();
+    assert_eq!(got.len(), want.len(), "key count");
+    assert!(differ.is_empty(), "values differ: {differ:?}");
+    let (status, _) = tcpcopy.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn a_connection_open_before_tcpcopy_started_is_replayed_with_a_faked_handshake() {
+    let lab = Lab::new();
+    let online = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
+    let target = start_redis(&lab, Host::Target, TARGET_IP, 6379);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
+    let conn = {
+        let _ns = lab.enter(Host::Client);
+        TcpStream::connect(SocketAddr::from((ONLINE_IP, 6379)))
+            .expect("connect to production redis")
+    };
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let command = |mut c: &TcpStream, cmd: &str| {
+        c.write_all(cmd.as_bytes()).unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(command(&conn, "SET before 1\r\n"), "+OK\r\n");
+    let mut tcpcopy = start_tcpcopy(&lab, 6379, &[]);
+    for i in 0..5 {
+        assert_eq!(command(&conn, &format!("SET after{i} {i}\r\n")), "+OK\r\n");
+    }
+    wait_until("the later commands at the target", DEADLINE, || {
+        let n = target.dbsize(&lab, Host::Target);
+        if n >= 5 {
+            Ok(())
+        } else {
+            Err(format!("{n} keys"))
+        }
+    });
+    let got = target.dump(&lab, Host::Target);
+    let want: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("after{i}"), i.to_string()))
+        .collect();
+    assert_eq!(
+        got, want,
+        "what was sent after tcpcopy started, and only that"
+    );
+    assert_eq!(online.dbsize(&lab, Host::Online), 6);
+    let stats = tcpcopy.wait_stats("a faked session", |s| s["sessions_faked"] >= 1);
+    assert_eq!(stats["sessions_syn"], 0);
+    drop(conn);
+    let (status, _) = tcpcopy.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn replication_triples_the_requests_at_the_target() {
+    let lab = Lab::new();
+    let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let tcpcopy = start_tcpcopy(&lab, 80, &["-n", "3"]);
+    for i in 0..10 {
+        curl(&lab, &[format!("http://{ONLINE_IP}/copy/{i}")]);
+    }
+    let got = target_requests(&target, 30);
+    let want: Vec<String> = online
+        .requests()
+        .into_iter()
+        .flat_map(|r| [r.clone(), r.clone(), r])
+        .collect();
+    assert_eq!(sorted(got), sorted(want));
+    let (status, _) = tcpcopy.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn sampling_replays_about_half_the_sessions_each_wholly_or_not_at_all() {
+    let lab = Lab::new();
+    let _online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let mut tcpcopy = start_tcpcopy(&lab, 80, &["-r", "50"]);
+    const SESSIONS: usize = 40;
+    for i in 0..SESSIONS {
+        // Two requests on one connection: one session.
+        curl(
+            &lab,
+            &[
+                format!("http://{ONLINE_IP}/s{i}/a"),
+                format!("http://{ONLINE_IP}/s{i}/b"),
+            ],
+        );
+    }
+    // Every session's packets captured (sampled out ones count as captured).
+    tcpcopy.wait_stats("every session captured", |s| {
+        s["captured"] >= (SESSIONS * 6) as u64
+    });
+    let stats = tcpcopy.wait_stats("replayed sessions completed", |s| {
+        s["closed_completed"] >= s["sessions_syn"]
+    });
+    let replayed = stats["sessions_syn"] as usize;
+    assert!(
+        (8..=32).contains(&replayed),
+        "{replayed} of {SESSIONS} sessions replayed at -r 50"
+    );
+    let got = target_requests(&target, 2 * replayed);
+    for i in 0..SESSIONS {
+        let a = got
+            .iter()
+            .filter(|r| r.contains(&format!("/s{i}/a ")))
+            .count();
+        let b = got
+            .iter()
+            .filter(|r| r.contains(&format!("/s{i}/b ")))
+            .count();
+        assert_eq!(a, b, "session {i}: both requests or neither ({got:?})");
+        assert!(a <= 1);
+    }
+    let (status, _) = tcpcopy.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn sigkill_leaves_no_xdp_program_and_production_keeps_serving() {
+    let lab = Lab::new();
+    let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let _target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let tcpcopy = start_tcpcopy(&lab, 80, &[]);
+    let link = lab.run(Host::Online, &["ip", "link", "show", "eth0"]);
+    assert!(link.contains("xdp"), "attached while running: {link}");
+    curl(&lab, &[format!("http://{ONLINE_IP}/before")]);
+    tcpcopy.kill();
+    wait_until("the XDP program gone with the process", DEADLINE, || {
+        let link = lab.run(Host::Online, &["ip", "link", "show", "eth0"]);
+        if link.contains("xdp") {
+            Err(link)
+        } else {
+            Ok(())
+        }
+    });
+    for i in 0..5 {
+        curl(&lab, &[format!("http://{ONLINE_IP}/after/{i}")]);
+    }
+    assert_eq!(
+        online.requests().len(),
+        6,
+        "production served every request"
+    );
 }
