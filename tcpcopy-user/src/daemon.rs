@@ -27,8 +27,8 @@ use tcpcopy_runtime::{
 
 use crate::{
     capture::{
-        ring::PacketRing,
         xdp::{CaptureMode, CaptureProgram},
+        xsk::{MirrorSource, XskError, rx_queue_count},
     },
     cli::{CaptureKind, Cli},
     clock,
@@ -51,6 +51,8 @@ pub enum DaemonError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("mirror capture: {0}")]
+    Mirror(#[from] XskError),
     #[error("{0}")]
     Unsupported(String),
     #[error("worker {worker} stopped: {source}")]
@@ -80,17 +82,27 @@ impl Tcpcopy {
     /// Loads and attaches the capture program, connects to every
     /// intercept, and builds the workers (no thread started yet).
     pub fn start(cli: &Cli) -> Result<Self, DaemonError> {
-        let mode = match cli.capture {
-            CaptureKind::Inline => CaptureMode::Inline {
-                ring_bytes: cli.ring_size,
-            },
+        let (mut capture, source): (CaptureProgram, Box<dyn PacketSource>) = match cli.capture {
+            CaptureKind::Inline => {
+                let mut capture = CaptureProgram::load(CaptureMode::Inline {
+                    ring_bytes: cli.ring_size,
+                })?;
+                let ring = capture.take_ring()?;
+                (capture, Box::new(ring))
+            }
             CaptureKind::Mirror => {
-                return Err(DaemonError::Unsupported(
-                    "--capture mirror is not available in this build yet".into(),
-                ));
+                let queues = rx_queue_count(&cli.input)?;
+                let mut capture = CaptureProgram::load(CaptureMode::Mirror {
+                    queues,
+                    pass_others: cli.mirror_pass_others,
+                })?;
+                let mirror = MirrorSource::open(&cli.input, queues)?;
+                for (queue, fd) in mirror.sockets() {
+                    capture.register_socket(queue, &fd)?;
+                }
+                (capture, Box::new(mirror))
             }
         };
-        let mut capture = CaptureProgram::load(mode)?;
         for (i, t) in cli.transfer.0.iter().enumerate() {
             capture.add_target(
                 t.rule.online_addr.map(Into::into),
@@ -99,7 +111,6 @@ impl Tcpcopy {
             )?;
         }
         let attach_mode = capture.attach(&cli.input)?;
-        let ring = capture.take_ring()?;
 
         let intercepts = cli
             .intercepts
@@ -142,9 +153,9 @@ impl Tcpcopy {
         let seed = cli.engine_config().seed;
         let (sources, dispatcher): (Vec<Box<dyn PacketSource>>, Option<Dispatcher>) = if shards == 1
         {
-            (vec![Box::new(ring)], None)
+            (vec![source], None)
         } else {
-            let (d, sources) = Dispatcher::new(ring, wakers, shards, seed);
+            let (d, sources) = Dispatcher::new(source, wakers, shards, seed);
             (
                 sources
                     .into_iter()
@@ -365,8 +376,8 @@ impl PacketSource for BatchSource {
         n
     }
 
-    fn fd(&self) -> Option<RawFd> {
-        None
+    fn fds(&self) -> Vec<RawFd> {
+        Vec::new()
     }
 
     fn dropped(&self) -> u64 {
@@ -377,7 +388,7 @@ impl PacketSource for BatchSource {
 /// Reads the capture ring and hands each packet to the worker that owns
 /// its client address (several workers only).
 struct Dispatcher {
-    ring: PacketRing,
+    source: Box<dyn PacketSource>,
     outs: Vec<(Sender<Batch>, Receiver<Batch>, Arc<Waker>)>,
     shards: u16,
     seed: u64,
@@ -424,7 +435,7 @@ impl Dispatcher {
     const BATCH_PACKETS: usize = 256;
 
     fn new(
-        ring: PacketRing,
+        source: Box<dyn PacketSource>,
         wakers: Vec<Arc<Waker>>,
         shards: u16,
         seed: u64,
@@ -446,7 +457,7 @@ impl Dispatcher {
         }
         (
             Self {
-                ring,
+                source,
                 outs,
                 shards,
                 seed,
@@ -467,20 +478,20 @@ impl Dispatcher {
 
     fn run(&mut self) {
         let Ok(mut poll) = Poll::new() else { return };
-        let fd = self.ring.as_raw_fd();
-        if poll
-            .registry()
-            .register(&mut SourceFd(&fd), Token(0), Interest::READABLE)
-            .is_err()
-        {
-            return;
+        for fd in self.source.fds() {
+            let registered =
+                poll.registry()
+                    .register(&mut SourceFd(&fd), Token(0), Interest::READABLE);
+            if registered.is_err() {
+                return;
+            }
         }
         let mut events = Events::with_capacity(4);
         let mut batches: Vec<Option<Batch>> = (0..self.outs.len()).map(|_| None).collect();
         while !self.stop.load(Ordering::Relaxed) {
             let (shards, seed) = (self.shards, self.seed);
             let outs = &self.outs;
-            let n = self.ring.drain(4096, |ts, packet| {
+            let n = self.source.drain(4096, &mut |ts, packet| {
                 let Some(w) = shard_for_packet(packet, shards, seed) else {
                     return;
                 };

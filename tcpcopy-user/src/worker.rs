@@ -43,9 +43,9 @@ pub trait PacketSource: Send {
     /// Hands at most `max` packets (capture time in CLOCK_MONOTONIC
     /// nanoseconds, IPv4 packet) to `on_packet`; returns how many were read.
     fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, &[u8])) -> usize;
-    /// A descriptor that polls readable when packets wait (`None`: the
-    /// source wakes the worker's waker instead).
-    fn fd(&self) -> Option<RawFd>;
+    /// Descriptors that poll readable when packets wait (none: the source
+    /// wakes the worker's waker instead).
+    fn fds(&self) -> Vec<RawFd>;
     /// Entries that could not be used (mismatched records, cut frames).
     fn dropped(&self) -> u64;
     /// The source has no more packets, ever (a finished capture file).
@@ -125,7 +125,7 @@ impl Worker {
         shared: Arc<WorkerShared>,
         lonely: bool,
     ) -> std::io::Result<Self> {
-        if let Some(fd) = source.fd() {
+        for fd in source.fds() {
             poll.registry()
                 .register(&mut SourceFd(&fd), SOURCE_TOKEN, Interest::READABLE)?;
         }

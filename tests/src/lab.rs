@@ -247,6 +247,32 @@ impl Lab {
         self.children.lock().unwrap().push(child);
     }
 
+    /// A mirror port on the online host: every frame arriving on `eth0`
+    /// is also sent out of `mirror0` (`tc ... mirred egress mirror`) and
+    /// arrives on its veth peer `mirror1`, as a SPAN port would deliver it.
+    /// Returns the interface to capture on (`mirror1`).
+    pub fn add_mirror_port(&self) -> &'static str {
+        use Host::Online;
+        self.ip_in(
+            Online,
+            &[
+                "link", "add", "mirror0", "type", "veth", "peer", "name", "mirror1",
+            ],
+        );
+        self.ip_in(Online, &["link", "set", "mirror0", "up"]);
+        self.ip_in(Online, &["link", "set", "mirror1", "up"]);
+        self.run(Online, &["tc", "qdisc", "add", "dev", "eth0", "clsact"]);
+        self.run(
+            Online,
+            // u32 matching everything (this kernel has no matchall).
+            &[
+                "tc", "filter", "add", "dev", "eth0", "ingress", "u32", "match", "u32", "0", "0",
+                "action", "mirred", "egress", "mirror", "dev", "mirror0",
+            ],
+        );
+        "mirror1"
+    }
+
     /// Moves the current thread into `host`'s namespace until the guard drops.
     pub fn enter(&self, host: Host) -> NetnsGuard {
         NetnsGuard::enter(&self.ns(host))

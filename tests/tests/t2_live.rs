@@ -319,3 +319,27 @@ fn sigkill_leaves_no_xdp_program_and_production_keeps_serving() {
         "production served every request"
     );
 }
+
+#[test]
+fn mirror_capture_through_af_xdp_replays_completely() {
+    let lab = Lab::new();
+    let mirror = lab.add_mirror_port();
+    let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let a = args(80, &["--capture", "mirror"]);
+    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let i = a.iter().position(|x| *x == "eth0").expect("-i eth0");
+    a[i] = mirror;
+    let mut tcpcopy = TcpcopyProcess::start(&lab, &a);
+    for i in 0..20 {
+        curl(&lab, &[format!("http://{ONLINE_IP}/mirror/{i}")]);
+    }
+    let got = target_requests(&target, 20);
+    assert_eq!(sorted(got), sorted(online.requests()));
+    let stats = tcpcopy.wait_stats("sessions completed", |s| s["closed_completed"] >= 20);
+    assert!(stats["xdp_redirected"] >= 20 * 4, "{stats:?}");
+    assert_eq!(stats["xdp_redirect_failed"], 0);
+    let (status, _) = tcpcopy.stop();
+    assert!(status.success());
+}

@@ -4,3 +4,5 @@
 pub mod ring;
 #[cfg(feature = "xdp")]
 pub mod xdp;
+#[cfg(feature = "xdp")]
+pub mod xsk;

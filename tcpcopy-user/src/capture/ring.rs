@@ -74,8 +74,8 @@ impl crate::worker::PacketSource for PacketRing {
         PacketRing::drain(self, max, on_packet)
     }
 
-    fn fd(&self) -> Option<RawFd> {
-        Some(self.as_raw_fd())
+    fn fds(&self) -> Vec<RawFd> {
+        vec![self.as_raw_fd()]
     }
 
     fn dropped(&self) -> u64 {
