@@ -34,12 +34,15 @@ pub fn require_root() {
 /// path.
 pub fn workspace_binary(package: &str, bin: &str) -> std::path::PathBuf {
     use std::path::Path;
-    let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/<test> -> target/<profile>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps");
+    let exe = std::env::current_exe().expect("the running executable's path");
+    // Tests run from target/<profile>/deps/<test>, binaries (the demo and
+    // bench drivers) from target/<profile>/<bin>.
+    let dir = exe.parent().expect("an executable has a directory");
+    let profile_dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps sits in the profile directory")
+    } else {
+        dir
+    };
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cmd = std::process::Command::new(env!("CARGO"));

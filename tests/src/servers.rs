@@ -120,8 +120,10 @@ pub fn start_redis(lab: &Lab, host: Host, addr: Ipv4Addr, port: u16) -> Redis {
 }
 
 impl Redis {
-    /// Every key and its value, sorted (`--scan`, then one MGET).
+    /// Every key and its value, sorted (`--scan`, then MGETs through
+    /// redis-cli's standard input, 500 keys each).
     pub fn dump(&self, lab: &Lab, host: Host) -> Vec<(String, String)> {
+        use std::io::Write;
         let (h, p) = (self.addr.ip().to_string(), self.addr.port().to_string());
         let keys = lab.run(host, &["redis-cli", "-h", &h, "-p", &p, "--scan"]);
         let mut keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
@@ -129,9 +131,25 @@ impl Redis {
         if keys.is_empty() {
             return Vec::new();
         }
-        let mut argv = vec!["redis-cli", "-h", &h, "-p", &p, "--raw", "MGET"];
-        argv.extend(keys.iter().copied());
-        let values = lab.run(host, &argv);
+        let mut child = lab
+            .command(host, "redis-cli")
+            .args(["-h", &h, "-p", &p, "--raw"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start redis-cli");
+        let mut stdin = child.stdin.take().expect("piped");
+        let commands: String = keys
+            .chunks(500)
+            .map(|c| format!("MGET {}\n", c.join(" ")))
+            .collect();
+        let writer = std::thread::spawn(move || stdin.write_all(commands.as_bytes()));
+        let out = child.wait_with_output().expect("redis-cli finished");
+        writer
+            .join()
+            .expect("writer thread")
+            .expect("write the commands");
+        let values = String::from_utf8_lossy(&out.stdout).into_owned();
         let values: Vec<&str> = values.lines().collect();
         assert_eq!(values.len(), keys.len(), "one value per key");
         keys.into_iter()

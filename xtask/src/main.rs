@@ -4,9 +4,12 @@
 //! - `build-ebpf`: builds the eBPF objects (the same code the build scripts use).
 //! - `test`: builds everything and runs the three test tiers (T0, T1, T2).
 //! - `lint`: rustfmt and clippy (warnings are errors).
+//! - `demo`: live mirroring in the namespace lab, with a report.
+//! - `bench <target>`: benchmarks.
 //! - `bench`: benchmarks in the lab (release builds; print, never assert).
 
 mod bench;
+mod demo;
 mod setup;
 mod test;
 
@@ -33,6 +36,8 @@ enum Task {
     Lint,
     /// Run a benchmark in the network-namespace lab (as root; release builds).
     Bench(bench::Bench),
+    /// The main job: live mirroring in the namespace lab, with a report (as root).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         Task::Test(args) => test::run(&args),
         Task::Lint => lint(),
         Task::Bench(bench) => bench::run(&bench),
+        Task::Demo(args) => demo::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

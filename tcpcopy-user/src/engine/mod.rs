@@ -41,7 +41,7 @@ pub use self::{
     config::{Config, TransferRule},
     outbox::{EventKind, HEADROOM, Outbox, SessionEvent},
     session::CloseReason,
-    stats::EngineStats,
+    stats::{EngineStats, LatencyHistogram},
     time::Instant,
 };
 use self::{

@@ -586,6 +586,10 @@ impl Session {
                 if !self.response_seen {
                     self.response_seen = true;
                     cx.stats.responses += 1;
+                    if self.sent_data {
+                        let us = cx.now.saturating_since(self.request_at).as_micros() as u64;
+                        cx.stats.response_time.record(us);
+                    }
                 }
             }
         }

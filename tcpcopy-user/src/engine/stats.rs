@@ -3,6 +3,79 @@
 
 use super::session::CloseReason;
 
+/// A histogram of durations in microseconds: four buckets per power of two
+/// (about 19 % wide), from 1 µs to over an hour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    buckets: [u64; Self::BUCKETS],
+    count: u64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: [0; Self::BUCKETS],
+            count: 0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    const BUCKETS: usize = 128;
+
+    fn bucket(us: u64) -> usize {
+        if us < 4 {
+            return us as usize;
+        }
+        let log = 63 - us.leading_zeros() as usize; // >= 2
+        let frac = ((us >> (log - 2)) & 3) as usize;
+        (4 * (log - 1) + frac).min(Self::BUCKETS - 1)
+    }
+
+    /// The upper bound of bucket `b` (what a quantile reports).
+    fn upper(b: usize) -> u64 {
+        if b < 4 {
+            return b as u64;
+        }
+        let log = b / 4 + 1;
+        let frac = (b % 4) as u64;
+        ((4 + frac + 1) << (log - 2)) - 1
+    }
+
+    pub fn record(&mut self, us: u64) {
+        self.buckets[Self::bucket(us)] += 1;
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn add(&mut self, other: &Self) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+        self.count += other.count;
+    }
+
+    /// The `q` quantile (0..=1) in microseconds, to bucket precision (0
+    /// when empty).
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::upper(b);
+            }
+        }
+        Self::upper(Self::BUCKETS - 1)
+    }
+}
+
 macro_rules! counters {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident,)* }) => {
         $(#[$m])*
@@ -11,6 +84,9 @@ macro_rules! counters {
             $($(#[$fm])* pub $field: u64,)*
             /// Sessions ended, by reason (index: `CloseReason as usize`).
             pub closed: [u64; CloseReason::COUNT],
+            /// Target response times: first request segment sent to first
+            /// response byte reported.
+            pub response_time: LatencyHistogram,
         }
 
         impl $name {
@@ -20,6 +96,7 @@ macro_rules! counters {
                 for (a, b) in self.closed.iter_mut().zip(other.closed.iter()) {
                     *a += b;
                 }
+                self.response_time.add(&other.response_time);
             }
 
             /// `(name, value)` of every counter, closed-by-reason included.
@@ -27,6 +104,10 @@ macro_rules! counters {
                 [$((stringify!($field), self.$field),)*]
                     .into_iter()
                     .chain(CloseReason::ALL.iter().map(|r| (r.name(), self.closed[*r as usize])))
+                    .chain([
+                        ("response_p50_us", self.response_time.quantile(0.50)),
+                        ("response_p99_us", self.response_time.quantile(0.99)),
+                    ])
             }
         }
     };
@@ -94,5 +175,36 @@ counters! {
         replies_malformed,
         /// ... for no session of this engine.
         replies_unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LatencyHistogram;
+
+    #[test]
+    fn quantiles_are_within_a_bucket_of_the_truth() {
+        let mut h = LatencyHistogram::default();
+        for us in 1..=10_000u64 {
+            h.record(us);
+        }
+        for (q, want) in [(0.5, 5000.0), (0.99, 9900.0), (0.01, 100.0)] {
+            let got = h.quantile(q) as f64;
+            assert!(got >= want && got <= want * 1.25, "q {q}: {got} vs {want}");
+        }
+        assert_eq!(h.count(), 10_000);
+        assert_eq!(LatencyHistogram::default().quantile(0.5), 0);
+        let mut big = LatencyHistogram::default();
+        big.record(u64::MAX);
+        assert!(
+            big.quantile(1.0) >= 3_600_000_000,
+            "the last bucket holds everything past an hour"
+        );
+        for us in 0..100_000u64 {
+            assert!(
+                LatencyHistogram::upper(LatencyHistogram::bucket(us)) >= us,
+                "{us}"
+            );
+        }
     }
 }
