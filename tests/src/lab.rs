@@ -273,6 +273,19 @@ impl Lab {
         "mirror1"
     }
 
+    /// Pins every process now running in `host`'s namespace (all their
+    /// threads) to CPU `cpu` (benchmarks: to keep production and the replay
+    /// side on separate cores, as on separate hosts).
+    pub fn pin(&self, host: Host, cpu: usize) {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &self.ns(host)])
+            .output()
+            .expect("ip netns pids");
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            pin_process(pid, cpu);
+        }
+    }
+
     /// Moves the current thread into `host`'s namespace until the guard drops.
     pub fn enter(&self, host: Host) -> NetnsGuard {
         NetnsGuard::enter(&self.ns(host))
@@ -321,6 +334,15 @@ impl Drop for Lab {
             let _ = child.wait();
         }
     }
+}
+
+/// Pins process `pid` (every thread) to CPU `cpu`.
+pub fn pin_process(pid: &str, cpu: usize) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), pid])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Runs `ip args...`, panicking with stderr on failure.

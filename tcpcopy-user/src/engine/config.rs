@@ -54,6 +54,10 @@ pub struct Config {
     pub memory_cap: usize,
     /// Buffered bytes one session may hold.
     pub session_buffer_cap: usize,
+    /// A session holding this many buffered bytes is falling behind
+    /// production: its held requests are pipelined to the target instead
+    /// of waiting for each response (so nothing is lost).
+    pub pipeline_backlog: usize,
     /// Seed for sampling and port choice (same in every shard).
     pub seed: u64,
     /// Give up a handshake after this long.
@@ -92,6 +96,7 @@ impl Default for Config {
             default_rtt: Duration::ZERO,
             memory_cap: 1024 << 20,
             session_buffer_cap: 4 << 20,
+            pipeline_backlog: 64 << 10,
             seed: 0x7463_7063_6f70_7921,
             handshake_timeout: Duration::from_secs(8),
             syn_rto: Duration::from_millis(250),

@@ -14,7 +14,9 @@
 //! bytes as the online server sent, or reply data quiet for one client RTT,
 //! no wait on a LAN; or nothing at all for the response timeout). Segments
 //! of one request go out back to back within the target's window. A client
-//! FIN or RST waits the same way.
+//! FIN or RST waits the same way. A session whose backlog passes
+//! `pipeline_backlog` (the replay is slower than production) pipelines its
+//! requests instead of waiting, so it never has to be dropped.
 //!
 //! States: `SynSent` (our SYN, real or faked, is out) -> `Established` ->
 //! `Lingering` (ended: RST sent, late packets absorbed until the linger
@@ -688,7 +690,12 @@ impl Session {
             let new_request = data && grown;
             let held_close = fin && !data && (self.sent_data || grown);
             if (new_request || held_close) && !self.release_ok(cx, ack) {
-                break;
+                // Falling behind production: pipeline rather than let the
+                // backlog grow until the session is dropped.
+                if !(new_request && self.segs.bytes() >= cx.config.pipeline_backlog) {
+                    break;
+                }
+                cx.stats.pipelined += 1;
             }
             if data && (new_request || !self.sent_data) {
                 self.start_request(cx, ack);

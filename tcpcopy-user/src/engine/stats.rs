@@ -151,6 +151,9 @@ counters! {
         /// Requests whose previous response never came (moved on after the
         /// response timeout).
         response_timeouts,
+        /// Requests sent before the previous response because the session
+        /// had fallen behind production (backlog over `pipeline_backlog`).
+        pipelined,
         /// Responses seen (reply data after a request).
         responses,
         /// Data segments sent for the first time.

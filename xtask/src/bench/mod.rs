@@ -4,6 +4,7 @@
 
 mod engine;
 mod intercept;
+mod live;
 
 use clap::{Args, Subcommand};
 
@@ -17,6 +18,8 @@ pub struct Bench {
 pub enum BenchTarget {
     /// The session engine alone: captured packets per second on one core, bytes per idle session.
     Engine(engine::EngineBench),
+    /// tcpcopy live in the lab: stepped load, completeness, CPU per packet, production latency off vs on.
+    Live(live::LiveBench),
     /// Reply packets per second through XDP -> ring -> intercept -> TCP to tcpcopy peers.
     Intercept(intercept::InterceptBench),
 }
@@ -29,5 +32,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
     match &bench.target {
         BenchTarget::Engine(args) => engine::run(args),
         BenchTarget::Intercept(args) => intercept::run(args),
+        BenchTarget::Live(args) => live::run(args),
     }
 }

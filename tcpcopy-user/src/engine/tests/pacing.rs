@@ -262,3 +262,34 @@ fn test_server_speaks_first_waits_for_the_targets_greeting() {
         "{out:#?}"
     );
 }
+
+#[test]
+fn test_a_session_falling_behind_pipelines_instead_of_dropping() {
+    let mut h = harness_with(|c| c.pipeline_backlog = 16 * 1024);
+    h.establish();
+    // Production answers every 100-byte request at once; the target is slow
+    // (no responses yet). Requests pile up.
+    let mut sent = Vec::new();
+    for i in 0..400u32 {
+        h.client(data(1001 + i * 100, 9001 + i * 50, &[b'q'; 100]));
+        sent.extend(
+            h.sent()
+                .into_iter()
+                .filter(|s| !s.payload.is_empty())
+                .map(|s| s.seq),
+        );
+    }
+    assert!(sent.len() > 200, "most requests went out: {}", sent.len());
+    assert!(h.engine.stats().pipelined > 0);
+    assert!(
+        h.engine.buffered_bytes() < 64 * 1024,
+        "the backlog stays bounded: {}",
+        h.engine.buffered_bytes()
+    );
+    assert!(
+        h.closed_with().is_empty(),
+        "nothing dropped: {:?}",
+        h.closed_with()
+    );
+    assert!(sent.windows(2).all(|w| w[1] > w[0]), "in order");
+}
