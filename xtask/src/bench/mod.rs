@@ -4,6 +4,7 @@
 
 mod engine;
 mod intercept;
+mod send;
 
 use clap::{Args, Subcommand};
 
@@ -19,6 +20,8 @@ pub enum BenchTarget {
     Engine(engine::EngineBench),
     /// Reply packets per second through XDP -> ring -> intercept -> TCP to tcpcopy peers.
     Intercept(intercept::InterceptBench),
+    /// Frames per second and loss of each sender backend (AF_XDP, raw) on the lab's veth.
+    Send(send::SendBench),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
     match &bench.target {
         BenchTarget::Engine(args) => engine::run(args),
         BenchTarget::Intercept(args) => intercept::run(args),
+        BenchTarget::Send(args) => send::run(args),
     }
 }
