@@ -244,10 +244,14 @@ impl<S: NeighbourSource> NextHopCache<S> {
             }
             Err(e) => {
                 self.counters.failed += 1;
-                if self.entries.get(&dst).is_none_or(|e| e.mac.is_some()) {
-                    tracing::warn!(%dst, error = %e, "next-hop lookup failed; frames to it are dropped");
+                // A known MAC outlives a failed lookup (a netlink hiccup is
+                // no reason to stop sending); it is asked again soon.
+                if previous.is_none() && !self.entries.contains_key(&dst) {
+                    tracing::warn!(%dst, error = %e, "next-hop lookup failed; frames to it are dropped until it succeeds");
+                } else {
+                    tracing::debug!(%dst, error = %e, "next-hop lookup failed");
                 }
-                (None, self.policy.retry)
+                (previous, self.policy.retry)
             }
         };
         if !self.entries.contains_key(&dst) && self.entries.len() >= self.policy.max_entries {
@@ -488,6 +492,29 @@ mod tests {
         );
         assert_eq!(c.mac_for(TARGET, t0 + Duration::from_millis(999)), None);
         assert_eq!(script.asked().len(), 3);
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_known_mac_and_asks_again_soon() {
+        let script = Script::default();
+        let mut c = cache(&script);
+        let t0 = Instant::now();
+        script.answer(found(TARGET, MAC_A));
+        assert_eq!(c.mac_for(TARGET, t0), Some(MAC_A));
+        let t1 = t0 + Duration::from_secs(3);
+        script.answer(Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)));
+        assert_eq!(c.mac_for(TARGET, t1), Some(MAC_A));
+        assert_eq!(
+            c.mac_for(TARGET, t1 + Duration::from_millis(49)),
+            Some(MAC_A)
+        );
+        script.answer(found(TARGET, MAC_A));
+        assert_eq!(
+            c.mac_for(TARGET, t1 + Duration::from_millis(50)),
+            Some(MAC_A)
+        );
+        assert_eq!(script.asked().len(), 3);
+        assert_eq!(c.counters().failed, 1);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! thread; read with [`FrameSender::stats`](super::FrameSender::stats).
 //!
 //! Accounting: every frame handed to `send` is counted exactly once, in
-//! `frames` (handed to the kernel) or in one [`DropReason`].
+//! `frames` (handed to the kernel) or in one [`DropReason`] - with one
+//! exception: an AF_XDP descriptor the kernel refuses after submission
+//! (`tx_invalid_descs`, which the sender's own checks should make
+//! impossible) is in `frames` and in `kernel_error`.
 
 use std::fmt;
 
