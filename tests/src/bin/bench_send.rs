@@ -41,6 +41,10 @@ struct Args {
     /// Frames per `send` call.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Leave bridge netfilter on in the LAN namespace (when the host has
+    /// br_netfilter loaded, bridged frames then cross iptables).
+    #[arg(long)]
+    bridge_netfilter: bool,
 }
 
 /// Packets counted on an interface of the lab.
@@ -191,6 +195,17 @@ fn main() {
         );
     }
     let lab = Lab::new();
+    if !args.bridge_netfilter {
+        // br_netfilter (loaded on this host for other reasons) makes every
+        // bridged frame cross iptables; a LAN switch does not.
+        for table in ["iptables", "ip6tables", "arptables"] {
+            let key = format!("net.bridge.bridge-nf-call-{table}=0");
+            let out = lab.output(Host::Lan, &["sysctl", "-qw", &key]);
+            if !out.status.success() {
+                println!("(could not set {key}: bridge netfilter stays as it is)");
+            }
+        }
+    }
     let target_mac = MacAddr(mac_of(&lab, Host::Target, "eth0"));
     println!(
         "bench send: {} frames per run, {} per send call, online eth1 -> bridge -> target eth0 (veth)",

@@ -24,6 +24,10 @@ pub struct SendBench {
     /// Frames per `send` call (an engine batch).
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Leave bridge netfilter on in the lab's LAN (bridged frames then
+    /// cross iptables when the host has br_netfilter loaded).
+    #[arg(long)]
+    bridge_netfilter: bool,
 }
 
 pub fn run(args: &SendBench) -> anyhow::Result<()> {
@@ -48,7 +52,11 @@ pub fn run(args: &SendBench) -> anyhow::Result<()> {
     let release = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), Into::into)
         .join("release");
-    let status = Command::new(release.join("bench-send"))
+    let mut cmd = Command::new(release.join("bench-send"));
+    if args.bridge_netfilter {
+        cmd.arg("--bridge-netfilter");
+    }
+    let status = cmd
         .args(["--frames", &args.frames.to_string()])
         .args(["--sizes", &args.sizes])
         .args(["--backends", &args.backends])
