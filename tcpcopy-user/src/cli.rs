@@ -7,7 +7,10 @@ use std::{net::Ipv4Addr, path::PathBuf, str::FromStr, time::Duration};
 use clap::{Parser, ValueEnum};
 use tcpcopy_common::proto::INTERCEPT_PORT;
 
-use crate::engine::{Config, Endpoint, TransferRule, shaping::ClientPool};
+use crate::{
+    engine::{Config, Endpoint, TransferRule, shaping::ClientPool},
+    send::{MacAddr, SendBackend},
+};
 
 const ABOUT: &str = "Copies the requests real clients send to an online server and replays them, \
 as live TCP sessions, against a target server.";
@@ -34,14 +37,6 @@ pub enum CaptureKind {
     Inline,
     /// On a port that carries a copy (SPAN/TAP/mirror): AF_XDP sockets.
     Mirror,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SendKind {
-    /// AF_XDP at the datalink level.
-    Afxdp,
-    /// A raw IP socket (fallback where AF_XDP cannot be used).
-    Raw,
 }
 
 #[derive(Parser, Debug)]
@@ -128,9 +123,9 @@ pub struct Cli {
     #[arg(long = "mirror-pass-others")]
     pub mirror_pass_others: bool,
 
-    /// How frames are sent.
-    #[arg(long = "send", value_enum, default_value_t = SendKind::Afxdp)]
-    pub send: SendKind,
+    /// How frames are sent: afxdp (AF_XDP, the datalink fast path) or raw (a packet socket).
+    #[arg(long = "send", default_value = "afxdp")]
+    pub send: SendBackend,
 
     /// Worker threads (session shards).
     #[arg(long = "workers", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -165,7 +160,7 @@ pub struct Cli {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transfer {
     pub rule: TransferRule,
-    pub next_hop_mac: Option<[u8; 6]>,
+    pub next_hop_mac: Option<MacAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,20 +180,6 @@ fn parse_port(s: &str) -> Result<u16, String> {
         Ok(0) | Err(_) => Err(format!("{s:?} is not a port (1..=65535)")),
         Ok(p) => Ok(p),
     }
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let mut mac = [0u8; 6];
-    if parts.len() != 6 {
-        return Err(format!(
-            "{s:?} is not a MAC address (six hex octets, colon separated)"
-        ));
-    }
-    for (o, p) in mac.iter_mut().zip(parts) {
-        *o = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
-    }
-    Ok(mac)
 }
 
 impl FromStr for Transfer {
@@ -224,7 +205,10 @@ impl FromStr for Transfer {
             None => (None, parse_port(online).map_err(err)?),
         };
         let (target, mac) = match target.split_once('@') {
-            Some((t, m)) => (t, Some(parse_mac(m).map_err(err)?)),
+            Some((t, m)) => (
+                t,
+                Some(m.parse::<MacAddr>().map_err(|e| err(e.to_string()))?),
+            ),
             None => (target, None),
         };
         let (taddr, tport) = target
@@ -360,6 +344,15 @@ impl Cli {
                 return Err("-c: every client address in the pool is a target address".into());
             }
         }
+        let macs: Vec<MacAddr> = self
+            .transfer
+            .0
+            .iter()
+            .filter_map(|t| t.next_hop_mac)
+            .collect();
+        if macs.windows(2).any(|w| w[0] != w[1]) {
+            return Err("-x: one next-hop MAC for every rule (frames all leave through -o)".into());
+        }
         if self.mss > self.mtu - 40 {
             return Err(format!(
                 "-D {}: the MSS cannot exceed the MTU ({}) minus 40",
@@ -391,7 +384,10 @@ mod tests {
         assert_eq!(t.0[0].rule.target, Endpoint::new([198, 18, 2, 2], 8080));
         assert_eq!(t.0[0].next_hop_mac, None);
         assert_eq!(t.0[1].rule.online_addr, Some([198, 18, 1, 1]));
-        assert_eq!(t.0[1].next_hop_mac, Some([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]));
+        assert_eq!(
+            t.0[1].next_hop_mac,
+            Some(MacAddr([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]))
+        );
     }
 
     #[test]

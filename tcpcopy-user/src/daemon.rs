@@ -34,10 +34,8 @@ use crate::{
     clock,
     engine::{Engine, shard_for_packet},
     link::{self, InterceptLink, LinkError},
-    rawsend::RawIpSink,
-    worker::{
-        FrameSink, LINK_TOKEN_BASE, PacketSource, WAKE_TOKEN, Worker, WorkerReport, WorkerShared,
-    },
+    send::{FrameSender, SendBackend, SendError, SenderConfig},
+    worker::{LINK_TOKEN_BASE, PacketSource, WAKE_TOKEN, Worker, WorkerReport, WorkerShared},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +49,8 @@ pub enum DaemonError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("sending on the output interface: {0}")]
+    Send(#[from] SendError),
     #[error("mirror capture: {0}")]
     Mirror(#[from] XskError),
     #[error("{0}")]
@@ -119,6 +119,15 @@ impl Tcpcopy {
             .map(|(h, p)| link::resolve(h, *p))
             .collect::<Result<Vec<SocketAddr>, _>>()?;
         let shards = cli.workers;
+        let tx_queues = tx_queue_count(&cli.output);
+        if cli.send == SendBackend::AfXdp && u32::from(shards) > tx_queues {
+            tracing::warn!(
+                output = %cli.output,
+                tx_queues,
+                workers = shards,
+                "fewer TX queues than workers: the workers beyond them send through a raw packet socket"
+            );
+        }
         let mut workers = Vec::new();
         let mut wakers = Vec::new();
         for w in 0..shards {
@@ -137,9 +146,7 @@ impl Tcpcopy {
                 }
                 links.push(group);
             }
-            let sink: Box<dyn FrameSink> = Box::new(
-                RawIpSink::open().map_err(io_err("opening a raw IP socket (are we root?)"))?,
-            );
+            let sink = open_sender(cli, w, tx_queues)?;
             let shared = Arc::new(WorkerShared::default());
             let engine = Engine::new(cli.engine_config(), w, shards);
             if shards > 1 {
@@ -265,6 +272,46 @@ impl Tcpcopy {
     }
 }
 
+/// TX queues of `iface` (from sysfs), at least 1.
+fn tx_queue_count(iface: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("tx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1) as u32
+}
+
+/// The sender of worker `w`: AF_XDP on TX queue `w` where the device has
+/// one, else a raw packet socket. Next hops of every target are resolved
+/// before the first frame (so none is dropped while the kernel resolves).
+fn open_sender(cli: &Cli, w: u16, tx_queues: u32) -> Result<Box<dyn FrameSender>, DaemonError> {
+    let backend = if cli.send == SendBackend::AfXdp && u32::from(w) >= tx_queues {
+        SendBackend::Raw
+    } else {
+        cli.send
+    };
+    let mac = cli.transfer.0.iter().find_map(|t| t.next_hop_mac);
+    let mut sender = SenderConfig::new(cli.output.clone())
+        .backend(backend)
+        .next_hop_mac(mac)
+        .queue_id(u32::from(w))
+        .open()?;
+    for t in &cli.transfer.0 {
+        let target = std::net::Ipv4Addr::from(t.rule.target.addr);
+        if sender
+            .resolve_next_hop(target, Duration::from_secs(2))
+            .is_none()
+        {
+            tracing::warn!(%target, output = %cli.output, "no next-hop MAC yet for the target: frames wait for it, counted as drops");
+        }
+    }
+    tracing::info!(worker = w, sender = %sender.describe(), "sender open");
+    Ok(sender)
+}
+
 /// What the statistics line reports at one moment.
 struct Snapshot {
     at: crate::engine::Instant,
@@ -312,7 +359,8 @@ impl Snapshot {
             ("buffered_bytes".into(), r.buffered_bytes),
             ("frames_out".into(), r.sink.frames),
             ("bytes_out".into(), r.sink.bytes),
-            ("send_dropped".into(), r.sink.dropped),
+            ("send_dropped".into(), r.sink.total_dropped()),
+            ("send_in_flight".into(), r.sink.in_flight),
             ("links_up".into(), r.links_up),
             ("links".into(), r.links_total),
             ("announced".into(), r.links.announcements),

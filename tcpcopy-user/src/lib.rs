@@ -2,9 +2,10 @@
 //! replays them as live TCP sessions against a target server.
 //!
 //! Data flow: [`capture`] (XDP) -> [`engine`] (sessions, pure code) ->
-//! senders. A [`worker`] owns one engine shard, its [`link`]s to intercept
-//! and its sender; [`daemon`] starts and stops them, [`cli`] is the command
-//! line, and [`packet`] the packet model everything shares.
+//! [`send`] (AF_XDP or a raw packet socket). A [`worker`] owns one engine
+//! shard, its [`link`]s to intercept and its sender; [`daemon`] starts and
+//! stops them, [`cli`] is the command line, and [`packet`] the packet model
+//! everything shares.
 
 pub mod capture;
 pub mod cli;
@@ -14,5 +15,5 @@ pub mod daemon;
 pub mod engine;
 pub mod link;
 pub mod packet;
-pub mod rawsend;
+pub mod send;
 pub mod worker;

@@ -22,8 +22,9 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 
 use crate::{
     clock,
-    engine::{Engine, EngineStats, Instant, Outbox},
+    engine::{Engine, EngineStats, Instant},
     link::{InterceptLink, LinkError, LinkStats},
+    send::{FrameSender, SenderStats},
 };
 
 /// Packets read per turn, at most (keeps replies and timers flowing).
@@ -54,32 +55,6 @@ pub trait PacketSource: Send {
     }
 }
 
-/// Where a worker's frames for the target go.
-pub trait FrameSink: Send {
-    /// Sends (or counts as dropped) every frame of `out`; writes the
-    /// Ethernet header into each frame's headroom where it needs one.
-    fn send(&mut self, out: &mut Outbox);
-    /// Reclaims finished sends; called every turn, also when idle.
-    fn poll(&mut self);
-    /// Frames sent, bytes sent, frames dropped.
-    fn counts(&self) -> SinkCounts;
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SinkCounts {
-    pub frames: u64,
-    pub bytes: u64,
-    pub dropped: u64,
-}
-
-impl SinkCounts {
-    pub fn add(&mut self, o: &Self) {
-        self.frames += o.frames;
-        self.bytes += o.bytes;
-        self.dropped += o.dropped;
-    }
-}
-
 /// What a worker has done, published for the statistics line.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerReport {
@@ -89,7 +64,7 @@ pub struct WorkerReport {
     pub links: LinkStats,
     pub links_up: u64,
     pub links_total: u64,
-    pub sink: SinkCounts,
+    pub sink: SenderStats,
     pub source_dropped: u64,
 }
 
@@ -106,7 +81,7 @@ pub struct Worker {
     links: Vec<Vec<InterceptLink>>,
     round_robin: usize,
     source: Box<dyn PacketSource>,
-    sink: Box<dyn FrameSink>,
+    sink: Box<dyn FrameSender>,
     poll: Poll,
     shared: Arc<WorkerShared>,
     /// `-L`: keep going (and reconnect) when intercepts go away.
@@ -120,7 +95,7 @@ impl Worker {
         engine: Engine,
         links: Vec<Vec<InterceptLink>>,
         source: Box<dyn PacketSource>,
-        sink: Box<dyn FrameSink>,
+        sink: Box<dyn FrameSender>,
         poll: Poll,
         shared: Arc<WorkerShared>,
         lonely: bool,
@@ -306,7 +281,7 @@ impl Worker {
             links,
             links_up: up,
             links_total: total,
-            sink: self.sink.counts(),
+            sink: self.sink.stats(),
             source_dropped: self.source.dropped(),
         };
         *self.shared.report.lock().unwrap_or_else(|e| e.into_inner()) = report.clone();

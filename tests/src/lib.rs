@@ -1,7 +1,8 @@
 //! Test support for the kernel tiers: the network-namespace lab of DESIGN
 //! section 7, servers inside it, condition waits, frame builders for
-//! BPF_PROG_TEST_RUN, raw packet I/O in the lab ([`raw`]) and the pieces
-//! that drive intercept there ([`intercept`]).
+//! BPF_PROG_TEST_RUN, raw packet I/O in the lab ([`raw`]), the pieces
+//! that drive intercept there ([`intercept`]) and tcpcopy's senders
+//! ([`send`]).
 //!
 //! Everything the lab creates lives in namespaces named `tcl-<pid>-<n>-*`;
 //! dropping a [`Lab`] removes them (also while a test panics), and creating
@@ -13,6 +14,7 @@ pub mod intercept;
 pub mod lab;
 pub mod netns;
 pub mod raw;
+pub mod send;
 pub mod servers;
 pub mod tcpcopy;
 pub mod wait;

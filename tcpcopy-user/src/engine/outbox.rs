@@ -80,6 +80,18 @@ impl Outbox {
     }
 
     /// Frame `i` with its headroom in front (`HEADROOM + len` bytes).
+    pub fn frame_with_headroom(&self, i: usize) -> &[u8] {
+        let (s, l) = self.frames[i];
+        &self.bytes[s - HEADROOM..s + l]
+    }
+
+    /// Appends a copy of an IPv4 packet as a frame, as the engine does
+    /// (for tests, benchmarks and tools that feed a sender directly).
+    pub fn push_packet(&mut self, packet: &[u8]) {
+        self.push_frame_copy(packet);
+    }
+
+    /// Frame `i` with its headroom in front (`HEADROOM + len` bytes).
     pub fn frame_with_headroom_mut(&mut self, i: usize) -> &mut [u8] {
         let (s, l) = self.frames[i];
         &mut self.bytes[s - HEADROOM..s + l]

@@ -5,6 +5,7 @@
 mod engine;
 mod intercept;
 mod live;
+mod send;
 
 use clap::{Args, Subcommand};
 
@@ -22,6 +23,8 @@ pub enum BenchTarget {
     Live(live::LiveBench),
     /// Reply packets per second through XDP -> ring -> intercept -> TCP to tcpcopy peers.
     Intercept(intercept::InterceptBench),
+    /// Frames per second and loss of each sender backend (AF_XDP, raw) on the lab's veth.
+    Send(send::SendBench),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         BenchTarget::Engine(args) => engine::run(args),
         BenchTarget::Intercept(args) => intercept::run(args),
         BenchTarget::Live(args) => live::run(args),
+        BenchTarget::Send(args) => send::run(args),
     }
 }
