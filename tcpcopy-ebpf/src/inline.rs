@@ -5,11 +5,17 @@
 //! Invariants: the verdict is always `XDP_PASS`; a full ring is a counted
 //! drop of the copy, never a wait; a record is the smallest size class that
 //! holds the frame (reservations must have constant sizes).
+//!
+//! Wake-ups: a record normally goes in without waking the reader (tcpcopy
+//! polls the ring at least every millisecond). Waking a sleeping reader
+//! per record costs the production CPU an interrupt and a scheduler wake-up
+//! per packet, more than the copy itself; only a backlog past
+//! [`WAKE_BACKLOG`] forces a wake-up, so bursts are read at once.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
     helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::xdp,
     programs::XdpContext,
@@ -21,6 +27,9 @@ use tcpcopy_common::{
 };
 
 use crate::{PACKETS, count, is_target};
+
+/// Unread bytes in the ring past which a record wakes the reader.
+const WAKE_BACKLOG: u64 = 256 * 1024;
 
 /// A ring buffer record of one size class.
 #[repr(C)]
@@ -110,9 +119,14 @@ fn copy_into<const N: usize>(ctx: &XdpContext, len: u32, l3_off: u16) -> bool {
         bpf_xdp_load_bytes(ctx.ctx, 0, (*record).data.as_mut_ptr() as *mut c_void, cap)
     };
     if loaded != 0 {
-        entry.discard(0);
+        entry.discard(u64::from(BPF_RB_NO_WAKEUP));
         return false;
     }
-    entry.submit(0);
+    let flags = if PACKETS.query(u64::from(BPF_RB_AVAIL_DATA)) > WAKE_BACKLOG {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(u64::from(flags));
     true
 }

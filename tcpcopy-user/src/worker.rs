@@ -29,8 +29,10 @@ use crate::{
 
 /// Packets read per turn, at most (keeps replies and timers flowing).
 const CAPTURE_BATCH: usize = 256;
-/// Longest sleep when idle (to notice a stop request and re-open links).
-const MAX_IDLE: Duration = Duration::from_millis(50);
+/// Longest sleep when idle: the capture ring does not wake the worker for
+/// every packet (see tcpcopy-ebpf's inline program), so it is polled at
+/// least this often.
+const MAX_IDLE: Duration = Duration::from_millis(1);
 /// How often a worker publishes its counters.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 

@@ -58,6 +58,9 @@ pub struct Config {
     /// production: its held requests are pipelined to the target instead
     /// of waiting for each response (so nothing is lost).
     pub pipeline_backlog: usize,
+    /// Likewise for a session whose next request was captured this long
+    /// ago: the replay lags production, so it pipelines to catch up.
+    pub max_lag: Duration,
     /// Seed for sampling and port choice (same in every shard).
     pub seed: u64,
     /// Give up a handshake after this long.
@@ -97,6 +100,7 @@ impl Default for Config {
             memory_cap: 1024 << 20,
             session_buffer_cap: 4 << 20,
             pipeline_backlog: 64 << 10,
+            max_lag: Duration::from_secs(5),
             seed: 0x7463_7063_6f70_7921,
             handshake_timeout: Duration::from_secs(8),
             syn_rto: Duration::from_millis(250),

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+use super::time::Instant;
 use crate::packet::{Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions};
 
 /// A client segment, as captured (addresses and ports not yet rewritten).
@@ -28,6 +29,8 @@ pub struct Segment {
     /// Offset of the TSval from the TCP header start (0: no timestamp).
     pub ts_offset: u8,
     pub tsval: u32,
+    /// When it was captured (how far the replay lags production).
+    pub captured_at: Instant,
     /// The IPv4 packet.
     pub buf: Vec<u8>,
 }
@@ -42,7 +45,12 @@ impl Segment {
     }
 
     /// A segment holding the whole of `pkt` (no SYN: see [`Segment::syn`]).
-    pub fn whole(pkt: &Ipv4TcpPacket<&[u8]>, opts: &TcpOptions, pool: &mut SegmentPool) -> Self {
+    pub fn whole(
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
+        now: Instant,
+        pool: &mut SegmentPool,
+    ) -> Self {
         debug_assert!(!pkt.flags().syn());
         let buf = pool.take(pkt.as_bytes());
         Self {
@@ -52,13 +60,19 @@ impl Segment {
             flags: pkt.flags(),
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
+            captured_at: now,
             buf,
         }
     }
 
     /// The SYN of `pkt` without any payload it carried (TCP Fast Open data
     /// goes to the queue as an ordinary segment).
-    pub fn syn(pkt: &Ipv4TcpPacket<&[u8]>, opts: &TcpOptions, pool: &mut SegmentPool) -> Self {
+    pub fn syn(
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        opts: &TcpOptions,
+        now: Instant,
+        pool: &mut SegmentPool,
+    ) -> Self {
         let hdr = pkt.payload_offset();
         let mut buf = pool.take(&pkt.as_bytes()[..hdr]);
         if pkt.payload_len() > 0 {
@@ -75,6 +89,7 @@ impl Segment {
             flags: TcpFlags(pkt.flags().0 & !TcpFlags::FIN.0),
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
+            captured_at: now,
             buf,
         }
     }
@@ -87,6 +102,7 @@ impl Segment {
         opts: &TcpOptions,
         from: SeqNumber,
         to: SeqNumber,
+        now: Instant,
         pool: &mut SegmentPool,
     ) -> Self {
         let payload = pkt.payload();
@@ -118,6 +134,7 @@ impl Segment {
             flags,
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
+            captured_at: now,
             buf,
         }
     }
@@ -263,6 +280,7 @@ impl SegmentQueue {
         opts: &TcpOptions,
         floor: SeqNumber,
         max_payload: usize,
+        now: Instant,
         pool: &mut SegmentPool,
     ) -> Inserted {
         let mut out = Inserted::default();
@@ -279,7 +297,11 @@ impl SegmentQueue {
         // Fast path: in-order append of the whole packet.
         let appends = self.segs.back().is_none_or(|b| b.end() <= from);
         if appends && from == pkt.seq() && !pkt.flags().syn() && whole_fits && from < to {
-            self.push(self.segs.len(), Segment::whole(pkt, opts, pool), &mut out);
+            self.push(
+                self.segs.len(),
+                Segment::whole(pkt, opts, now, pool),
+                &mut out,
+            );
             return out;
         }
         while from < to {
@@ -307,7 +329,7 @@ impl SegmentQueue {
                 if pkt.flags().fin() && gap_end == to && piece_end + 1 == to {
                     piece_end = to;
                 }
-                let seg = Segment::part(pkt, opts, piece, piece_end, pool);
+                let seg = Segment::part(pkt, opts, piece, piece_end, now, pool);
                 if !whole_fits {
                     out.split = true;
                 }
@@ -372,7 +394,14 @@ mod tests {
     ) -> Inserted {
         let bytes = packet(seq, payload, fin);
         let pkt = Ipv4TcpPacket::new_checked(&bytes[..]).unwrap();
-        q.insert(&pkt, &pkt.options(), SeqNumber(100), 1000, pool)
+        q.insert(
+            &pkt,
+            &pkt.options(),
+            SeqNumber(100),
+            1000,
+            Instant::ZERO,
+            pool,
+        )
     }
 
     /// The byte stream (and FIN) the queue holds, checked for order,

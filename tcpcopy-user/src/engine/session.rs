@@ -14,9 +14,10 @@
 //! bytes as the online server sent, or reply data quiet for one client RTT,
 //! no wait on a LAN; or nothing at all for the response timeout). Segments
 //! of one request go out back to back within the target's window. A client
-//! FIN or RST waits the same way. A session whose backlog passes
-//! `pipeline_backlog` (the replay is slower than production) pipelines its
-//! requests instead of waiting, so it never has to be dropped.
+//! FIN or RST waits the same way. A session that falls behind production
+//! (backlog past `pipeline_backlog`, or its next request captured more than
+//! `max_lag` ago) pipelines its requests instead of waiting, so it catches
+//! up and never has to be dropped.
 //!
 //! States: `SynSent` (our SYN, real or faked, is out) -> `Established` ->
 //! `Lingering` (ended: RST sent, late packets absorbed until the linger
@@ -47,6 +48,9 @@ const MAX_SEQ_JUMP: u32 = 1 << 24;
 const MAX_SEGMENTS: usize = 32768;
 /// Client RTTs up to this are a LAN: no waiting for a quiet period.
 const LAN_RTT_US: u64 = 1000;
+/// A held client FIN/RST waits at least this long after the target's last
+/// reply data when the target answered less than production did.
+const CLOSE_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -209,6 +213,12 @@ pub struct Session {
     ack_sent: SeqNumber,
     /// Acknowledgment number of the last request sent (online server space).
     baseline: SeqNumber,
+    /// Where this connection's replay began, in the online server's and in
+    /// the target's sequence space: how much each has answered since.
+    prod_base: SeqNumber,
+    target_base: SeqNumber,
+    /// The client RST's acknowledgment (what production had answered).
+    rst_ack: SeqNumber,
     /// `rcv_nxt` when the current request started.
     response_mark: SeqNumber,
 
@@ -276,6 +286,9 @@ impl Session {
             rcv_nxt: SeqNumber(0),
             ack_sent: SeqNumber(0),
             baseline: SeqNumber(0),
+            prod_base: SeqNumber(0),
+            target_base: SeqNumber(0),
+            rst_ack: SeqNumber(0),
             response_mark: SeqNumber(0),
             ts_recent: 0,
             tsval_sent: 0,
@@ -339,7 +352,7 @@ impl Session {
         self.isn = syn.seq();
         self.snd_una = self.isn;
         self.snd_nxt = self.isn;
-        let seg = Segment::syn(syn, opts, cx.pool);
+        let seg = Segment::syn(syn, opts, cx.now, cx.pool);
         *cx.buffered += seg.buf.capacity();
         self.segs.push_front(seg);
         cx.stats.sessions_syn += 1;
@@ -352,7 +365,7 @@ impl Session {
                 .max(1);
             *cx.buffered += self
                 .segs
-                .insert(syn, opts, self.isn + 1, max_payload, cx.pool)
+                .insert(syn, opts, self.isn + 1, max_payload, cx.now, cx.pool)
                 .bytes;
         }
     }
@@ -371,6 +384,7 @@ impl Session {
         let ts = opts.timestamp.map(|t| t.0);
         self.client_tsval = ts.unwrap_or(0);
         self.baseline = first.ack();
+        self.prod_base = first.ack();
         self.baseline_known = true;
         self.fake_syn(cx, first.seq() - 1, ts);
         self.on_client(cx, first, opts)
@@ -409,6 +423,7 @@ impl Session {
             flags: TcpFlags::SYN,
             ts_offset: if tsval.is_some() { 20 + 4 + 4 } else { 0 },
             tsval: tsval.unwrap_or(0),
+            captured_at: cx.now,
             buf,
         };
         *cx.buffered += seg.buf.capacity();
@@ -451,6 +466,11 @@ impl Session {
         }
         if flags.rst() {
             self.client_rst = true;
+            self.rst_ack = if flags.ack() {
+                pkt.ack()
+            } else {
+                self.baseline
+            };
             if self.state == State::SynSent && !self.segs.has_payload() {
                 // Nothing to replay: just clear the target's half-open side.
                 return Step::End(CloseReason::ClientReset);
@@ -462,6 +482,7 @@ impl Session {
             if !self.baseline_known && self.syn_captured && flags.ack() {
                 // The third handshake ACK: the online server's ISN + 1.
                 self.baseline = pkt.ack();
+                self.prod_base = pkt.ack();
                 self.baseline_known = true;
             }
             if self.syn_captured && !self.rtt_known {
@@ -472,6 +493,7 @@ impl Session {
         }
         if !self.baseline_known && pkt.payload_len() > 0 {
             self.baseline = pkt.ack();
+            self.prod_base = pkt.ack();
             self.baseline_known = true;
         }
         let floor = if self.state == State::SynSent {
@@ -483,7 +505,9 @@ impl Session {
         let max_payload = usize::from(cx.config.mtu)
             .saturating_sub(pkt.ip_header_len() + pkt.tcp_header_len())
             .max(1);
-        let added = self.segs.insert(pkt, opts, floor, max_payload, cx.pool);
+        let added = self
+            .segs
+            .insert(pkt, opts, floor, max_payload, cx.now, cx.pool);
         *cx.buffered += added.bytes;
         if added.split {
             cx.stats.split_packets += 1;
@@ -532,6 +556,7 @@ impl Session {
         self.emit_event(cx, EventKind::Established);
         self.rcv_nxt = r.seq + 1;
         self.response_mark = self.rcv_nxt;
+        self.target_base = self.rcv_nxt;
         self.snd_una = self.isn + 1;
         let freed = self.segs.pop_acked(self.snd_una, cx.pool);
         *cx.buffered -= freed;
@@ -679,6 +704,7 @@ impl Session {
             }
             self.hole_since = Instant::NEVER;
             let (ack, len, data, fin) = (seg.ack, seg.len, seg.has_payload(), seg.flags.fin());
+            let captured_at = seg.captured_at;
             if data && self.target_fin {
                 // The target closed; this data needs a new connection.
                 return Step::Reconnect {
@@ -689,10 +715,21 @@ impl Session {
             let grown = self.baseline_known && ack > self.baseline;
             let new_request = data && grown;
             let held_close = fin && !data && (self.sent_data || grown);
-            if (new_request || held_close) && !self.release_ok(cx, ack) {
+            let hold = if new_request {
+                !self.release_ok(cx, ack)
+            } else {
+                held_close && !self.close_ok(cx, ack)
+            };
+            if hold {
                 // Falling behind production: pipeline rather than let the
                 // backlog grow until the session is dropped.
-                if !(new_request && self.segs.bytes() >= cx.config.pipeline_backlog) {
+                let lag_limit = captured_at + cx.config.max_lag;
+                let lagging =
+                    self.segs.bytes() >= cx.config.pipeline_backlog || cx.now >= lag_limit;
+                if !(new_request && lagging) {
+                    if new_request {
+                        self.wait_at = self.wait_at.min(lag_limit);
+                    }
                     break;
                 }
                 cx.stats.pipelined += 1;
@@ -713,10 +750,11 @@ impl Session {
             }
             self.send_next(cx);
         }
-        // A held client RST goes once its data is acknowledged and answered.
+        // A held client RST goes once its data is acknowledged and answered
+        // (a reset would discard requests the target has not read yet).
         if self.client_rst && self.segs.all_sent() && self.snd_una == self.snd_nxt {
-            let ack = self.baseline;
-            if !self.sent_data || self.release_ok(cx, ack) {
+            let ack = self.rst_ack;
+            if self.close_ok(cx, ack) {
                 return Step::End(CloseReason::ClientReset);
             }
         }
@@ -763,6 +801,38 @@ impl Session {
             Instant::NEVER
         };
         self.wait_at = quiet_end.min(give_up);
+        false
+    }
+
+    /// Whether a held client FIN or RST may go: the target has answered as
+    /// much as production had when the client closed (`close_ack`, the
+    /// client's acknowledgment then), or the target has been quiet long
+    /// enough that nothing more is coming (it may answer less than
+    /// production: it is a different build). Otherwise sets the wait.
+    fn close_ok(&mut self, cx: &mut Ctx<'_>, close_ack: SeqNumber) -> bool {
+        if cx.config.dont_wait || !self.sent_data {
+            return true;
+        }
+        // The last request answered (or given up on, as for any request) ...
+        let last_answered = self.rcv_nxt.since(self.response_mark) > 0;
+        let give_up = self.request_at.max(self.last_reply_data) + cx.config.response_timeout;
+        if !last_answered && cx.now < give_up {
+            self.wait_at = self.wait_at.min(give_up);
+            return false;
+        }
+        // ... and every request before it (pipelined ones may still sit
+        // unread in the target's socket, which a reset would discard).
+        let expected = close_ack.since(self.prod_base);
+        let answered = self.rcv_nxt.since(self.target_base);
+        if answered >= expected {
+            return true;
+        }
+        let quiet = self.quiet(cx).max(CLOSE_QUIET);
+        let done_at = self.request_at.max(self.last_reply_data) + quiet;
+        if cx.now >= done_at {
+            return true;
+        }
+        self.wait_at = self.wait_at.min(done_at);
         false
     }
 
@@ -969,6 +1039,7 @@ impl Session {
         } - 1;
         let tsval = (first.ts_offset != 0).then_some(first.tsval);
         self.baseline = first.ack;
+        self.prod_base = first.ack;
         self.baseline_known = true;
         self.segs.reset_sent();
         self.ts_ok = false;

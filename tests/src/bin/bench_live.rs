@@ -93,79 +93,102 @@ fn wrk(lab: &Lab, connections: u32, path: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn wait_caught_up(target: &Nginx, want: usize) -> usize {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until("the target to catch up", Duration::from_secs(20), || {
-            let n = target.requests().len();
-            if n >= want {
-                Ok(())
-            } else {
-                Err(format!("{n}/{want}"))
-            }
-        })
-    }));
-    target.requests().len()
+/// Waits (up to a minute, polling) for the target to have `want`
+/// requests; returns how many it has and how long catching up took.
+fn wait_caught_up(target: &Nginx, want: usize) -> (usize, Duration) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if target.requests().len() >= want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (target.requests().len(), started.elapsed())
 }
 
-/// Open-loop HTTP load: `rate` requests/s over `conns` keep-alive
-/// connections for `secs`; returns every request's latency.
+/// Open-loop HTTP load, one thread (like wrk2): `rate` requests/s spread
+/// over `conns` keep-alive connections for `secs`. Each request has a fixed
+/// send time; if its connection is still busy it is pipelined behind the
+/// earlier ones. Latency counts from the scheduled time to the end of the
+/// response, so a stall shows in full (no coordinated omission).
 fn open_loop(lab: &Lab, rate: f64, conns: usize, secs: Duration) -> Vec<Duration> {
-    let per_conn = Duration::from_secs_f64(conns as f64 / rate);
-    let ns = lab.ns(Host::Client);
-    let start = Instant::now() + Duration::from_millis(200);
-    let threads: Vec<_> = (0..conns)
+    use mio::{Events, Interest, Poll, Token, net::TcpStream as MioStream};
+    use std::collections::VecDeque;
+    let _in = tcpcopy_tests::netns::NetnsGuard::enter(&lab.ns(Host::Client));
+    pin_this_thread(0);
+    let mut poll = Poll::new().expect("poll");
+    let mut streams: Vec<MioStream> = (0..conns)
         .map(|c| {
-            let ns = ns.clone();
-            std::thread::spawn(move || {
-                let _in = tcpcopy_tests::netns::NetnsGuard::enter(&ns);
-                pin_this_thread(0);
-                let mut s = TcpStream::connect(SocketAddr::from((ONLINE_IP, 80))).expect("connect");
-                s.set_nodelay(true).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut lat = Vec::new();
-                let mut buf = vec![0u8; 4096];
-                let mut k = 0u32;
-                // Spread the connections' schedules over one interval.
-                let first = start + per_conn.mul_f64(c as f64 / conns as f64);
-                loop {
-                    let at = first + per_conn * k;
-                    if at.duration_since(start) >= secs {
-                        break;
-                    }
-                    if let Some(wait) = at.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    s.write_all(b"GET /lat HTTP/1.1\r\nHost: bench\r\n\r\n")
-                        .unwrap();
-                    let mut have = 0;
-                    loop {
-                        let n = s.read(&mut buf[have..]).expect("response");
-                        assert!(n > 0, "server closed");
-                        have += n;
-                        let text = &buf[..have];
-                        if let Some(end) = text.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&text[..end]).to_ascii_lowercase();
-                            let body = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            if have >= end + 4 + body {
-                                break;
-                            }
-                        }
-                    }
-                    lat.push(Instant::now() - at);
-                    k += 1;
-                }
-                lat
-            })
+            let std = TcpStream::connect(SocketAddr::from((ONLINE_IP, 80))).expect("connect");
+            std.set_nodelay(true).unwrap();
+            std.set_nonblocking(true).unwrap();
+            let mut s = MioStream::from_std(std);
+            poll.registry()
+                .register(&mut s, Token(c), Interest::READABLE)
+                .unwrap();
+            s
         })
         .collect();
-    threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("load thread"))
-        .collect()
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = (secs.as_secs_f64() * rate) as u64;
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut pending: Vec<VecDeque<Instant>> = vec![VecDeque::new(); conns];
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); conns];
+    let mut lat = Vec::with_capacity(total as usize);
+    let mut events = Events::with_capacity(64);
+    let mut next = 0u64;
+    let mut chunk = vec![0u8; 65536];
+    while (lat.len() as u64) < total {
+        let now = Instant::now();
+        // Send everything due.
+        while next < total && start + interval.mul_f64(next as f64) <= now {
+            let at = start + interval.mul_f64(next as f64);
+            let c = (next % conns as u64) as usize;
+            streams[c]
+                .write_all(b"GET /lat HTTP/1.1\r\nHost: bench\r\n\r\n")
+                .expect("send");
+            pending[c].push_back(at);
+            next += 1;
+        }
+        let wait = if next < total {
+            (start + interval.mul_f64(next as f64)).saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_millis(100)
+        };
+        poll.poll(&mut events, Some(wait)).expect("poll");
+        for ev in events.iter() {
+            let c = ev.token().0;
+            loop {
+                match streams[c].read(&mut chunk) {
+                    Ok(0) => panic!("server closed connection {c}"),
+                    Ok(n) => bufs[c].extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+            // Complete responses, in order.
+            while let Some(len) = response_len(&bufs[c]) {
+                bufs[c].drain(..len);
+                let at = pending[c]
+                    .pop_front()
+                    .expect("a response answers a request");
+                lat.push(Instant::now().saturating_duration_since(at));
+            }
+        }
+    }
+    lat
+}
+
+/// Length of the first complete HTTP response in `buf`, if there is one.
+fn response_len(buf: &[u8]) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let body = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    (buf.len() >= end + 4 + body).then_some(end + 4 + body)
 }
 
 fn pin_this_thread(cpu: usize) {
@@ -202,7 +225,7 @@ fn main() {
     let lab = Lab::new();
     let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
     let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
-    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
     let tcpcopy = TcpcopyProcess::start(&lab, &tcpcopy_args);
     pin_lab(&lab, Some(&tcpcopy));
     let hz = ticks_per_second();
@@ -217,12 +240,13 @@ fn main() {
     );
     println!();
     println!(
-        "{:>6} {:>12} {:>14} {:>14} {:>11} {:>10} {:>10}",
+        "{:>6} {:>12} {:>14} {:>14} {:>11} {:>9} {:>10} {:>10}",
         "conns",
         "offered r/s",
         "captured pkt/s",
         "target/prod",
         "complete %",
+        "catch-up",
         "user ns/p",
         "total ns/p"
     );
@@ -238,24 +262,42 @@ fn main() {
         let rps = wrk(&lab, conns, &format!("/step{conns}"));
         let secs = started.elapsed().as_secs_f64();
         let prod = online.requests().len() - p0;
-        let got = wait_caught_up(&target, t0 + prod) - t0;
+        let (got, lag) = wait_caught_up(&target, t0 + prod);
+        let got = got - t0;
         let c1 = captured_after(&tcpcopy, stats_lines(&tcpcopy));
         let (u1, s1) = cpu_ticks(tcpcopy.pid());
         let packets = (c1 - c0).max(1) as f64;
         let user = (u1 - u0) as f64 / hz;
         let total = user + (s1 - s0) as f64 / hz;
         println!(
-            "{:>6} {:>12.0} {:>14.0} {:>14} {:>11.3} {:>10.0} {:>10.0}",
+            "{:>6} {:>12.0} {:>14.0} {:>14} {:>11.3} {:>8.1}s {:>10.0} {:>10.0}",
             conns,
             rps,
             (c1 - c0) as f64 / secs,
             format!("{got}/{prod}"),
             100.0 * got as f64 / prod.max(1) as f64,
+            lag.as_secs_f64(),
             user * 1e9 / packets,
             total * 1e9 / packets
         );
     }
     let (status, fin) = tcpcopy.stop();
+    let keys = [
+        "pipelined",
+        "response_timeouts",
+        "rto_retransmits",
+        "fast_retransmits",
+        "syn_retransmits",
+        "replies",
+        "replies_unknown",
+        "hole_waits",
+        "announce_dropped",
+    ];
+    let picked: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{k}={}", fin.get(*k).copied().unwrap_or(0)))
+        .collect();
+    println!("tcpcopy: {}", picked.join(" "));
     let closed: Vec<String> = fin
         .iter()
         .filter(|(k, v)| k.starts_with("closed_") && **v > 0)
@@ -268,6 +310,26 @@ fn main() {
         fin.get("send_dropped").copied().unwrap_or(0),
         fin.get("replies_unknown").copied().unwrap_or(0),
         fin.get("closed_completed").copied().unwrap_or(0)
+    );
+    let (_, istats) = intercept.stop();
+    let mut losses: Vec<String> = istats
+        .iter()
+        .filter(|(k, v)| {
+            **v > 0
+                && ["drop", "expired", "ring_full", "unrouted"]
+                    .iter()
+                    .any(|w| k.contains(w))
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    losses.sort();
+    println!(
+        "intercept losses: {}",
+        if losses.is_empty() {
+            "none".to_owned()
+        } else {
+            losses.join(" ")
+        }
     );
     drop(lab);
 
@@ -294,20 +356,50 @@ fn main() {
     let run = |label: &str, lab: &Lab| {
         let mut lat = open_loop(lab, rate, conns, Duration::from_secs(10));
         let n = lat.len();
+        let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
         println!(
             "{:>12} {:>10.3} {:>10.3} {:>10.3} {:>10.3}   ({n} requests)",
             label,
-            pct(&mut lat, 0.5),
+            p50,
             pct(&mut lat, 0.9),
-            pct(&mut lat, 0.99),
+            p99,
             pct(&mut lat, 0.999)
         );
+        (p50, p99)
     };
-    run("off", &lab);
-    let tcpcopy = TcpcopyProcess::start(&lab, &tcpcopy_args);
-    pin_lab(&lab, Some(&tcpcopy));
-    run("on", &lab);
-    let (status, _) = tcpcopy.stop();
-    run("off again", &lab);
-    println!("tcpcopy exit: {status}");
+    // Alternate off and on, three times each, so drift on this shared
+    // machine hits both alike; the medians are the result.
+    let rule = std::env::var("BENCH_LIVE_ON_RULE").unwrap_or_else(|_| tcpcopy_args[1].to_owned());
+    let mut on_args = tcpcopy_args.to_vec();
+    on_args[1] = &rule;
+    let (mut off_p99, mut on_p99, mut off_p50, mut on_p50) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=3 {
+        let (p50, p99) = run(&format!("off #{round}"), &lab);
+        off_p50.push(p50);
+        off_p99.push(p99);
+        let tcpcopy = TcpcopyProcess::start(&lab, &on_args);
+        pin_lab(&lab, Some(&tcpcopy));
+        let (p50, p99) = run(&format!("on #{round}"), &lab);
+        on_p50.push(p50);
+        on_p99.push(p99);
+        let (status, fin) = tcpcopy.stop();
+        assert!(status.success(), "tcpcopy exit {status}");
+        let _ = fin;
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (op50, op99, np50, np99) = (
+        median(&mut off_p50),
+        median(&mut off_p99),
+        median(&mut on_p50),
+        median(&mut on_p99),
+    );
+    println!(
+        "median of 3: p50 off {op50:.3} ms, on {np50:.3} ms ({:+.1} %); p99 off {op99:.3} ms, on {np99:.3} ms ({:+.1} %)",
+        100.0 * (np50 / op50 - 1.0),
+        100.0 * (np99 / op99 - 1.0)
+    );
 }

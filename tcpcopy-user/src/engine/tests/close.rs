@@ -166,3 +166,46 @@ fn test_shutdown_resets_every_open_session() {
         vec![CloseReason::Shutdown, CloseReason::Shutdown]
     );
 }
+
+#[test]
+fn test_client_rst_after_pipelined_requests_waits_for_every_answer() {
+    let mut h = harness_with(|c| c.dont_wait = false);
+    h.establish();
+    // Three requests the online server answered with 100 bytes each.
+    h.client(data(1001, 9001, b"GET /1\r\n"));
+    h.client(data(1009, 9101, b"GET /2\r\n"));
+    h.client(data(1017, 9201, b"GET /3\r\n"));
+    h.client(rst(1025, 9301));
+    h.sent();
+    // The target answers the first; with requests pipelined behind it, a
+    // reset now would discard what it has not read yet.
+    h.reply(data(5001, 1009, &[b'a'; 100]));
+    h.sent();
+    h.reply(data(5101, 1025, &[b'b'; 100]));
+    let out = h.sent();
+    assert!(
+        !out.iter().any(|s| s.flags.rst()),
+        "200 of 300 bytes answered: held {out:#?}"
+    );
+    h.reply(data(5201, 1025, &[b'c'; 100]));
+    assert!(
+        h.sent().iter().any(|s| s.flags.rst()),
+        "everything answered: the reset goes"
+    );
+    assert_eq!(h.closed_with(), vec![CloseReason::ClientReset]);
+}
+
+#[test]
+fn test_client_rst_goes_after_a_quiet_target_that_answered_less() {
+    let mut h = harness();
+    h.establish();
+    h.client(data(1001, 9001, b"GET /1\r\n"));
+    h.client(rst(1009, 9101));
+    h.sent();
+    h.reply(data(5001, 1009, &[b'a'; 60])); // less than production's 100
+    h.sent();
+    h.advance(199);
+    assert!(!h.sent().iter().any(|s| s.flags.rst()));
+    h.advance(2);
+    assert!(h.sent().iter().any(|s| s.flags.rst()));
+}

@@ -293,3 +293,25 @@ fn test_a_session_falling_behind_pipelines_instead_of_dropping() {
     );
     assert!(sent.windows(2).all(|w| w[1] > w[0]), "in order");
 }
+
+#[test]
+fn test_a_session_lagging_production_by_max_lag_pipelines() {
+    let mut h = harness_with(|c| {
+        c.max_lag = std::time::Duration::from_millis(2000);
+        c.response_timeout = std::time::Duration::from_secs(30);
+    });
+    h.establish();
+    h.client(data(1001, 9001, b"req 1"));
+    h.one();
+    h.reply(ack(5001, 1006)); // acknowledged, not answered (yet)
+    h.client(data(1006, 9101, b"req 2"));
+    h.advance(1999);
+    h.none();
+    h.advance(1);
+    let s = h.one();
+    assert_eq!(
+        s.payload, b"req 2",
+        "released by the lag, long before the response timeout"
+    );
+    assert_eq!(h.engine.stats().pipelined, 1);
+}
