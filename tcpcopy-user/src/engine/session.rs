@@ -348,6 +348,9 @@ impl Session {
         self.syn_ws = opts.wscale.is_some();
         self.syn_ts = opts.timestamp.is_some();
         self.client_tsval = opts.timestamp.map_or(0, |t| t.0);
+        // What we send never goes below the SYN's (compared with wrapping
+        // arithmetic, so it must start from a real value, not 0).
+        self.tsval_sent = self.client_tsval;
         self.syn_at = cx.now;
         self.isn = syn.seq();
         self.snd_una = self.isn;
@@ -393,6 +396,7 @@ impl Session {
     /// Puts a SYN of our own at the front (seq `isn`) and sends it.
     fn fake_syn(&mut self, cx: &mut Ctx<'_>, isn: SeqNumber, tsval: Option<u32>) {
         self.isn = isn;
+        self.tsval_sent = tsval.unwrap_or(0);
         self.snd_una = isn;
         self.snd_nxt = isn;
         self.syn_ws = false;

@@ -230,6 +230,25 @@ fn test_timestamps_are_rewritten_and_never_go_backwards() {
 }
 
 #[test]
+fn test_timestamps_past_half_the_number_space_are_kept() {
+    // Linux picks a random TSval base per connection: half of all clients
+    // have the top bit set. Our TSvals start from the SYN's, not from 0.
+    for base in [0x8000_0000u32, 0xffff_fff0, 0xfee1_dead] {
+        let mut h = harness();
+        h.client(syn(1000).with_ts(base, 0));
+        h.sent();
+        h.reply(syn_ack(5000, 1001).with_ts(7_000, base));
+        assert_eq!(h.one().ts, Some((base, 7_000)), "third ACK, base {base:#x}");
+        h.client(data(1001, 9001, REQ1).with_ts(base.wrapping_add(20), 555));
+        assert_eq!(
+            h.one().ts,
+            Some((base.wrapping_add(20), 7_000)),
+            "data, base {base:#x}"
+        );
+    }
+}
+
+#[test]
 fn test_timestamps_left_alone_when_target_declines_them() {
     let mut h = harness();
     h.client(syn(1000).with_ts(100, 0));
