@@ -47,8 +47,13 @@ pub struct Cli {
     pub transfer: TransferList,
 
     /// intercept instances: HOST[:PORT] (default port 36524), comma separated.
-    #[arg(short = 's', long = "intercept", value_name = "LIST", required = true)]
-    pub intercepts: InterceptList,
+    #[arg(
+        short = 's',
+        long = "intercept",
+        value_name = "LIST",
+        required_unless_present = "dry_run"
+    )]
+    pub intercepts: Option<InterceptList>,
 
     /// Connections to each intercept, per worker.
     #[arg(short = 'C', long = "connections", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=11))]
@@ -112,12 +117,45 @@ pub struct Cli {
     pub input: String,
 
     /// The interface frames for the target leave from.
-    #[arg(short = 'o', long = "output", value_name = "DEV", required = true)]
-    pub output: String,
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "DEV",
+        required_unless_present = "dry_run"
+    )]
+    pub output: Option<String>,
 
     /// Capture program (live mode).
     #[arg(long = "capture", value_enum, default_value_t = CaptureKind::Inline)]
     pub capture: CaptureKind,
+
+    /// Offline: play the recording N times faster (its RTTs shrink alike); 0.5 plays it at half speed.
+    #[arg(short = 'a', long = "accelerate", value_name = "N", default_value_t = 1.0, value_parser = parse_speed)]
+    pub accelerate: f64,
+
+    /// Offline: cut idle gaps in the recording longer than MS milliseconds to MS.
+    #[arg(short = 'I', long = "max-idle", value_name = "MS")]
+    pub max_idle_ms: Option<u64>,
+
+    /// Offline: no recorded timing; as fast as the target and the engine allow (each session still waits for its responses).
+    #[arg(long = "top-speed")]
+    pub top_speed: bool,
+
+    /// Offline: replay the file N times (each time from new client ports).
+    #[arg(short = 'T', long = "rounds", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rounds: u16,
+
+    /// Offline: when the file ends, give open sessions this long to finish, then reset them.
+    #[arg(long = "finish-timeout", value_name = "SECS", default_value_t = 60)]
+    pub finish_timeout: u64,
+
+    /// Offline: send nothing; a simulated target answers (no -s or -o needed).
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// With --dry-run: write the frames that would be sent to this pcap file.
+    #[arg(long = "write-pcap", value_name = "OUT", requires = "dry_run")]
+    pub write_pcap: Option<PathBuf>,
 
     /// Mirror capture: pass frames tcpcopy does not want to the host stack instead of dropping them.
     #[arg(long = "mirror-pass-others")]
@@ -290,6 +328,19 @@ impl FromStr for InterceptList {
     }
 }
 
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.001..=1_000_000.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a speed factor (a number from 0.001 to 1000000, e.g. 2 or 0.5)"
+        )),
+    }
+}
+
+/// Capture-file names offline mode recognizes even when the file is not
+/// there (so the error is about the file, not a missing interface).
+const CAPTURE_EXTENSIONS: [&str; 5] = ["pcap", "pcapng", "cap", "dump", "trace"];
+
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     let (num, mult) = match s.trim().to_ascii_uppercase() {
         t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 1u64 << 10),
@@ -310,6 +361,32 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 }
 
 impl Cli {
+    /// The capture file of offline mode: `-i` names an existing file, a
+    /// path, or a name with a capture file's extension.
+    pub fn offline_file(&self) -> Option<PathBuf> {
+        let p = std::path::Path::new(&self.input);
+        let named_like_one = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| CAPTURE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        (p.is_file() || self.input.contains('/') || named_like_one).then(|| p.to_owned())
+    }
+
+    /// Offline mode's timing options.
+    pub fn timing(&self) -> crate::offline::Timing {
+        crate::offline::Timing {
+            speed: self.accelerate,
+            max_idle: self.max_idle_ms.map(Duration::from_millis),
+            top_speed: self.top_speed,
+            rounds: self.rounds,
+        }
+    }
+
+    /// The intercepts (none in a dry run).
+    pub fn intercept_list(&self) -> &[(String, u16)] {
+        self.intercepts.as_ref().map_or(&[], |l| &l.0)
+    }
+
     /// The engine configuration these options describe (for one worker of
     /// `workers`: the memory cap is shared out).
     pub fn engine_config(&self) -> Config {
@@ -328,12 +405,57 @@ impl Cli {
             only_full_sessions: self.only_full,
             default_rtt: Duration::from_millis(self.rtt_ms),
             memory_cap: (self.memory_mb << 20) as usize / usize::from(self.workers),
-            ..Config::default()
+            ..self.mode_defaults()
+        }
+    }
+
+    /// Engine settings that depend on the mode: at `--top-speed` a
+    /// session never pipelines its requests to catch up with production
+    /// (there is no production pace to keep): it waits for every response.
+    fn mode_defaults(&self) -> Config {
+        let base = Config::default();
+        if self.top_speed && self.offline_file().is_some() {
+            Config {
+                pipeline_backlog: usize::MAX,
+                max_lag: Duration::from_secs(365 * 86_400),
+                ..base
+            }
+        } else {
+            base
         }
     }
 
     /// Checks what clap cannot: options that contradict each other.
     pub fn validate(&self) -> Result<(), String> {
+        let offline = self.offline_file().is_some();
+        if !offline {
+            let used: Vec<&str> = [
+                (self.accelerate != 1.0, "-a"),
+                (self.max_idle_ms.is_some(), "-I"),
+                (self.top_speed, "--top-speed"),
+                (self.rounds != 1, "-T"),
+                (self.dry_run, "--dry-run"),
+            ]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect();
+            if !used.is_empty() {
+                return Err(format!(
+                    "{} replay a capture file: -i {:?} is not one (give a pcap or pcapng file)",
+                    used.join(", "),
+                    self.input
+                ));
+            }
+        }
+        if self.dry_run && self.workers > 1 {
+            return Err("--dry-run runs one worker (--workers 1)".into());
+        }
+        if u32::from(self.rounds) * u32::from(self.replicas) > u32::from(u16::MAX) {
+            return Err(format!(
+                "-T {} with -n {}: at most 65535 copies of a session in all",
+                self.rounds, self.replicas
+            ));
+        }
         if let Some(pool) = &self.client_pool {
             let targets: Vec<[u8; 4]> =
                 self.transfer.0.iter().map(|t| t.rule.target.addr).collect();

@@ -10,9 +10,13 @@
 //! client address).
 
 use std::{
+    io::{IsTerminal, Write},
     net::SocketAddr,
     os::fd::{AsRawFd, RawFd},
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::JoinHandle,
     time::Duration,
 };
@@ -34,6 +38,11 @@ use crate::{
     clock,
     engine::{Engine, shard_for_packet},
     link::{self, InterceptLink, LinkError},
+    offline::{
+        FileReport, OfflineSource, OpenError, Timing,
+        dryrun::{DryRun, DryRunError},
+        report,
+    },
     send::{FrameSender, SendBackend, SendError, SenderConfig},
     worker::{LINK_TOKEN_BASE, PacketSource, WAKE_TOKEN, Worker, WorkerReport, WorkerShared},
 };
@@ -57,6 +66,10 @@ pub enum DaemonError {
     Unsupported(String),
     #[error("worker {worker} stopped: {source}")]
     Worker { worker: usize, source: LinkError },
+    #[error(transparent)]
+    Offline(#[from] OpenError),
+    #[error(transparent)]
+    DryRun(#[from] DryRunError),
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -69,19 +82,58 @@ struct Ready {
     shared: Arc<WorkerShared>,
 }
 
+/// Offline mode: the file being replayed and what it has shown.
+struct Offline {
+    name: String,
+    report: Arc<Mutex<FileReport>>,
+    timing: Timing,
+    replicas: u16,
+    /// Redraw a progress bar on stderr (a terminal), else log lines.
+    bar: bool,
+}
+
 /// tcpcopy, set up and not yet running.
 pub struct Tcpcopy {
-    capture: CaptureProgram,
-    attach_mode: AttachMode,
+    /// The XDP capture (live mode).
+    capture: Option<CaptureProgram>,
+    attach_mode: Option<AttachMode>,
+    offline: Option<Offline>,
     workers: Vec<Ready>,
     dispatcher: Option<Dispatcher>,
     stats_interval: Duration,
 }
 
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The final `key=value` statistics.
+    pub stats: String,
+    /// Offline mode's summary.
+    pub summary: Option<String>,
+    /// Offline mode: reading the file stopped on this error.
+    pub file_error: Option<String>,
+}
+
 impl Tcpcopy {
-    /// Loads and attaches the capture program, connects to every
-    /// intercept, and builds the workers (no thread started yet).
+    /// Live mode: loads and attaches the capture program. Offline mode:
+    /// opens the capture file. Then connects to every intercept and
+    /// builds the workers (no thread started yet).
     pub fn start(cli: &Cli) -> Result<Self, DaemonError> {
+        if let Some(path) = cli.offline_file() {
+            let source = OfflineSource::open(
+                &path,
+                cli.transfer.0.iter().map(|t| t.rule).collect(),
+                cli.timing(),
+            )?;
+            let offline = Offline {
+                name: path.display().to_string(),
+                report: source.report(),
+                timing: cli.timing(),
+                replicas: cli.replicas,
+                bar: std::io::stderr().is_terminal() && cli.log.is_none() && !cli.daemon,
+            };
+            return Self::build(cli, None, Box::new(source), Some(offline));
+        }
         let (mut capture, source): (CaptureProgram, Box<dyn PacketSource>) = match cli.capture {
             CaptureKind::Inline => {
                 let mut capture = CaptureProgram::load(CaptureMode::Inline {
@@ -110,19 +162,29 @@ impl Tcpcopy {
                 i as u32,
             )?;
         }
-        let attach_mode = capture.attach(&cli.input)?;
+        let mode = capture.attach(&cli.input)?;
+        Self::build(cli, Some((capture, mode)), source, None)
+    }
 
+    /// Connects to the intercepts and builds the workers over `source`.
+    fn build(
+        cli: &Cli,
+        capture: Option<(CaptureProgram, AttachMode)>,
+        source: Box<dyn PacketSource>,
+        offline: Option<Offline>,
+    ) -> Result<Self, DaemonError> {
+        let (capture, attach_mode) = capture.unzip();
         let intercepts = cli
-            .intercepts
-            .0
+            .intercept_list()
             .iter()
             .map(|(h, p)| link::resolve(h, *p))
             .collect::<Result<Vec<SocketAddr>, _>>()?;
         let shards = cli.workers;
-        let tx_queues = tx_queue_count(&cli.output);
-        if cli.send == SendBackend::AfXdp && u32::from(shards) > tx_queues {
+        let output = cli.output.as_deref().unwrap_or_default();
+        let tx_queues = tx_queue_count(output);
+        if !cli.dry_run && cli.send == SendBackend::AfXdp && u32::from(shards) > tx_queues {
             tracing::warn!(
-                output = %cli.output,
+                output,
                 tx_queues,
                 workers = shards,
                 "fewer TX queues than workers: the workers beyond them send through a raw packet socket"
@@ -184,26 +246,37 @@ impl Tcpcopy {
                     shared.clone(),
                     cli.lonely,
                 )
-                .map(|worker| Ready { worker, shared })
+                .map(|worker| Ready {
+                    worker: worker.finish_within(Duration::from_secs(cli.finish_timeout)),
+                    shared,
+                })
                 .map_err(io_err("registering the packet source"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             capture,
             attach_mode,
+            offline,
             workers,
             dispatcher,
             stats_interval: Duration::from_secs(cli.stats_interval),
         })
     }
 
-    pub fn attach_mode(&self) -> AttachMode {
+    /// How the capture program attached (live mode).
+    pub fn attach_mode(&self) -> Option<AttachMode> {
         self.attach_mode
     }
 
-    /// Runs the workers until `stop` (SIGINT/SIGTERM) or a worker fails.
-    /// Returns the final statistics line.
-    pub fn run(mut self, mut stop: StopSignal) -> Result<String, DaemonError> {
+    /// Offline mode (a capture file is replayed).
+    pub fn is_offline(&self) -> bool {
+        self.offline.is_some()
+    }
+
+    /// Runs the workers until `stop` (SIGINT/SIGTERM) or a worker fails;
+    /// offline, until the file has been replayed.
+    pub fn run(mut self, mut stop: StopSignal) -> Result<Outcome, DaemonError> {
+        let started = clock::now();
         let shared: Vec<Arc<WorkerShared>> =
             self.workers.iter().map(|r| r.shared.clone()).collect();
         let handles: Vec<JoinHandle<Result<WorkerReport, LinkError>>> = self
@@ -224,19 +297,33 @@ impl Tcpcopy {
             .register(&mut SourceFd(&stop_fd), Token(0), Interest::READABLE)
             .map_err(io_err("watching for signals"))?;
         let mut events = Events::with_capacity(4);
-        let mut last = Snapshot::take(&shared, &self.capture);
-        let mut failure = None;
+        let capture = self.capture.as_ref();
+        let mut last = Snapshot::take(&shared, capture);
+        let mut progress = self
+            .offline
+            .as_ref()
+            .map(|o| ProgressState::new(o, started));
+        let tick = if self.offline.as_ref().is_some_and(|o| o.bar) {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_millis(200)
+        };
         loop {
-            let _ = poll.poll(&mut events, Some(Duration::from_millis(200)));
+            let _ = poll.poll(&mut events, Some(tick));
             if stop.is_triggered() {
                 tracing::info!("stopping: resetting open sessions");
                 break;
             }
-            if let Some(i) = handles.iter().position(JoinHandle::is_finished) {
-                failure = Some(i);
+            let finished = handles.iter().filter(|h| h.is_finished()).count();
+            // Live: one worker stopping stops everything (it failed).
+            // Offline: each stops when its share of the file is replayed.
+            if finished > 0 && (self.offline.is_none() || finished == handles.len()) {
                 break;
             }
-            let now = Snapshot::take(&shared, &self.capture);
+            let now = Snapshot::take(&shared, capture);
+            if let (Some(p), Some(o)) = (&mut progress, &self.offline) {
+                p.show(o, &now);
+            }
             if now.at.saturating_since(last.at) >= self.stats_interval {
                 tracing::info!("stats: {}", now.line(Some(&last)));
                 last = now;
@@ -262,15 +349,108 @@ impl Tcpcopy {
                 }
             }
         }
-        let last_line = Snapshot::take(&shared, &self.capture).line(None);
+        let end = Snapshot::take(&shared, capture);
+        let last_line = end.line(None);
         tracing::info!("final stats: {last_line}");
-        self.capture.detach_all()?;
-        match (failure, error) {
-            (_, Some(e)) => Err(e),
-            _ => Ok(last_line),
+        if let Some(c) = &mut self.capture {
+            c.detach_all()?;
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let (summary, file_error) = match &self.offline {
+            Some(o) => {
+                if let Some(p) = &mut progress {
+                    p.finish(o, &end);
+                }
+                let file = o.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let elapsed = end.at.saturating_since(started);
+                (
+                    Some(report::summary(
+                        &o.name,
+                        &file,
+                        &end.report,
+                        elapsed,
+                        o.replicas,
+                    )),
+                    file.error,
+                )
+            }
+            None => (None, None),
+        };
+        Ok(Outcome {
+            stats: last_line,
+            summary,
+            file_error,
+        })
+    }
+}
+
+/// Offline progress: when it was last shown, and the packet rate.
+struct ProgressState {
+    started: crate::engine::Instant,
+    next: crate::engine::Instant,
+    every: Duration,
+    packets: u64,
+    at: crate::engine::Instant,
+    drawn: bool,
+}
+
+impl ProgressState {
+    fn new(o: &Offline, started: crate::engine::Instant) -> Self {
+        Self {
+            started,
+            next: started,
+            every: if o.bar {
+                Duration::from_millis(250)
+            } else {
+                PROGRESS_LINE_EVERY
+            },
+            packets: 0,
+            at: started,
+            drawn: false,
+        }
+    }
+
+    fn show(&mut self, o: &Offline, snap: &Snapshot) {
+        if snap.at < self.next {
+            return;
+        }
+        self.next = snap.at + self.every;
+        let file = o.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let secs = snap.at.saturating_since(self.at).as_secs_f64().max(1e-3);
+        let rate = file.client_packets.saturating_sub(self.packets) as f64 / secs;
+        self.packets = file.client_packets;
+        self.at = snap.at;
+        let p = report::Progress {
+            file: &file,
+            workers: &snap.report,
+            elapsed: snap.at.saturating_since(self.started),
+            packets_per_s: rate,
+            timing: o.timing,
+        };
+        if o.bar {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{}", p.bar());
+            let _ = err.flush();
+            self.drawn = true;
+        } else {
+            tracing::info!("{}", p.line());
+        }
+    }
+
+    /// Ends the progress bar's line.
+    fn finish(&mut self, o: &Offline, snap: &Snapshot) {
+        if o.bar {
+            self.next = snap.at;
+            self.show(o, snap);
+            let _ = writeln!(std::io::stderr());
         }
     }
 }
+
+/// How often offline progress is logged when not on a terminal.
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
 /// TX queues of `iface` (from sysfs), at least 1.
 fn tx_queue_count(iface: &str) -> u32 {
@@ -288,13 +468,19 @@ fn tx_queue_count(iface: &str) -> u32 {
 /// one, else a raw packet socket. Next hops of every target are resolved
 /// before the first frame (so none is dropped while the kernel resolves).
 fn open_sender(cli: &Cli, w: u16, tx_queues: u32) -> Result<Box<dyn FrameSender>, DaemonError> {
+    if cli.dry_run {
+        let sender = DryRun::new(cli.write_pcap.as_deref())?;
+        tracing::info!(worker = w, sender = %sender.describe(), "sender open");
+        return Ok(Box::new(sender));
+    }
+    let output = cli.output.clone().unwrap_or_default();
     let backend = if cli.send == SendBackend::AfXdp && u32::from(w) >= tx_queues {
         SendBackend::Raw
     } else {
         cli.send
     };
     let mac = cli.transfer.0.iter().find_map(|t| t.next_hop_mac);
-    let mut sender = SenderConfig::new(cli.output.clone())
+    let mut sender = SenderConfig::new(output.clone())
         .backend(backend)
         .next_hop_mac(mac)
         .queue_id(u32::from(w))
@@ -305,7 +491,7 @@ fn open_sender(cli: &Cli, w: u16, tx_queues: u32) -> Result<Box<dyn FrameSender>
             .resolve_next_hop(target, Duration::from_secs(2))
             .is_none()
         {
-            tracing::warn!(%target, output = %cli.output, "no next-hop MAC yet for the target: frames wait for it, counted as drops");
+            tracing::warn!(%target, output, "no next-hop MAC yet for the target: frames wait for it, counted as drops");
         }
     }
     tracing::info!(worker = w, sender = %sender.describe(), "sender open");
@@ -320,7 +506,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(shared: &[Arc<WorkerShared>], capture: &CaptureProgram) -> Self {
+    fn take(shared: &[Arc<WorkerShared>], capture: Option<&CaptureProgram>) -> Self {
         let mut report = WorkerReport::default();
         for s in shared {
             let r = s.report.lock().unwrap_or_else(|e| e.into_inner());
@@ -337,7 +523,7 @@ impl Snapshot {
             at: clock::now(),
             report,
             capture: capture
-                .counters()
+                .and_then(|c| c.counters().ok())
                 .unwrap_or(CaptureCounter::ALL.map(|c| (c, 0))),
         }
     }
@@ -386,8 +572,8 @@ impl Snapshot {
 #[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
-    /// (capture time ns, offset, length)
-    packets: Vec<(u64, u32, u32)>,
+    /// (capture time ns, round, offset, length)
+    packets: Vec<(u64, u16, u32, u32)>,
 }
 
 /// A worker's end of the dispatcher: batches in, emptied batches back.
@@ -395,10 +581,13 @@ struct BatchSource {
     rx: Receiver<Batch>,
     back: Sender<Batch>,
     current: Option<(Batch, usize)>,
+    /// The dispatcher's source has finished and every batch is handed out.
+    source_done: Arc<AtomicBool>,
+    flow_controlled: bool,
 }
 
 impl PacketSource for BatchSource {
-    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, &[u8])) -> usize {
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, u16, &[u8])) -> usize {
         let mut n = 0;
         while n < max {
             if self.current.is_none() {
@@ -409,8 +598,8 @@ impl PacketSource for BatchSource {
             }
             let (batch, at) = self.current.as_mut().expect("set above");
             while *at < batch.packets.len() && n < max {
-                let (ts, off, len) = batch.packets[*at];
-                on_packet(ts, &batch.bytes[off as usize..(off + len) as usize]);
+                let (ts, round, off, len) = batch.packets[*at];
+                on_packet(ts, round, &batch.bytes[off as usize..(off + len) as usize]);
                 *at += 1;
                 n += 1;
             }
@@ -431,7 +620,18 @@ impl PacketSource for BatchSource {
     fn dropped(&self) -> u64 {
         0
     }
+
+    fn finished(&self) -> bool {
+        self.source_done.load(Ordering::Acquire) && self.current.is_none() && self.rx.is_empty()
+    }
+
+    fn flow_controlled(&self) -> bool {
+        self.flow_controlled
+    }
 }
+
+/// Longest dispatcher sleep when the source is idle.
+const DISPATCH_IDLE: Duration = Duration::from_millis(50);
 
 /// Reads the capture ring and hands each packet to the worker that owns
 /// its client address (several workers only).
@@ -440,11 +640,12 @@ struct Dispatcher {
     outs: Vec<(Sender<Batch>, Receiver<Batch>, Arc<Waker>)>,
     shards: u16,
     seed: u64,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
+    source_done: Arc<AtomicBool>,
 }
 
 struct RunningDispatcher {
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
 }
 
@@ -461,7 +662,7 @@ impl RunningDispatcher {
 fn hand_over(
     out: &(Sender<Batch>, Receiver<Batch>, Arc<Waker>),
     mut batch: Batch,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &AtomicBool,
 ) {
     loop {
         match out.0.send_timeout(batch, Duration::from_millis(50)) {
@@ -490,6 +691,7 @@ impl Dispatcher {
     ) -> (Self, Vec<BatchSource>) {
         let mut outs = Vec::new();
         let mut sources = Vec::new();
+        let source_done = Arc::new(AtomicBool::new(false));
         for waker in wakers {
             let (tx, rx) = crossbeam_channel::bounded(Self::BATCHES);
             let (back_tx, back_rx) = crossbeam_channel::bounded(Self::BATCHES);
@@ -501,6 +703,8 @@ impl Dispatcher {
                 rx,
                 back: back_tx,
                 current: None,
+                source_done: source_done.clone(),
+                flow_controlled: source.flow_controlled(),
             });
         }
         (
@@ -510,6 +714,7 @@ impl Dispatcher {
                 shards,
                 seed,
                 stop: Arc::default(),
+                source_done,
             },
             sources,
         )
@@ -539,7 +744,7 @@ impl Dispatcher {
         while !self.stop.load(Ordering::Relaxed) {
             let (shards, seed) = (self.shards, self.seed);
             let outs = &self.outs;
-            let n = self.source.drain(4096, &mut |ts, packet| {
+            let n = self.source.drain(4096, &mut |ts, round, packet| {
                 let Some(w) = shard_for_packet(packet, shards, seed) else {
                     return;
                 };
@@ -548,7 +753,7 @@ impl Dispatcher {
                     batches[w].get_or_insert_with(|| outs[w].1.try_recv().unwrap_or_default());
                 batch
                     .packets
-                    .push((ts, batch.bytes.len() as u32, packet.len() as u32));
+                    .push((ts, round, batch.bytes.len() as u32, packet.len() as u32));
                 batch.bytes.extend_from_slice(packet);
                 if batch.packets.len() >= Self::BATCH_PACKETS
                     && let Some(full) = batches[w].take()
@@ -562,8 +767,19 @@ impl Dispatcher {
                     hand_over(&self.outs[w], b, &self.stop);
                 }
             }
+            if self.source.finished() {
+                self.source_done.store(true, Ordering::Release);
+                for out in &self.outs {
+                    let _ = out.2.wake();
+                }
+                return;
+            }
             if n < 4096 {
-                let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
+                // A paced source says when its next packet is due.
+                let wait = self.source.next_due_ns().map_or(DISPATCH_IDLE, |due| {
+                    Duration::from_nanos(due.saturating_sub(clock::now_ns())).min(DISPATCH_IDLE)
+                });
+                let _ = poll.poll(&mut events, Some(wait));
             }
         }
     }

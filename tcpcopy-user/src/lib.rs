@@ -14,6 +14,7 @@ pub mod clock;
 pub mod daemon;
 pub mod engine;
 pub mod link;
+pub mod offline;
 pub mod packet;
 pub mod send;
 pub mod worker;

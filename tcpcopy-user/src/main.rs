@@ -1,8 +1,9 @@
 //! The `tcpcopy` binary: parse the command line, set up logging, start
-//! (capture attached, intercepts connected: errors still reach the
-//! terminal), then go to the background if asked, write the pid file and
-//! run until SIGINT/SIGTERM. Exit 0 after a clean stop: every open session
-//! reset, XDP detached.
+//! (capture attached or capture file opened, intercepts connected: errors
+//! still reach the terminal), then go to the background if asked, write
+//! the pid file and run until SIGINT/SIGTERM, or offline until the file is
+//! replayed (the summary goes to stdout). Exit 0 after a clean stop: every
+//! open session reset, XDP detached.
 
 use std::process::ExitCode;
 
@@ -40,7 +41,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         None => None,
     };
     let tcpcopy = Tcpcopy::start(cli).context("starting tcpcopy")?;
-    tracing::info!(input = %cli.input, mode = ?tcpcopy.attach_mode(), "capture attached");
+    match tcpcopy.attach_mode() {
+        Some(mode) => tracing::info!(input = %cli.input, ?mode, "capture attached"),
+        None => tracing::info!(file = %cli.input, "replaying a capture file (offline mode)"),
+    }
     if cli.daemon {
         if cli.log.is_none() {
             tracing::warn!("running in the background without -l: the log goes to /dev/null");
@@ -56,6 +60,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .context("writing the pid file")?;
     let stop = StopSignal::on_signals().context("installing signal handlers")?;
     tracing::info!(pid = std::process::id(), "replaying");
-    tcpcopy.run(stop).context("running")?;
+    let outcome = tcpcopy.run(stop).context("running")?;
+    if let Some(summary) = &outcome.summary {
+        print!("{summary}");
+        if cli.log.is_some() {
+            tracing::info!("summary:\n{summary}");
+        }
+    }
+    if let Some(e) = outcome.file_error {
+        anyhow::bail!("the capture file could not be read to its end: {e}");
+    }
     Ok(())
 }

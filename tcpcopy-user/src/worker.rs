@@ -35,6 +35,17 @@ const CAPTURE_BATCH: usize = 256;
 const MAX_IDLE: Duration = Duration::from_millis(1);
 /// How often a worker publishes its counters.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
+/// A source that can wait (a capture file) is read only while fewer
+/// handshakes than this are unanswered...
+const MAX_HANDSHAKING: usize = 256;
+/// ... and the engine uses less than this share of its memory cap.
+const MEMORY_SHARE_DIVISOR: usize = 2;
+/// At the end of a capture file: how often sessions are checked for
+/// having nothing left to replay.
+const SETTLE_CHECK_EVERY: Duration = Duration::from_millis(20);
+/// At the end of a capture file, sessions get this long to finish by
+/// default; then they are reset.
+pub const DEFAULT_FINISH_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const SOURCE_TOKEN: Token = Token(0);
 pub const WAKE_TOKEN: Token = Token(1);
@@ -44,8 +55,10 @@ pub const LINK_TOKEN_BASE: usize = 16;
 /// Where a worker's captured client packets come from.
 pub trait PacketSource: Send {
     /// Hands at most `max` packets (capture time in CLOCK_MONOTONIC
-    /// nanoseconds, IPv4 packet) to `on_packet`; returns how many were read.
-    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, &[u8])) -> usize;
+    /// nanoseconds, replay round, IPv4 packet) to `on_packet`; returns how
+    /// many were read. The round is 0 but for a capture file replayed
+    /// several times (`-T`).
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, u16, &[u8])) -> usize;
     /// Descriptors that poll readable when packets wait (none: the source
     /// wakes the worker's waker instead).
     fn fds(&self) -> Vec<RawFd>;
@@ -54,6 +67,16 @@ pub trait PacketSource: Send {
     /// The source has no more packets, ever (a finished capture file).
     fn finished(&self) -> bool {
         false
+    }
+    /// The source can wait: the worker reads it only while the engine has
+    /// room (a file; a live capture cannot wait).
+    fn flow_controlled(&self) -> bool {
+        false
+    }
+    /// When the next packet is due (CLOCK_MONOTONIC ns), for a source that
+    /// paces itself.
+    fn next_due_ns(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -88,6 +111,8 @@ pub struct Worker {
     shared: Arc<WorkerShared>,
     /// `-L`: keep going (and reconnect) when intercepts go away.
     lonely: bool,
+    /// After the source finished: how long open sessions may take.
+    finish_timeout: Duration,
 }
 
 impl Worker {
@@ -115,7 +140,24 @@ impl Worker {
             poll,
             shared,
             lonely,
+            finish_timeout: DEFAULT_FINISH_TIMEOUT,
         })
+    }
+
+    /// How long open sessions may take to finish once a capture file has
+    /// ended (then they are reset).
+    pub fn finish_within(mut self, timeout: Duration) -> Self {
+        self.finish_timeout = timeout;
+        self
+    }
+
+    /// Whether to read the packet source this turn: always for a live
+    /// capture; a source that can wait only while the engine has room.
+    fn source_has_room(&self) -> bool {
+        !self.source.flow_controlled()
+            || (self.engine.handshaking_sessions() < MAX_HANDSHAKING
+                && self.engine.memory_used()
+                    < self.engine.config().memory_cap / MEMORY_SHARE_DIVISOR)
     }
 
     /// Runs until asked to stop (or, without `-L`, until an intercept goes
@@ -123,12 +165,14 @@ impl Worker {
     pub fn run(mut self) -> Result<WorkerReport, LinkError> {
         let mut events = Events::with_capacity(128);
         let mut next_report = clock::now();
+        // Once the source has finished: when, and the next settle check.
+        let mut finishing: Option<(Instant, Instant)> = None;
         let result = loop {
             if self.shared.stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
             let now = clock::now();
-            let mut busy = self.capture_turn();
+            let mut busy = self.source_has_room() && self.capture_turn();
             match self.replies_turn(now) {
                 Ok(n) => busy |= n > 0,
                 Err(e) => break Err(e),
@@ -146,8 +190,26 @@ impl Worker {
                 self.publish();
                 next_report = now + REPORT_EVERY;
             }
-            if self.source.finished() && self.engine.session_count() == 0 {
-                break Ok(());
+            if self.source.finished() {
+                // No more client packets: end the sessions with nothing
+                // left to replay as they settle; stop when none is open,
+                // or at the finish timeout (the rest are reset).
+                let (since, check) = finishing.get_or_insert((now, now));
+                if now >= *check {
+                    *check = now + SETTLE_CHECK_EVERY;
+                    let open = self.engine.end_settled(now);
+                    busy |= self.drain_outbox();
+                    if open == 0 {
+                        break Ok(());
+                    }
+                    if now.saturating_since(*since) >= self.finish_timeout {
+                        tracing::warn!(
+                            open,
+                            "sessions still open after the finish timeout: resetting them"
+                        );
+                        break Ok(());
+                    }
+                }
             }
             if !busy {
                 let timeout = self
@@ -179,9 +241,11 @@ impl Worker {
 
     fn capture_turn(&mut self) -> bool {
         let engine = &mut self.engine;
-        let n = self.source.drain(CAPTURE_BATCH, &mut |ts_ns, packet| {
-            engine.on_client_packet(Instant::from_micros(ts_ns / 1000), packet);
-        });
+        let n = self
+            .source
+            .drain(CAPTURE_BATCH, &mut |ts_ns, round, packet| {
+                engine.on_client_packet_in_round(Instant::from_micros(ts_ns / 1000), packet, round);
+            });
         n > 0
     }
 
@@ -200,6 +264,8 @@ impl Worker {
                 Err(e) => failed.push((link_index(link), e)),
             }
         }
+        let engine = &mut self.engine;
+        total += self.sink.take_replies(&mut |rec| engine.on_reply(now, rec));
         for (token, e) in failed {
             self.link_failed(token, e, now)?;
         }

@@ -70,8 +70,8 @@ impl AsRawFd for PacketRing {
 }
 
 impl crate::worker::PacketSource for PacketRing {
-    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, &[u8])) -> usize {
-        PacketRing::drain(self, max, on_packet)
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, u16, &[u8])) -> usize {
+        PacketRing::drain(self, max, |ts, packet| on_packet(ts, 0, packet))
     }
 
     fn fds(&self) -> Vec<RawFd> {

@@ -140,7 +140,7 @@ impl MirrorSource {
 }
 
 impl PacketSource for MirrorSource {
-    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, &[u8])) -> usize {
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, u16, &[u8])) -> usize {
         let now = clock::now_ns();
         let mut total = 0;
         for q in &mut self.queues {
@@ -163,7 +163,7 @@ impl PacketSource for MirrorSource {
                 let data = unsafe { q.umem.data(desc) };
                 let bytes = data.contents();
                 match parse_ipv4_tcp(&Frame::from_slice(bytes)) {
-                    Ok(Some(view)) => on_packet(now, &bytes[view.l3_off..]),
+                    Ok(Some(view)) => on_packet(now, 0, &bytes[view.l3_off..]),
                     _ => self.dropped += 1,
                 }
             }

@@ -141,6 +141,38 @@ pub struct Engine {
     out: Outbox,
     stats: EngineStats,
     buffered: usize,
+    census: Census,
+}
+
+/// Sessions by state, kept as they change (for flow control and the end
+/// of offline replay).
+#[derive(Clone, Copy, Debug, Default)]
+struct Census {
+    /// Our SYN is out, the target has not answered.
+    handshaking: usize,
+    /// Not lingering.
+    open: usize,
+}
+
+impl Census {
+    fn add(&mut self, state: State, n: isize) {
+        let step = |v: &mut usize| *v = v.wrapping_add_signed(n);
+        match state {
+            State::SynSent => {
+                step(&mut self.handshaking);
+                step(&mut self.open);
+            }
+            State::Established => step(&mut self.open),
+            State::Lingering => {}
+        }
+    }
+
+    fn changed(&mut self, from: State, to: State) {
+        if from != to {
+            self.add(from, -1);
+            self.add(to, 1);
+        }
+    }
 }
 
 impl Engine {
@@ -163,6 +195,7 @@ impl Engine {
             out: Outbox::default(),
             stats: EngineStats::default(),
             buffered: 0,
+            census: Census::default(),
         }
     }
 
@@ -190,7 +223,17 @@ impl Engine {
         self.timers.next_deadline()
     }
 
-    fn memory_used(&self) -> usize {
+    /// Sessions that are not lingering (handshaking or established).
+    pub fn open_sessions(&self) -> usize {
+        self.census.open
+    }
+    /// Sessions whose SYN the target has not answered yet.
+    pub fn handshaking_sessions(&self) -> usize {
+        self.census.handshaking
+    }
+    /// Memory counted against the cap (`-m`): buffered segments and
+    /// sessions.
+    pub fn memory_used(&self) -> usize {
         self.buffered + self.sessions.len() * SESSION_COST
     }
 
@@ -198,6 +241,14 @@ impl Engine {
 
     /// A captured client packet (IPv4, starting at the IP header).
     pub fn on_client_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.on_client_packet_in_round(now, packet, 0);
+    }
+
+    /// A client packet of replay round `round` (offline mode replays a
+    /// file several times, `-T`): each round's sessions are copies of
+    /// their own, from their own client ports, so rounds never collide
+    /// with each other or with the target's memory of earlier rounds.
+    pub fn on_client_packet_in_round(&mut self, now: Instant, packet: &[u8], round: u16) {
         self.stats.captured += 1;
         let Ok(pkt) = Ipv4TcpPacket::new_checked(packet) else {
             self.stats.malformed += 1;
@@ -217,7 +268,9 @@ impl Engine {
             return;
         }
         let opts = pkt.options();
-        for copy in 0..self.config.replicas.max(1) {
+        let replicas = self.config.replicas.max(1);
+        let first = round.saturating_mul(replicas);
+        for copy in first..first.saturating_add(replicas) {
             self.client_copy(now, &pkt, &opts, origin, copy, rule.target);
         }
     }
@@ -407,6 +460,20 @@ impl Engine {
             .collect()
     }
 
+    /// Ends, as [`CloseReason::EndOfInput`], every open session with nothing
+    /// left to replay ([`Session::is_settled`]); returns how many sessions
+    /// are still open. For the end of a capture file: no more client
+    /// packets will come.
+    pub fn end_settled(&mut self, now: Instant) -> usize {
+        for idx in self.sessions.indices() {
+            let s = self.session(idx);
+            if s.state != State::Lingering && s.is_settled(now, &self.config) {
+                self.end(idx, now, CloseReason::EndOfInput);
+            }
+        }
+        self.census.open
+    }
+
     /// Resets every open session (tcpcopy is stopping); they linger.
     pub fn shutdown(&mut self, now: Instant) {
         for idx in self.sessions.indices() {
@@ -426,6 +493,20 @@ impl Engine {
                 "slab says {} but holds {} sessions",
                 self.sessions.len(),
                 sessions.len()
+            ));
+        }
+        let open = sessions
+            .iter()
+            .filter(|(_, s)| s.state != State::Lingering)
+            .count();
+        let handshaking = sessions
+            .iter()
+            .filter(|(_, s)| s.state == State::SynSent)
+            .count();
+        if (open, handshaking) != (self.census.open, self.census.handshaking) {
+            return Err(format!(
+                "census says {} open / {} handshaking but there are {open} / {handshaking}",
+                self.census.open, self.census.handshaking
             ));
         }
         let buffered: usize = sessions.iter().map(|(_, s)| s.buffered()).sum();
@@ -489,6 +570,7 @@ impl Engine {
     fn insert(&mut self, session: Session) -> u32 {
         let okey = origin_key(session.origin, session.copy);
         let rkey = endpoint_key(session.client.addr, session.client.port);
+        self.census.add(session.state, 1);
         let idx = self.sessions.insert(session);
         if is_direct(self.session(idx)) {
             // Found through `by_replay`; an older remapped session of the
@@ -505,6 +587,7 @@ impl Engine {
         let Some(mut s) = self.sessions.remove(idx) else {
             return;
         };
+        self.census.add(s.state, -1);
         if self.spare_queues.len() < MAX_SPARE_QUEUES {
             self.spare_queues.push(s.take_queue());
         }
@@ -531,10 +614,12 @@ impl Engine {
             pool,
             buffered,
             ack_list,
+            census,
             ..
         } = self;
         let s = sessions.get_mut(idx).expect("live slot");
         let was_queued = s.ack_queued;
+        let was = s.state;
         let mut cx = Ctx {
             now,
             config,
@@ -544,6 +629,7 @@ impl Engine {
             buffered,
         };
         let r = f(s, &mut cx);
+        census.changed(was, s.state);
         if s.ack_queued && !was_queued {
             ack_list.push(idx);
         }

@@ -85,10 +85,13 @@ pub enum CloseReason {
     CloseTimeout,
     /// tcpcopy is stopping.
     Shutdown,
+    /// The capture file ended with the session open; everything captured
+    /// had been replayed and answered (offline mode).
+    EndOfInput,
 }
 
 impl CloseReason {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     pub const ALL: [Self; Self::COUNT] = [
         Self::Completed,
         Self::ClientReset,
@@ -105,6 +108,7 @@ impl CloseReason {
         Self::PortReuse,
         Self::CloseTimeout,
         Self::Shutdown,
+        Self::EndOfInput,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -124,6 +128,7 @@ impl CloseReason {
             Self::PortReuse => "closed_port_reuse",
             Self::CloseTimeout => "closed_close_timeout",
             Self::Shutdown => "closed_shutdown",
+            Self::EndOfInput => "closed_end_of_input",
         }
     }
 }
@@ -323,6 +328,29 @@ impl Session {
     /// Buffered bytes.
     pub fn buffered(&self) -> usize {
         self.segs.bytes()
+    }
+
+    /// Whether everything captured so far went out, was acknowledged and
+    /// was answered (the response quiet for [`CLOSE_QUIET`], or no
+    /// response within the response timeout): with no more client packets
+    /// coming (the capture file ended), nothing is left to replay.
+    pub fn is_settled(&self, now: Instant, config: &Config) -> bool {
+        if self.state != State::Established
+            || !self.segs.is_empty()
+            || self.fin_sent
+            || self.client_rst
+        {
+            // Still replaying, or closing: it ends by itself.
+            return false;
+        }
+        if !self.sent_data {
+            return true;
+        }
+        if self.response_seen {
+            now >= self.last_reply_data + CLOSE_QUIET
+        } else {
+            now >= self.request_at + config.response_timeout
+        }
     }
 
     /// Whether `seq` is too far from this session to belong to it.

@@ -40,6 +40,8 @@ pub use interface::EgressInterface;
 pub use nexthop::{ResolveCounters, ResolvePolicy};
 pub use stats::{DropReason, SenderStats};
 
+use tcpcopy_common::proto::HeaderRecord;
+
 use crate::engine::outbox::Outbox;
 
 /// Puts frames on the wire. One per worker thread; the worker owns it.
@@ -64,6 +66,14 @@ pub trait FrameSender: Send {
 
     /// Which backend this is, and how it ended up bound.
     fn describe(&self) -> String;
+
+    /// Replies that came back through the sender itself, handed to
+    /// `on_reply` (the dry run's simulated target answers this way; real
+    /// targets answer through intercept). Returns how many.
+    fn take_replies(&mut self, on_reply: &mut dyn FnMut(&HeaderRecord)) -> usize {
+        let _ = on_reply;
+        0
+    }
 }
 
 /// How frames leave.

@@ -1,0 +1,176 @@
+//! From a captured frame to its IPv4 packet, for the link types captures of
+//! TCP servers come in: Ethernet (with 802.1Q/802.1ad tags), Linux cooked
+//! capture v1 and v2 (`tcpdump -i any`), raw IP, and BSD loopback.
+
+/// The link layers offline mode reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkLayer {
+    Ethernet,
+    /// LINKTYPE_LINUX_SLL: 16-byte header, protocol at 14.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2: 20-byte header, protocol at 0.
+    LinuxSll2,
+    /// The packet starts at the IP header.
+    RawIp,
+    /// LINKTYPE_NULL: 4-byte address family in the capturing host's order.
+    BsdNull,
+    /// LINKTYPE_LOOP: the same in network order.
+    BsdLoop,
+}
+
+/// Why a frame yields no IPv4 packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotIpv4 {
+    /// Another protocol (IPv6, ARP, ...).
+    OtherProtocol,
+    /// Too short for its link-layer header.
+    Short,
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+/// VLAN tags followed, at most.
+const MAX_TAGS: usize = 3;
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+impl LinkLayer {
+    /// The link layer of a LINKTYPE_* value, if offline mode reads it.
+    pub fn from_linktype(linktype: i32) -> Option<Self> {
+        Some(match linktype {
+            1 => Self::Ethernet,
+            113 => Self::LinuxSll,
+            276 => Self::LinuxSll2,
+            // LINKTYPE_RAW, the DLT_RAW values some systems write, LINKTYPE_IPV4.
+            101 | 12 | 14 | 228 => Self::RawIp,
+            0 => Self::BsdNull,
+            108 => Self::BsdLoop,
+            _ => return None,
+        })
+    }
+
+    /// The IPv4 packet in `frame` (with whatever follows it: the caller
+    /// trims to the IPv4 total length).
+    pub fn ipv4(self, frame: &[u8]) -> Result<&[u8], NotIpv4> {
+        let (ethertype, at) = match self {
+            Self::Ethernet => (be16(frame, 12).ok_or(NotIpv4::Short)?, 14),
+            Self::LinuxSll => (be16(frame, 14).ok_or(NotIpv4::Short)?, 16),
+            Self::LinuxSll2 => {
+                if frame.len() < 20 {
+                    return Err(NotIpv4::Short);
+                }
+                (be16(frame, 0).ok_or(NotIpv4::Short)?, 20)
+            }
+            Self::RawIp => {
+                let first = *frame.first().ok_or(NotIpv4::Short)?;
+                return if first >> 4 == 4 {
+                    Ok(frame)
+                } else {
+                    Err(NotIpv4::OtherProtocol)
+                };
+            }
+            Self::BsdNull | Self::BsdLoop => {
+                let b: [u8; 4] = frame
+                    .get(..4)
+                    .ok_or(NotIpv4::Short)?
+                    .try_into()
+                    .expect("4 bytes");
+                // AF_INET is 2 on every system; NULL is in the capturing
+                // host's byte order, which need not be ours.
+                let family = if self == Self::BsdLoop {
+                    u32::from_be_bytes(b)
+                } else if u32::from_le_bytes(b) == 2 {
+                    2
+                } else {
+                    u32::from_be_bytes(b)
+                };
+                return if family == 2 {
+                    Ok(&frame[4..])
+                } else {
+                    Err(NotIpv4::OtherProtocol)
+                };
+            }
+        };
+        let (mut ethertype, mut at) = (ethertype, at);
+        for _ in 0..MAX_TAGS {
+            if !VLAN_TPIDS.contains(&ethertype) {
+                break;
+            }
+            ethertype = be16(frame, at + 2).ok_or(NotIpv4::Short)?;
+            at += 4;
+        }
+        if ethertype != ETHERTYPE_IPV4 {
+            return Err(NotIpv4::OtherProtocol);
+        }
+        frame.get(at..).ok_or(NotIpv4::Short)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: [u8; 4] = [0x45, 0, 0, 20];
+
+    fn eth(ethertype: &[u8], rest: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(ethertype);
+        f.extend_from_slice(rest);
+        f
+    }
+
+    #[test]
+    fn ethernet_with_and_without_vlan_tags() {
+        assert_eq!(LinkLayer::Ethernet.ipv4(&eth(&[8, 0], &IP)), Ok(&IP[..]));
+        let tagged = eth(&[0x81, 0, 0, 7, 8, 0], &IP);
+        assert_eq!(LinkLayer::Ethernet.ipv4(&tagged), Ok(&IP[..]));
+        let qinq = eth(&[0x88, 0xa8, 0, 1, 0x81, 0, 0, 7, 8, 0], &IP);
+        assert_eq!(LinkLayer::Ethernet.ipv4(&qinq), Ok(&IP[..]));
+        assert_eq!(
+            LinkLayer::Ethernet.ipv4(&eth(&[0x86, 0xdd], &IP)),
+            Err(NotIpv4::OtherProtocol)
+        );
+        assert_eq!(
+            LinkLayer::Ethernet.ipv4(&eth(&[0x81, 0], &[0])),
+            Err(NotIpv4::Short)
+        );
+        assert_eq!(LinkLayer::Ethernet.ipv4(&[0; 13]), Err(NotIpv4::Short));
+    }
+
+    #[test]
+    fn linux_cooked_v1_and_v2() {
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[8, 0]);
+        sll.extend_from_slice(&IP);
+        assert_eq!(LinkLayer::LinuxSll.ipv4(&sll), Ok(&IP[..]));
+        let mut sll2 = vec![8, 0];
+        sll2.extend_from_slice(&[0; 18]);
+        sll2.extend_from_slice(&IP);
+        assert_eq!(LinkLayer::LinuxSll2.ipv4(&sll2), Ok(&IP[..]));
+        assert_eq!(LinkLayer::LinuxSll2.ipv4(&sll2[..19]), Err(NotIpv4::Short));
+        sll2[1] = 6; // ARP
+        assert_eq!(
+            LinkLayer::LinuxSll2.ipv4(&sll2),
+            Err(NotIpv4::OtherProtocol)
+        );
+    }
+
+    #[test]
+    fn raw_ip_and_loopback() {
+        assert_eq!(LinkLayer::RawIp.ipv4(&IP), Ok(&IP[..]));
+        assert_eq!(LinkLayer::RawIp.ipv4(&[0x60]), Err(NotIpv4::OtherProtocol));
+        assert_eq!(LinkLayer::RawIp.ipv4(&[]), Err(NotIpv4::Short));
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&IP);
+        assert_eq!(LinkLayer::BsdNull.ipv4(&null), Ok(&IP[..]));
+        null[..4].copy_from_slice(&2u32.to_be_bytes());
+        assert_eq!(LinkLayer::BsdNull.ipv4(&null), Ok(&IP[..]));
+        assert_eq!(LinkLayer::BsdLoop.ipv4(&null), Ok(&IP[..]));
+        null[..4].copy_from_slice(&24u32.to_be_bytes());
+        assert_eq!(LinkLayer::BsdLoop.ipv4(&null), Err(NotIpv4::OtherProtocol));
+        assert_eq!(LinkLayer::from_linktype(147), None);
+        assert_eq!(LinkLayer::from_linktype(276), Some(LinkLayer::LinuxSll2));
+    }
+}

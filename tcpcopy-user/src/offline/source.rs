@@ -1,0 +1,446 @@
+//! Offline mode's packet source: client packets out of a capture file, at
+//! their recorded pace (or faster, or as fast as the replay allows).
+//!
+//! Each record is taken down to its IPv4/TCP packet; only packets to an
+//! online endpoint of `-x` go on (the recorded server's replies and
+//! everything else are counted and dropped). Checksums left blank by
+//! transmit offload on the capturing host are filled in, since the engine
+//! updates checksums incrementally.
+//!
+//! Timing: a packet is due at the replay start plus its offset in the
+//! recording, with idle gaps shortened to `-I` and the result divided by
+//! `-a`. When the replay cannot keep that pace (the target is slow, the
+//! engine's buffers are full and the worker stops reading), the rest of
+//! the recording is shifted later rather than sent in a burst, so sessions
+//! keep their relative timing; how far behind the recording this put the
+//! replay is reported. `--top-speed` drops the recorded times: packets are
+//! due at once and the worker's flow control sets the pace.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use super::{
+    link::{LinkLayer, NotIpv4},
+    reader::{CaptureFileError, CaptureReader, ReaderStats},
+};
+use crate::{
+    clock,
+    engine::TransferRule,
+    packet::{Ipv4TcpPacket, PacketError},
+    worker::PacketSource,
+};
+
+/// A packet this late is not sent late: the rest of the recording moves.
+const LATE_SLACK_NS: u64 = 20_000_000;
+
+/// How the recording's time maps onto the replay's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// `-a`: the recording plays this many times faster.
+    pub speed: f64,
+    /// `-I`: idle gaps in the recording longer than this are cut to it.
+    pub max_idle: Option<Duration>,
+    /// `--top-speed`: no recorded timing at all.
+    pub top_speed: bool,
+    /// `-T`: the file is replayed this many times.
+    pub rounds: u16,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            speed: 1.0,
+            max_idle: None,
+            top_speed: false,
+            rounds: 1,
+        }
+    }
+}
+
+/// What reading the file has found, shared with the progress display.
+#[derive(Clone, Debug, Default)]
+pub struct FileReport {
+    pub reader: ReaderStats,
+    /// Records read (every round).
+    pub frames: u64,
+    /// Client packets handed to the replay.
+    pub client_packets: u64,
+    /// The recorded server's packets (replies), not replayed.
+    pub server_packets: u64,
+    /// TCP packets of neither side of a `-x` rule.
+    pub other_tcp: u64,
+    /// Frames of other protocols (IPv6, ARP, ...).
+    pub not_ipv4: u64,
+    /// IPv4 packets that are not whole TCP segments (other protocols,
+    /// fragments, bad headers).
+    pub not_tcp: u64,
+    /// Packets cut short by the capture's snapshot length.
+    pub truncated: u64,
+    /// Frames of a link type offline mode does not read.
+    pub unsupported_link: u64,
+    /// Packets whose checksums were left blank by the capturing host's
+    /// transmit offload, filled in.
+    pub checksums_fixed: u64,
+    /// Client sessions in the file (counted in the first round).
+    pub sessions_in_file: u64,
+    /// The round being read (0-based) and how many there are.
+    pub round: u16,
+    pub rounds: u16,
+    /// Bytes of the file read in this round, and its size.
+    pub file_offset: u64,
+    pub file_size: u64,
+    /// Recording time covered so far in this round.
+    pub recording_pos: Duration,
+    /// How far behind the recording's pace the replay fell (offline
+    /// replay waits rather than bursting).
+    pub behind: Duration,
+    /// Reading stopped on this error (the replay of what was read goes on).
+    pub error: Option<String>,
+    /// Every round has been read.
+    pub finished: bool,
+}
+
+/// Client packets out of a capture file.
+pub struct OfflineSource {
+    path: PathBuf,
+    reader: CaptureReader<File>,
+    rules: Vec<TransferRule>,
+    timing: Timing,
+    /// The packet handed out next, its due time and round.
+    pending: Vec<u8>,
+    pending_due: Option<u64>,
+    round: u16,
+    /// Replay start of this round (CLOCK_MONOTONIC ns), plus the shift
+    /// accumulated by falling behind.
+    start_ns: u64,
+    shift_ns: u64,
+    /// Recording time of this round's first packet and of the latest one.
+    first_ts: Option<u64>,
+    last_ts: u64,
+    /// Replay offset of the latest packet (before the shift), ns.
+    offset_ns: u64,
+    /// Sessions counted: client flow -> its SYN's sequence number (first
+    /// round; a flow leaves at its FIN or RST).
+    flows: HashMap<FlowKey, u32>,
+    report: FileReport,
+    shared: Arc<Mutex<FileReport>>,
+}
+
+/// A client flow: (client address and port, server address and port).
+type FlowKey = (u64, u64);
+
+fn flow_key(p: &Ipv4TcpPacket<&[u8]>) -> FlowKey {
+    let end = |a: [u8; 4], port: u16| u64::from(u32::from_be_bytes(a)) << 16 | u64::from(port);
+    (
+        end(p.src_addr(), p.src_port()),
+        end(p.dst_addr(), p.dst_port()),
+    )
+}
+
+impl OfflineSource {
+    /// Opens `path` and reads its header; errors name the file.
+    pub fn open(path: &Path, rules: Vec<TransferRule>, timing: Timing) -> Result<Self, OpenError> {
+        let (reader, size) = open_reader(path)?;
+        if let Some(lt) = reader.pcap_linktype()
+            && LinkLayer::from_linktype(lt).is_none()
+        {
+            return Err(OpenError::Link {
+                path: path.to_owned(),
+                linktype: lt,
+            });
+        }
+        let report = FileReport {
+            rounds: timing.rounds.max(1),
+            file_size: size,
+            ..FileReport::default()
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            reader,
+            rules,
+            timing: Timing {
+                rounds: timing.rounds.max(1),
+                speed: if timing.speed > 0.0 {
+                    timing.speed
+                } else {
+                    1.0
+                },
+                ..timing
+            },
+            pending: Vec::with_capacity(65_536),
+            pending_due: None,
+            round: 0,
+            start_ns: clock::now_ns(),
+            shift_ns: 0,
+            first_ts: None,
+            last_ts: 0,
+            offset_ns: 0,
+            flows: HashMap::new(),
+            shared: Arc::new(Mutex::new(report.clone())),
+            report,
+        })
+    }
+
+    /// The report, shared (updated after every batch).
+    pub fn report(&self) -> Arc<Mutex<FileReport>> {
+        self.shared.clone()
+    }
+
+    fn publish(&mut self) {
+        self.report.reader = self.reader.stats().clone();
+        self.report.file_offset = self.reader.offset();
+        self.report.round = self.round;
+        self.report.behind = Duration::from_nanos(self.shift_ns);
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = self.report.clone();
+    }
+
+    /// Reads on to the next client packet and makes it pending, with its
+    /// due time. `false`: no more packets in any round.
+    fn fill_pending(&mut self, now_ns: u64) -> bool {
+        loop {
+            match self.read_client_packet() {
+                Ok(Some(ts)) => {
+                    self.pending_due = Some(self.due(ts, now_ns));
+                    return true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(file = %self.path.display(), error = %e, "cannot read on; replaying what was read");
+                    self.report.error = Some(e.to_string());
+                    self.report.finished = true;
+                    return false;
+                }
+            }
+            // The end of this round.
+            if self.round + 1 >= self.timing.rounds {
+                self.report.finished = true;
+                return false;
+            }
+            match open_reader(&self.path) {
+                Ok((reader, _)) => {
+                    self.reader = reader;
+                    self.round += 1;
+                    self.first_ts = None;
+                    self.offset_ns = 0;
+                    self.shift_ns = 0;
+                    self.start_ns = now_ns;
+                    self.flows = HashMap::new();
+                }
+                Err(e) => {
+                    self.report.error = Some(e.to_string());
+                    self.report.finished = true;
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The replay time of a packet recorded at `ts`.
+    fn due(&mut self, ts: u64, now_ns: u64) -> u64 {
+        let Some(first) = self.first_ts else {
+            self.first_ts = Some(ts);
+            self.last_ts = ts;
+            self.start_ns = now_ns;
+            self.shift_ns = 0;
+            return now_ns;
+        };
+        // A record older than the latest (a merged file) goes with it.
+        let mut gap = ts.saturating_sub(self.last_ts);
+        self.last_ts = self.last_ts.max(ts);
+        self.report.recording_pos = Duration::from_nanos(self.last_ts - first);
+        if self.timing.top_speed {
+            return now_ns;
+        }
+        if let Some(max) = self.timing.max_idle {
+            gap = gap.min(max.as_nanos() as u64);
+        }
+        self.offset_ns += (gap as f64 / self.timing.speed) as u64;
+        let due = self.start_ns + self.offset_ns + self.shift_ns;
+        if due + LATE_SLACK_NS < now_ns {
+            self.shift_ns += now_ns - due;
+            return now_ns;
+        }
+        due
+    }
+
+    /// The next record that is a client packet, copied into `pending`
+    /// (its recording time returned); `None` at the end of the file.
+    fn read_client_packet(&mut self) -> Result<Option<u64>, CaptureFileError> {
+        loop {
+            let Some(rec) = self.reader.next_record()? else {
+                return Ok(None);
+            };
+            let r = &mut self.report;
+            r.frames += 1;
+            let Some(link) = LinkLayer::from_linktype(rec.linktype) else {
+                r.unsupported_link += 1;
+                continue;
+            };
+            let ip = match link.ipv4(rec.data) {
+                Ok(ip) => ip,
+                Err(NotIpv4::OtherProtocol) => {
+                    r.not_ipv4 += 1;
+                    continue;
+                }
+                Err(NotIpv4::Short) => {
+                    if (rec.data.len() as u32) < rec.orig_len {
+                        r.truncated += 1;
+                    } else {
+                        r.not_ipv4 += 1;
+                    }
+                    continue;
+                }
+            };
+            let packet = match Ipv4TcpPacket::new_checked(ip) {
+                Ok(p) => p,
+                Err(PacketError::NotIpv4) => {
+                    r.not_ipv4 += 1;
+                    continue;
+                }
+                Err(PacketError::Truncated | PacketError::BadTotalLength)
+                    if (rec.data.len() as u32) < rec.orig_len =>
+                {
+                    r.truncated += 1;
+                    continue;
+                }
+                Err(_) => {
+                    r.not_tcp += 1;
+                    continue;
+                }
+            };
+            let to_online = self
+                .rules
+                .iter()
+                .any(|rule| rule.matches(packet.dst_addr(), packet.dst_port()));
+            if !to_online {
+                if self
+                    .rules
+                    .iter()
+                    .any(|rule| rule.matches(packet.src_addr(), packet.src_port()))
+                {
+                    r.server_packets += 1;
+                } else {
+                    r.other_tcp += 1;
+                }
+                continue;
+            }
+            r.client_packets += 1;
+            if self.round == 0 {
+                count_session(&mut self.flows, &packet, &mut r.sessions_in_file);
+            }
+            let ts = rec.ts_ns;
+            self.pending.clear();
+            self.pending.extend_from_slice(packet.as_bytes());
+            if !packet.checksums_ok() {
+                r.checksums_fixed += 1;
+                if let Ok(mut p) = Ipv4TcpPacket::new_checked(&mut self.pending[..]) {
+                    p.fill_checksums();
+                }
+            }
+            return Ok(Some(ts));
+        }
+    }
+}
+
+/// Counts a new session at a SYN (not a retransmitted one) or at the first
+/// data of a flow seen without its SYN; a flow is forgotten at its FIN or
+/// RST.
+fn count_session(flows: &mut HashMap<FlowKey, u32>, p: &Ipv4TcpPacket<&[u8]>, count: &mut u64) {
+    let key = flow_key(p);
+    let flags = p.flags();
+    if flags.syn() {
+        let isn = p.seq().0;
+        if flows.insert(key, isn) != Some(isn) {
+            *count += 1;
+        }
+        return;
+    }
+    if !p.payload().is_empty() && !flows.contains_key(&key) {
+        flows.insert(key, p.seq().0.wrapping_sub(1));
+        *count += 1;
+    }
+    if flags.fin() || flags.rst() {
+        flows.remove(&key);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the capture file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Format {
+        path: PathBuf,
+        source: CaptureFileError,
+    },
+    #[error(
+        "{path}: link type {linktype} is not one offline mode reads (Ethernet, Linux cooked capture v1/v2, raw IP, BSD loopback)"
+    )]
+    Link { path: PathBuf, linktype: i32 },
+}
+
+fn open_reader(path: &Path) -> Result<(CaptureReader<File>, u64), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let reader = CaptureReader::new(file).map_err(|source| OpenError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((reader, size))
+}
+
+impl PacketSource for OfflineSource {
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, u16, &[u8])) -> usize {
+        if self.report.finished && self.pending_due.is_none() {
+            return 0;
+        }
+        let now = clock::now_ns();
+        let mut n = 0;
+        while n < max {
+            if self.pending_due.is_none() && !self.fill_pending(now) {
+                break;
+            }
+            let due = self.pending_due.expect("filled above");
+            if due > now {
+                break;
+            }
+            on_packet(due, self.round, &self.pending);
+            self.pending_due = None;
+            n += 1;
+        }
+        self.publish();
+        n
+    }
+
+    fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        Vec::new()
+    }
+
+    fn dropped(&self) -> u64 {
+        0
+    }
+
+    fn finished(&self) -> bool {
+        self.report.finished && self.pending_due.is_none()
+    }
+
+    fn flow_controlled(&self) -> bool {
+        true
+    }
+
+    fn next_due_ns(&self) -> Option<u64> {
+        self.pending_due
+    }
+}
