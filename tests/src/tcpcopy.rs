@@ -143,3 +143,77 @@ impl Drop for TcpcopyProcess {
         }
     }
 }
+
+/// A tcpcopy run that ended by itself (offline mode).
+pub struct Finished {
+    pub status: ExitStatus,
+    /// What it printed (the offline summary goes to stdout).
+    pub stdout: String,
+    pub log: String,
+    pub stats: Option<StatsLine>,
+}
+
+impl Finished {
+    /// A number from the offline summary line starting with `label`.
+    pub fn summary_number(&self, label: &str) -> u64 {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} in the summary:\n{}", self.stdout));
+        line.trim_start()[label.len()..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("{label:?}: {line:?}"))
+    }
+}
+
+/// Runs tcpcopy in the online namespace until it exits by itself (within
+/// `deadline`, else it is killed and the test fails with its log).
+pub fn run_to_end(lab: &Lab, args: &[&str], deadline: std::time::Duration) -> Finished {
+    let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+    let log = lab.dir().join(format!("tcpcopy-{n}.log"));
+    let out = lab.dir().join(format!("tcpcopy-{n}.out"));
+    let err = lab.dir().join(format!("tcpcopy-{n}.err"));
+    let bin = tcpcopy_binary().to_string_lossy().into_owned();
+    let mut child = lab
+        .command(Host::Online, &bin)
+        .arg("-l")
+        .arg(&log)
+        .args(["--stats-interval", "1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("create tcpcopy's stdout file"))
+        .stderr(std::fs::File::create(&err).expect("create tcpcopy's stderr file"))
+        .spawn()
+        .expect("start tcpcopy");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tcpcopy") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "tcpcopy {args:?} did not finish in {deadline:?}:\n{}\n{}\n{}",
+                read(&out),
+                read(&err),
+                read(&log)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let log_text = read(&log);
+    Finished {
+        status,
+        stdout: read(&out) + &read(&err),
+        stats: last_stats(&log_text, "final stats: "),
+        log: log_text,
+    }
+}
