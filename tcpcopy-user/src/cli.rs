@@ -29,7 +29,11 @@ Examples:
   tcpcopy -x 80-10.0.0.2:80 -s 10.0.0.3 -i mirror0 --capture mirror -o eth1
 
   # Replay a capture file (offline mode): -i names a pcap or pcapng file.
-  tcpcopy -x 80-10.0.0.2:80 -s 10.0.0.3 -i traffic.pcap -o eth1";
+  tcpcopy -x 80-10.0.0.2:80 -s 10.0.0.3 -i traffic.pcap -o eth1
+  tcpcopy -x 80-10.0.0.2:80 -s 10.0.0.3 -i traffic.pcap -o eth1 --top-speed -T 3
+
+  # See what would be sent, without a network: a simulated target answers.
+  tcpcopy -x 80-10.0.0.2:80 -i traffic.pcap --dry-run --write-pcap rewritten.pcap";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CaptureKind {

@@ -308,10 +308,12 @@ impl Tcpcopy {
         } else {
             Duration::from_millis(200)
         };
+        let mut interrupted = false;
         loop {
             let _ = poll.poll(&mut events, Some(tick));
             if stop.is_triggered() {
                 tracing::info!("stopping: resetting open sessions");
+                interrupted = true;
                 break;
             }
             let finished = handles.iter().filter(|h| h.is_finished()).count();
@@ -372,6 +374,7 @@ impl Tcpcopy {
                         &end.report,
                         elapsed,
                         o.replicas,
+                        interrupted,
                     )),
                     file.error,
                 )

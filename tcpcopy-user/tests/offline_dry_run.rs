@@ -551,3 +551,58 @@ fn bad_files_and_options_get_clear_errors() {
         "without --dry-run, -s and -o are required"
     );
 }
+
+#[test]
+fn a_signal_stops_the_replay_with_its_summary() {
+    let d = dir();
+    // Two sessions a minute apart: the replay is still waiting for the
+    // second when the signal comes.
+    let mut specs = sessions(1, 1, T0);
+    let mut late = sessions(1, 1, T0 + 60_000_000_000);
+    late[0].client.1 = 31_000;
+    specs.append(&mut late);
+    let input = d.join("slow.pcap");
+    write_capture(&input, Format::Ethernet, &merge(&specs));
+    let (out, err) = (d.join("stdout"), d.join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpcopy"))
+        .args([
+            "-x",
+            "80-198.18.2.2:80",
+            "-i",
+            input.to_str().unwrap(),
+            "--dry-run",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&err)
+        .unwrap_or_default()
+        .contains("replaying")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "tcpcopy never started replaying: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "tcpcopy did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    assert!(status.success(), "exit {status}: {stdout}");
+    assert!(stdout.contains("stopped by a signal"), "{stdout}");
+}

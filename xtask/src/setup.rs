@@ -29,6 +29,7 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "curl",
     "tcpdump",
+    "tcpreplay",
     "iputils-ping",
 ];
 

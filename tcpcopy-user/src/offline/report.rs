@@ -180,10 +180,20 @@ pub fn summary(
     w: &WorkerReport,
     elapsed: Duration,
     replicas: u16,
+    interrupted: bool,
 ) -> String {
     let e = &w.engine;
     let mut s = String::new();
-    let _ = writeln!(s, "offline replay of {name}: done in {}", secs(elapsed));
+    let _ = writeln!(
+        s,
+        "offline replay of {name}: {} in {}",
+        if interrupted {
+            "stopped by a signal"
+        } else {
+            "done"
+        },
+        secs(elapsed)
+    );
     let rec = file.recording_pos;
     if rec >= Duration::from_secs(1) && !elapsed.is_zero() {
         let _ = writeln!(
@@ -249,6 +259,12 @@ pub fn summary(
     }
     if let Some(err) = &file.error {
         problems.push(format!("reading stopped early: {err}"));
+    }
+    if file.client_packets == 0 && file.frames > 0 {
+        problems.push(
+            "no packet went to an online endpoint of -x: check the rules against the file (tcpdump -nr FILE)"
+                .into(),
+        );
     }
     for p in problems {
         let _ = writeln!(s, "  file: {p}");
@@ -380,7 +396,11 @@ mod tests {
         w.engine.closed[CloseReason::Completed as usize] = 2;
         w.engine.closed[CloseReason::HandshakeTimeout as usize] = 1;
         w.engine.requests = 5;
-        let s = summary("x.pcap", &file, &w, Duration::from_secs(1), 1);
+        let s = summary("x.pcap", &file, &w, Duration::from_secs(1), 1, false);
+        assert!(
+            s.starts_with("offline replay of x.pcap: done in 1.0s"),
+            "{s}"
+        );
         assert!(s.contains("sessions in the file: 3\n"), "{s}");
         assert!(s.contains("completed: 2 (closed by both sides 2)"), "{s}");
         assert!(s.contains("failed: 1 (no handshake 1)"), "{s}");

@@ -5,6 +5,7 @@
 mod engine;
 mod intercept;
 mod live;
+mod offline;
 mod send;
 
 use clap::{Args, Subcommand};
@@ -25,6 +26,8 @@ pub enum BenchTarget {
     Intercept(intercept::InterceptBench),
     /// Frames per second and loss of each sender backend (AF_XDP, raw) on the lab's veth.
     Send(send::SendBench),
+    /// Offline replay of a large capture at top speed vs tcpreplay --topspeed on the same link.
+    Offline(offline::OfflineBench),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         BenchTarget::Intercept(args) => intercept::run(args),
         BenchTarget::Live(args) => live::run(args),
         BenchTarget::Send(args) => send::run(args),
+        BenchTarget::Offline(args) => offline::run(args),
     }
 }
