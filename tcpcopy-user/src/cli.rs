@@ -451,6 +451,23 @@ impl Cli {
                 ));
             }
         }
+        if self.top_speed && (self.accelerate != 1.0 || self.max_idle_ms.is_some()) {
+            return Err(
+                "--top-speed ignores the recorded times: -a and -I have nothing to act on".into(),
+            );
+        }
+        if let (Some(out), Some(input)) = (&self.write_pcap, self.offline_file()) {
+            let same = match (std::fs::canonicalize(out), std::fs::canonicalize(&input)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
+            if same {
+                return Err(format!(
+                    "--write-pcap {}: that is the capture being replayed (it would be overwritten)",
+                    out.display()
+                ));
+            }
+        }
         if self.dry_run && self.workers > 1 {
             return Err("--dry-run runs one worker (--workers 1)".into());
         }

@@ -279,17 +279,20 @@ impl Tcpcopy {
         let started = clock::now();
         let shared: Vec<Arc<WorkerShared>> =
             self.workers.iter().map(|r| r.shared.clone()).collect();
-        let handles: Vec<JoinHandle<Result<WorkerReport, LinkError>>> = self
+        let mut handles: Vec<Option<JoinHandle<Result<WorkerReport, LinkError>>>> = self
             .workers
             .drain(..)
             .enumerate()
             .map(|(i, r)| {
-                std::thread::Builder::new()
-                    .name(format!("tcpcopy-w{i}"))
-                    .spawn(move || r.worker.run())
-                    .expect("spawning a worker thread")
+                Some(
+                    std::thread::Builder::new()
+                        .name(format!("tcpcopy-w{i}"))
+                        .spawn(move || r.worker.run())
+                        .expect("spawning a worker thread"),
+                )
             })
             .collect();
+        let mut error = None;
         let dispatcher = self.dispatcher.take().map(Dispatcher::spawn);
         let mut poll = Poll::new().map_err(io_err("creating an event loop"))?;
         let stop_fd: RawFd = stop.as_raw_fd();
@@ -316,10 +319,21 @@ impl Tcpcopy {
                 interrupted = true;
                 break;
             }
-            let finished = handles.iter().filter(|h| h.is_finished()).count();
             // Live: one worker stopping stops everything (it failed).
-            // Offline: each stops when its share of the file is replayed.
-            if finished > 0 && (self.offline.is_none() || finished == handles.len()) {
+            // Offline: each stops when its share of the file is replayed;
+            // one that failed stops everything at once.
+            for (i, slot) in handles.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(JoinHandle::is_finished) {
+                    let h = slot.take().expect("checked above");
+                    error = error.or(joined(i, h));
+                    if self.offline.is_none() {
+                        error = error.or(Some(DaemonError::Unsupported(format!(
+                            "worker {i} stopped"
+                        ))));
+                    }
+                }
+            }
+            if error.is_some() || handles.iter().all(Option::is_none) {
                 break;
             }
             let now = Snapshot::take(&shared, capture);
@@ -337,18 +351,9 @@ impl Tcpcopy {
         if let Some(d) = dispatcher {
             d.stop();
         }
-        let mut error = None;
         for (i, h) in handles.into_iter().enumerate() {
-            match h.join() {
-                Ok(Ok(_)) => {}
-                Ok(Err(source)) => {
-                    error = error.or(Some(DaemonError::Worker { worker: i, source }))
-                }
-                Err(_) => {
-                    error = error.or(Some(DaemonError::Unsupported(format!(
-                        "worker {i} panicked"
-                    ))))
-                }
+            if let Some(h) = h {
+                error = error.or(joined(i, h));
             }
         }
         let end = Snapshot::take(&shared, capture);
@@ -386,6 +391,15 @@ impl Tcpcopy {
             summary,
             file_error,
         })
+    }
+}
+
+/// The error of worker `i`, joined.
+fn joined(i: usize, h: JoinHandle<Result<WorkerReport, LinkError>>) -> Option<DaemonError> {
+    match h.join() {
+        Ok(Ok(_)) => None,
+        Ok(Err(source)) => Some(DaemonError::Worker { worker: i, source }),
+        Err(_) => Some(DaemonError::Unsupported(format!("worker {i} panicked"))),
     }
 }
 

@@ -5,7 +5,7 @@
 //! replayed (the summary goes to stdout). Exit 0 after a clean stop: every
 //! open session reset, XDP detached.
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
@@ -62,7 +62,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     tracing::info!(pid = std::process::id(), "replaying");
     let outcome = tcpcopy.run(stop).context("running")?;
     if let Some(summary) = &outcome.summary {
-        print!("{summary}");
+        // A closed stdout (`| head`) must not turn the summary into a panic.
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(summary.as_bytes()).and_then(|()| out.flush());
         if cli.log.is_some() {
             tracing::info!("summary:\n{summary}");
         }

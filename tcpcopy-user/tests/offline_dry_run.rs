@@ -544,6 +544,18 @@ fn bad_files_and_options_get_clear_errors() {
         assert_eq!(run.code, Some(2), "{arg}");
         assert!(run.stderr.contains("speed factor"), "{arg}: {}", run.stderr);
     }
+    let run = tcpcopy(&[
+        "-x",
+        "80-198.18.2.2:80",
+        "-i",
+        "a.pcap",
+        "--dry-run",
+        "--top-speed",
+        "-a",
+        "2",
+    ]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("--top-speed ignores"), "{}", run.stderr);
     let run = tcpcopy(&["-x", "80-198.18.2.2:80", "-i", "a.pcap"]);
     assert_eq!(
         run.code,
@@ -605,4 +617,55 @@ fn a_signal_stops_the_replay_with_its_summary() {
     let stdout = std::fs::read_to_string(&out).unwrap();
     assert!(status.success(), "exit {status}: {stdout}");
     assert!(stdout.contains("stopped by a signal"), "{stdout}");
+}
+
+#[test]
+fn a_broken_clock_in_the_file_is_not_waited_out() {
+    let d = dir();
+    // The second session's times are ten years later (a corrupted clock,
+    // or files of different years merged): replay goes straight on.
+    let mut specs = sessions(1, 1, T0);
+    let mut late = sessions(1, 1, T0 + 10 * 365 * 86_400 * 1_000_000_000);
+    late[0].client.1 = 31_000;
+    specs.append(&mut late);
+    let input = d.join("jump.pcap");
+    write_capture(&input, Format::Ethernet, &merge(&specs));
+    let out = d.join("jump.out.pcap");
+    let run = dry_run(&input, &out, &[]);
+    assert!(
+        run.stdout
+            .contains("1 jumps of more than a day in recorded time"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.number("completed:"), 2, "{}", run.stdout);
+    assert!(gap(&sent(&out), 30_000, 31_000) < 5.0);
+}
+
+#[test]
+fn the_output_never_overwrites_the_input() {
+    let d = dir();
+    let input = d.join("same.pcap");
+    write_capture(&input, Format::Ethernet, &merge(&sessions(1, 1, T0)));
+    let before = std::fs::read(&input).unwrap();
+    let run = tcpcopy(&[
+        "-x",
+        "80-198.18.2.2:80",
+        "-i",
+        input.to_str().unwrap(),
+        "--dry-run",
+        "--write-pcap",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the capture being replayed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        before,
+        "the input is intact"
+    );
 }

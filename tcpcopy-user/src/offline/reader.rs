@@ -35,6 +35,11 @@ const MAX_RESYNC_JUMP_NS: u64 = 86_400 * 1_000_000_000;
 const READ_CHUNK: usize = 256 * 1024;
 
 const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+/// The section header's byte-order magic, as read in its own order.
+const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
+/// Interfaces described per section, at most (more are ignored: their
+/// packets count as of undescribed interfaces).
+const MAX_INTERFACES: usize = 1 << 16;
 const PCAPNG_IDB: u32 = 1;
 const PCAPNG_SPB: u32 = 3;
 const PCAPNG_NRB: u32 = 4;
@@ -483,11 +488,20 @@ impl<R: Read> CaptureReader<R> {
             }
             return self.cut_or_damage();
         }
-        let declared = self.u32_at(4, big_endian) as usize;
+        // A section header carries its own byte order (its magic at 8).
         let shb = self.u32_at(0, false) == PCAPNG_SHB;
-        if !shb && (!(12..=MAX_BLOCK).contains(&declared) || !declared.is_multiple_of(4)) {
+        let declared_be = if shb {
+            self.u32_at(8, false) != PCAPNG_BOM
+        } else {
+            big_endian
+        };
+        let declared = self.u32_at(4, declared_be) as usize;
+        if !(12..=MAX_BLOCK).contains(&declared) || !declared.is_multiple_of(4) {
             self.resync()?;
             return Ok(Found::Nothing);
+        }
+        if !self.ensure(declared)? {
+            return self.cut_or_damage();
         }
         let avail = &self.buf[self.pos..self.end];
         let n = avail.len();
@@ -516,8 +530,14 @@ impl<R: Read> CaptureReader<R> {
                     Block::SectionHeader(shb) => Seen::Section(shb.big_endian()),
                     Block::InterfaceDescription(idb) => Seen::Interface(Interface {
                         linktype: idb.linktype.0,
-                        units: idb.ts_resolution().unwrap_or(1_000_000).max(1),
-                        offset_s: idb.ts_offset(),
+                        units: ts_units(idb.if_tsresol).unwrap_or(1_000_000),
+                        // pcap-parser reads the offset option little-endian
+                        // whatever the section's byte order.
+                        offset_s: if big_endian {
+                            idb.ts_offset().swap_bytes()
+                        } else {
+                            idb.ts_offset()
+                        },
                     }),
                     Block::EnhancedPacket(epb) => {
                         let data = epb.packet_data();
@@ -544,18 +564,8 @@ impl<R: Read> CaptureReader<R> {
                 self.pos += used;
                 seen
             }
-            Err(nom::Err::Incomplete(needed)) => {
-                let more = match needed {
-                    nom::Needed::Size(s) => s.get(),
-                    nom::Needed::Unknown => 1,
-                };
-                if n + more > MAX_BLOCK {
-                    self.resync()?;
-                } else if !self.ensure(n + more)? {
-                    return self.cut_or_damage();
-                }
-                return Ok(Found::Nothing);
-            }
+            // The whole declared block is buffered: a parser still wanting
+            // more means lengths inside it disagree with it. Damage.
             Err(_) => {
                 self.resync()?;
                 return Ok(Found::Nothing);
@@ -575,7 +585,9 @@ impl<R: Read> CaptureReader<R> {
                 Ok(Found::Nothing)
             }
             Seen::Interface(i) => {
-                interfaces.push(i);
+                if interfaces.len() < MAX_INTERFACES {
+                    interfaces.push(i);
+                }
                 Ok(Found::Nothing)
             }
             Seen::Other => Ok(Found::Nothing),
@@ -645,6 +657,17 @@ impl<R: Read> CaptureReader<R> {
         };
         Ok(Some(ok))
     }
+}
+
+/// Timestamp units per second of a pcapng `if_tsresol` value: a power of
+/// ten, or of two when the top bit is set; `None` when it does not fit.
+fn ts_units(resol: u8) -> Option<u64> {
+    let units = if resol & 0x80 != 0 {
+        1u64.checked_shl(u32::from(resol & 0x7f))
+    } else {
+        10u64.checked_pow(u32::from(resol))
+    };
+    units.filter(|&u| u > 0)
 }
 
 /// A short description of a parse error (no data dump).
@@ -860,5 +883,37 @@ mod tests {
         assert!(got.is_empty());
         assert_eq!(stats.damaged, 1);
         assert!(stats.skipped_bytes + stats.cut_bytes > 9_000);
+    }
+
+    #[test]
+    fn a_pcapng_block_whose_packet_overruns_it_is_damage() {
+        let f = frames(4);
+        let mut bytes = pcapng(&f);
+        // Block 1 (after SHB 28 + IDB 32): caplen one byte more than its block holds.
+        let epb = 28 + 32 + 32 + f[0].len().div_ceil(4) * 4;
+        let caplen_at = epb + 20;
+        let caplen = u32::from_ne_bytes(bytes[caplen_at..caplen_at + 4].try_into().unwrap());
+        let padded = (f[1].len().div_ceil(4) * 4) as u32;
+        bytes[caplen_at..caplen_at + 4]
+            .copy_from_slice(&(padded + 1).max(caplen + 1).to_ne_bytes());
+        let started = std::time::Instant::now();
+        let (got, stats) = read_all(&bytes);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "no re-parse storm"
+        );
+        assert_eq!(stats.damaged, 1);
+        let lens: Vec<usize> = got.iter().map(|g| g.2.len()).collect();
+        assert_eq!(lens, [f[0].len(), f[2].len(), f[3].len()]);
+    }
+
+    #[test]
+    fn pcapng_binary_time_resolutions() {
+        assert_eq!(ts_units(6), Some(1_000_000));
+        assert_eq!(ts_units(9), Some(1_000_000_000));
+        assert_eq!(ts_units(0x80 | 10), Some(1024));
+        assert_eq!(ts_units(0x80 | 30), Some(1 << 30));
+        assert_eq!(ts_units(0x80 | 64), None);
+        assert_eq!(ts_units(20), None);
     }
 }

@@ -64,8 +64,8 @@ fn recording_estimate(f: &FileReport) -> Option<Duration> {
     if f.file_offset == 0 || f.file_size == 0 {
         return None;
     }
-    let share = f.file_offset as f64 / f.file_size as f64;
-    (share > 0.0).then(|| f.recording_pos.div_f64(share.min(1.0)))
+    let share = (f.file_offset as f64 / f.file_size as f64).min(1.0);
+    Duration::try_from_secs_f64(f.recording_pos.as_secs_f64() / share).ok()
 }
 
 /// One progress reading: what the file, the engine and the sender say.
@@ -82,12 +82,16 @@ impl Progress<'_> {
     fn eta(&self) -> Option<Duration> {
         let done = fraction(self.file);
         if self.timing.top_speed || done <= 0.0 {
-            return (done > 0.01).then(|| self.elapsed.mul_f64((1.0 - done) / done));
+            if done <= 0.01 {
+                return None;
+            }
+            return Duration::try_from_secs_f64(self.elapsed.as_secs_f64() * (1.0 - done) / done)
+                .ok();
         }
-        let total = recording_estimate(self.file)?;
-        let left = total.saturating_sub(self.file.recording_pos);
-        let rounds_left = f64::from(self.file.rounds - self.file.round - 1);
-        Some((left + total.mul_f64(rounds_left)).div_f64(self.timing.speed))
+        let total = recording_estimate(self.file)?.as_secs_f64();
+        let left = (total - self.file.recording_pos.as_secs_f64()).max(0.0);
+        let rounds_left = f64::from(self.file.rounds.saturating_sub(self.file.round + 1));
+        Duration::try_from_secs_f64((left + total * rounds_left) / self.timing.speed).ok()
     }
 
     fn fields(&self) -> Vec<(&'static str, String)> {
@@ -243,6 +247,12 @@ pub fn summary(
         problems.push(format!(
             "cut off inside its last record ({} ignored)",
             bytes(r.cut_bytes)
+        ));
+    }
+    if file.time_jumps > 0 {
+        problems.push(format!(
+            "{} jumps of more than a day in recorded time, not waited out",
+            count(file.time_jumps)
         ));
     }
     if r.unknown_interface > 0 {

@@ -37,6 +37,15 @@ use crate::{
 
 /// A packet this late is not sent late: the rest of the recording moves.
 const LATE_SLACK_NS: u64 = 20_000_000;
+/// A jump forward in recorded time longer than this is a break in the
+/// recording (a corrupted timestamp, files of different days merged), not
+/// a pause to wait out: replay goes straight on.
+const MAX_GAP_NS: u64 = 86_400 * 1_000_000_000;
+/// The session count forgets closed flows (kept to tell a retransmitted
+/// FIN from a new session) once the table holds this many...
+const FLOW_TABLE_PRUNE_AT: usize = 1 << 20;
+/// ... and they closed this long ago in recorded time.
+const CLOSED_FLOW_MEMORY_NS: u64 = 120 * 1_000_000_000;
 
 /// How the recording's time maps onto the replay's.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,8 +103,11 @@ pub struct FileReport {
     /// Bytes of the file read in this round, and its size.
     pub file_offset: u64,
     pub file_size: u64,
-    /// Recording time covered so far in this round.
+    /// Recording time covered so far in this round (breaks in the
+    /// recording left out).
     pub recording_pos: Duration,
+    /// Forward jumps in recorded time of more than a day, not waited out.
+    pub time_jumps: u64,
     /// How far behind the recording's pace the replay fell (offline
     /// replay waits rather than bursting).
     pub behind: Duration,
@@ -119,14 +131,16 @@ pub struct OfflineSource {
     /// accumulated by falling behind.
     start_ns: u64,
     shift_ns: u64,
-    /// Recording time of this round's first packet and of the latest one.
-    first_ts: Option<u64>,
+    /// Whether this round has seen a packet, and the latest recorded time.
+    started: bool,
     last_ts: u64,
+    /// Recorded time covered in this round (gaps summed, breaks left out).
+    recording_ns: u64,
     /// Replay offset of the latest packet (before the shift), ns.
     offset_ns: u64,
     /// Sessions counted: client flow -> its SYN's sequence number (first
     /// round; a flow leaves at its FIN or RST).
-    flows: HashMap<FlowKey, u32>,
+    flows: HashMap<FlowKey, Flow>,
     report: FileReport,
     shared: Arc<Mutex<FileReport>>,
 }
@@ -177,8 +191,9 @@ impl OfflineSource {
             round: 0,
             start_ns: clock::now_ns(),
             shift_ns: 0,
-            first_ts: None,
+            started: false,
             last_ts: 0,
+            recording_ns: 0,
             offset_ns: 0,
             flows: HashMap::new(),
             shared: Arc::new(Mutex::new(report.clone())),
@@ -225,7 +240,8 @@ impl OfflineSource {
                 Ok((reader, _)) => {
                     self.reader = reader;
                     self.round += 1;
-                    self.first_ts = None;
+                    self.started = false;
+                    self.recording_ns = 0;
                     self.offset_ns = 0;
                     self.shift_ns = 0;
                     self.start_ns = now_ns;
@@ -242,27 +258,38 @@ impl OfflineSource {
 
     /// The replay time of a packet recorded at `ts`.
     fn due(&mut self, ts: u64, now_ns: u64) -> u64 {
-        let Some(first) = self.first_ts else {
-            self.first_ts = Some(ts);
+        if !self.started {
+            self.started = true;
             self.last_ts = ts;
             self.start_ns = now_ns;
             self.shift_ns = 0;
             return now_ns;
-        };
+        }
         // A record older than the latest (a merged file) goes with it.
         let mut gap = ts.saturating_sub(self.last_ts);
         self.last_ts = self.last_ts.max(ts);
-        self.report.recording_pos = Duration::from_nanos(self.last_ts - first);
+        if gap > MAX_GAP_NS {
+            self.report.time_jumps += 1;
+            gap = 0;
+        }
+        self.recording_ns = self.recording_ns.saturating_add(gap);
+        self.report.recording_pos = Duration::from_nanos(self.recording_ns);
         if self.timing.top_speed {
             return now_ns;
         }
         if let Some(max) = self.timing.max_idle {
-            gap = gap.min(max.as_nanos() as u64);
+            gap = gap.min(u64::try_from(max.as_nanos()).unwrap_or(u64::MAX));
         }
-        self.offset_ns += (gap as f64 / self.timing.speed) as u64;
-        let due = self.start_ns + self.offset_ns + self.shift_ns;
-        if due + LATE_SLACK_NS < now_ns {
-            self.shift_ns += now_ns - due;
+        // f64 to u64 saturates; the sums saturate too (a due time past the
+        // end of u64 is simply never).
+        let scaled = (gap as f64 / self.timing.speed) as u64;
+        self.offset_ns = self.offset_ns.saturating_add(scaled);
+        let due = self
+            .start_ns
+            .saturating_add(self.offset_ns)
+            .saturating_add(self.shift_ns);
+        if due.saturating_add(LATE_SLACK_NS) < now_ns {
+            self.shift_ns = self.shift_ns.saturating_add(now_ns - due);
             return now_ns;
         }
         due
@@ -331,7 +358,7 @@ impl OfflineSource {
             }
             r.client_packets += 1;
             if self.round == 0 {
-                count_session(&mut self.flows, &packet, &mut r.sessions_in_file);
+                count_session(&mut self.flows, &packet, rec.ts_ns, &mut r.sessions_in_file);
             }
             let ts = rec.ts_ns;
             self.pending.clear();
@@ -347,25 +374,61 @@ impl OfflineSource {
     }
 }
 
+/// What the session count remembers of a client flow.
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    /// The SYN's sequence number (or one before the first data seen).
+    isn: u32,
+    /// Recorded time of its FIN or RST, once it closed.
+    closed_at: Option<u64>,
+}
+
 /// Counts a new session at a SYN (not a retransmitted one) or at the first
-/// data of a flow seen without its SYN; a flow is forgotten at its FIN or
-/// RST.
-fn count_session(flows: &mut HashMap<FlowKey, u32>, p: &Ipv4TcpPacket<&[u8]>, count: &mut u64) {
+/// data of a flow seen without its SYN. A closed flow is remembered for a
+/// while, so a retransmitted FIN or data segment is not a new session.
+fn count_session(
+    flows: &mut HashMap<FlowKey, Flow>,
+    p: &Ipv4TcpPacket<&[u8]>,
+    ts: u64,
+    count: &mut u64,
+) {
     let key = flow_key(p);
     let flags = p.flags();
     if flags.syn() {
         let isn = p.seq().0;
-        if flows.insert(key, isn) != Some(isn) {
+        let known = flows.get(&key).is_some_and(|f| f.isn == isn);
+        if !known {
             *count += 1;
+            flows.insert(
+                key,
+                Flow {
+                    isn,
+                    closed_at: None,
+                },
+            );
         }
         return;
     }
     if !p.payload().is_empty() && !flows.contains_key(&key) {
-        flows.insert(key, p.seq().0.wrapping_sub(1));
+        if flows.len() >= FLOW_TABLE_PRUNE_AT {
+            flows.retain(|_, f| {
+                f.closed_at
+                    .is_none_or(|at| ts.saturating_sub(at) < CLOSED_FLOW_MEMORY_NS)
+            });
+        }
+        flows.insert(
+            key,
+            Flow {
+                isn: p.seq().0.wrapping_sub(1),
+                closed_at: None,
+            },
+        );
         *count += 1;
     }
-    if flags.fin() || flags.rst() {
-        flows.remove(&key);
+    if (flags.fin() || flags.rst())
+        && let Some(f) = flows.get_mut(&key)
+    {
+        f.closed_at.get_or_insert(ts);
     }
 }
 
