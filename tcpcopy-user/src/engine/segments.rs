@@ -29,13 +29,32 @@ pub struct Segment {
     /// Offset of the TSval from the TCP header start (0: no timestamp).
     pub ts_offset: u8,
     pub tsval: u32,
-    /// When it was captured (how far the replay lags production).
-    pub captured_at: Instant,
+    /// When it was captured (how far the replay lags production), in
+    /// milliseconds, wrapping: see [`Segment::captured_at`]. Four bytes, not
+    /// an eight-byte `Instant`: every idle session keeps room for a few
+    /// segments.
+    pub captured_ms: u32,
     /// The IPv4 packet.
     pub buf: Vec<u8>,
 }
 
+/// `now` in milliseconds, wrapping at 2^32 (49.7 days).
+pub fn wrapping_ms(now: Instant) -> u32 {
+    (now.micros() / 1000) as u32
+}
+
 impl Segment {
+    /// When the segment was captured, seen from `now`, to the millisecond
+    /// (for segments younger than 24 days). A capture time after `now` (a
+    /// packet captured after the caller read its clock) reads as `now`.
+    pub fn captured_at(&self, now: Instant) -> Instant {
+        let age_ms = wrapping_ms(now).wrapping_sub(self.captured_ms);
+        if age_ms > u32::MAX / 2 {
+            return now;
+        }
+        Instant::from_micros(now.micros().saturating_sub(u64::from(age_ms) * 1000))
+    }
+
     pub fn end(&self) -> SeqNumber {
         self.seq + self.len
     }
@@ -60,7 +79,7 @@ impl Segment {
             flags: pkt.flags(),
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
-            captured_at: now,
+            captured_ms: wrapping_ms(now),
             buf,
         }
     }
@@ -89,7 +108,7 @@ impl Segment {
             flags: TcpFlags(pkt.flags().0 & !TcpFlags::FIN.0),
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
-            captured_at: now,
+            captured_ms: wrapping_ms(now),
             buf,
         }
     }
@@ -134,7 +153,7 @@ impl Segment {
             flags,
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
-            captured_at: now,
+            captured_ms: wrapping_ms(now),
             buf,
         }
     }
@@ -357,6 +376,37 @@ impl SegmentQueue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn capture_times_survive_the_wrap_and_the_future() {
+        let seg = |at: Instant| Segment {
+            seq: SeqNumber(0),
+            len: 0,
+            ack: SeqNumber(0),
+            flags: TcpFlags::ACK,
+            ts_offset: 0,
+            tsval: 0,
+            captured_ms: wrapping_ms(at),
+            buf: Vec::new(),
+        };
+        let wrap = Instant::from_micros((1u64 << 32) * 1000);
+        for captured in [
+            Instant::from_secs(10),
+            wrap,
+            Instant::from_micros(wrap.micros() - 1500),
+        ] {
+            let now = captured + std::time::Duration::from_secs(7);
+            let got = seg(captured).captured_at(now);
+            assert!(
+                got.micros().abs_diff(captured.micros()) < 1000,
+                "{captured:?} -> {got:?}"
+            );
+        }
+        // Captured 3 ms after the caller's clock: reads as now, not 49 days ago.
+        let now = Instant::from_secs(100);
+        let later = now + std::time::Duration::from_millis(3);
+        assert_eq!(seg(later).captured_at(now), now);
+    }
+
     use super::*;
     use crate::packet::ipv4tcp::SegmentRepr;
 

@@ -199,6 +199,9 @@ pub struct Session {
     sent_data: bool,
     /// The current request has seen reply data.
     response_seen: bool,
+    /// Requests went out before earlier responses came (falling behind):
+    /// which response answers which request is no longer known.
+    pipelined: bool,
     /// The online server's position is known (pacing baseline).
     baseline_known: bool,
     rtt_known: bool,
@@ -276,6 +279,7 @@ impl Session {
             target_fin: false,
             sent_data: false,
             response_seen: false,
+            pipelined: false,
             baseline_known: false,
             rtt_known: false,
             reconnects: 0,
@@ -455,7 +459,7 @@ impl Session {
             flags: TcpFlags::SYN,
             ts_offset: if tsval.is_some() { 20 + 4 + 4 } else { 0 },
             tsval: tsval.unwrap_or(0),
-            captured_at: cx.now,
+            captured_ms: super::segments::wrapping_ms(cx.now),
             buf,
         };
         *cx.buffered += seg.buf.capacity();
@@ -736,7 +740,7 @@ impl Session {
             }
             self.hole_since = Instant::NEVER;
             let (ack, len, data, fin) = (seg.ack, seg.len, seg.has_payload(), seg.flags.fin());
-            let captured_at = seg.captured_at;
+            let captured_at = seg.captured_at(cx.now);
             if data && self.target_fin {
                 // The target closed; this data needs a new connection.
                 return Step::Reconnect {
@@ -765,6 +769,7 @@ impl Session {
                     break;
                 }
                 cx.stats.pipelined += 1;
+                self.pipelined = true;
             }
             if data && (new_request || !self.sent_data) {
                 self.start_request(cx, ack);
@@ -851,6 +856,19 @@ impl Session {
         if !last_answered && cx.now < give_up {
             self.wait_at = self.wait_at.min(give_up);
             return false;
+        }
+        // After pipelining, "the last request answered" may be an earlier
+        // request's response, and production may have answered requests
+        // the client reset before acknowledging: a reset (which makes the
+        // target discard what it has not read yet) waits until the target
+        // has gone quiet.
+        if self.pipelined && self.client_rst {
+            let quiet_at = self.request_at.max(self.last_reply_data) + CLOSE_QUIET;
+            if cx.now < quiet_at {
+                self.wait_at = self.wait_at.min(quiet_at);
+                return false;
+            }
+            return true;
         }
         // ... and every request before it (pipelined ones may still sit
         // unread in the target's socket, which a reset would discard).

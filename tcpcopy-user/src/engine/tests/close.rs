@@ -209,3 +209,46 @@ fn test_client_rst_goes_after_a_quiet_target_that_answered_less() {
     h.advance(2);
     assert!(h.sent().iter().any(|s| s.flags.rst()));
 }
+
+#[test]
+fn test_client_rst_after_pipelining_waits_for_a_quiet_target() {
+    // Requests pipelined (the session fell behind production): which
+    // response answers which request is unknown, and production may have
+    // answered requests the client reset before acknowledging. The reset
+    // waits until the target has said all it will.
+    let mut h = harness_with(|c| c.pipeline_backlog = 1);
+    h.establish();
+    h.client(data(1001, 9001, b"GET /1\r\n"));
+    h.client(data(1009, 9101, b"GET /2\r\n"));
+    h.client(data(1017, 9201, b"GET /3\r\n"));
+    // The client resets having seen two responses; production had read
+    // the third request too.
+    h.client(rst(1025, 9201));
+    let out = h.sent();
+    assert_eq!(
+        out.iter().filter(|s| !s.payload.is_empty()).count(),
+        3,
+        "all three pipelined: {out:#?}"
+    );
+    assert!(h.engine.stats().pipelined > 0);
+    h.reply(data(5001, 1025, &[b'a'; 100]));
+    h.reply(data(5101, 1025, &[b'b'; 100]));
+    let out = h.sent();
+    assert!(
+        !out.iter().any(|s| s.flags.rst()),
+        "as much as production answered, but the target is still answering: held {out:#?}"
+    );
+    h.advance(100);
+    h.reply(data(5201, 1025, &[b'c'; 100]));
+    h.advance(150);
+    assert!(
+        !h.sent().iter().any(|s| s.flags.rst()),
+        "the third response came 150 ms ago: held"
+    );
+    h.advance(60);
+    assert!(
+        h.sent().iter().any(|s| s.flags.rst()),
+        "quiet for 200 ms: the reset goes"
+    );
+    assert_eq!(h.closed_with(), vec![CloseReason::ClientReset]);
+}
