@@ -13,7 +13,7 @@ use tcpcopy_user::offline::{
 
 use crate::{
     lab::{Host, Lab},
-    wait::{DEADLINE, wait_until},
+    wait::{DEADLINE, signal_and_wait, wait_until},
 };
 
 /// A tcpdump writing a capture file; stopped (and the file complete) by
@@ -73,14 +73,7 @@ impl Tcpdump {
 
     fn stop(mut self) -> PathBuf {
         let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = wait_until("tcpdump to exit", DEADLINE, || {
-            child
-                .try_wait()
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "running".to_owned())
-        });
+        let status = signal_and_wait(&mut child, libc::SIGINT, "tcpdump (SIGINT)");
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         assert!(status.success(), "tcpdump failed ({status}): {log}");
         assert!(

@@ -21,7 +21,7 @@ use tcpcopy_common::proto::{ClientMsg, HeaderRecord, INTERCEPT_PORT, RecordFrame
 use crate::{
     frames::{ACK, PSH, RST, SYN, Segment},
     lab::{ASSISTANT_IP, Host, Lab},
-    wait::{DEADLINE, wait_until},
+    wait::{DEADLINE, signal_and_wait, wait_until},
 };
 
 /// The `intercept` binary (built once per test process, never stale).
@@ -156,14 +156,7 @@ impl InterceptProcess {
     /// statistics.
     pub fn stop(mut self) -> (ExitStatus, StatsLine) {
         let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = wait_until("intercept to exit after SIGTERM", DEADLINE, || {
-            child
-                .try_wait()
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "still running".to_owned())
-        });
+        let status = signal_and_wait(&mut child, libc::SIGTERM, "intercept (SIGTERM)");
         let log = self.log_text();
         let stats = last_stats(&log, "final stats: ")
             .unwrap_or_else(|| panic!("no final stats in the log:\n{log}"));

@@ -13,7 +13,7 @@ use std::{
 use crate::{
     intercept::{StatsLine, last_stats},
     lab::{Host, Lab},
-    wait::{DEADLINE, wait_until},
+    wait::{DEADLINE, signal_and_wait, wait_until},
 };
 
 /// The `tcpcopy` binary (built once per test process, never stale).
@@ -113,14 +113,7 @@ impl TcpcopyProcess {
     /// statistics.
     pub fn stop(mut self) -> (ExitStatus, StatsLine) {
         let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = wait_until("tcpcopy to exit after SIGTERM", DEADLINE, || {
-            child
-                .try_wait()
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "still running".to_owned())
-        });
+        let status = signal_and_wait(&mut child, libc::SIGTERM, "tcpcopy (SIGTERM)");
         let log = self.log_text();
         let stats = last_stats(&log, "final stats: ")
             .unwrap_or_else(|| panic!("no final stats in tcpcopy's log:\n{log}"));

@@ -31,3 +31,20 @@ pub fn wait_until<T>(
         }
     }
 }
+
+/// Sends `signal` to our child `child` and waits (up to [`DEADLINE`]) for
+/// it to exit; `what` names it in a timeout.
+pub fn signal_and_wait(
+    child: &mut std::process::Child,
+    signal: i32,
+    what: &str,
+) -> std::process::ExitStatus {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    wait_until(&format!("{what} to exit"), DEADLINE, || {
+        child
+            .try_wait()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "still running".to_owned())
+    })
+}

@@ -5,8 +5,6 @@
 
 use std::process::Command;
 
-use anyhow::{Context, bail};
-
 #[derive(clap::Args)]
 pub struct InterceptBench {
     /// Reply frames per run.
@@ -33,28 +31,13 @@ pub struct InterceptBench {
 }
 
 pub fn run(args: &InterceptBench) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = ebpf_build::workspace_root();
-    println!("bench intercept: building intercept and bench-intercept (release)");
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "intercept-user",
-            "--bin",
-            "intercept",
-        ])
-        .args(["--package", "tcpcopy-tests", "--bin", "bench-intercept"])
-        .status()
-        .context("starting cargo build")?;
-    if !status.success() {
-        bail!("building the benchmark failed ({status})");
-    }
-    let release = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), Into::into)
-        .join("release");
+    let release = super::build_release(
+        "intercept",
+        &[
+            ("intercept-user", "intercept"),
+            ("tcpcopy-tests", "bench-intercept"),
+        ],
+    )?;
     let sources: &[(&str, &str)] = match args.source.as_str() {
         "veth" => &[("veth", "100000,max")],
         "live" => &[("live", "1000000,max")],
@@ -63,19 +46,15 @@ pub fn run(args: &InterceptBench) -> anyhow::Result<()> {
     for (source, default_rates) in sources {
         let rates = args.rates.as_deref().unwrap_or(default_rates);
         println!();
-        let status = Command::new(release.join("bench-intercept"))
-            .arg("--intercept")
+        let mut cmd = Command::new(release.join("bench-intercept"));
+        cmd.arg("--intercept")
             .arg(release.join("intercept"))
             .args(["--source", source, "--rates", rates])
             .args(["--frames", &args.frames.to_string()])
             .args(["--peers", &args.peers.to_string()])
             .args(["--sessions", &args.sessions.to_string()])
-            .args(["--ring-size", &args.ring_size])
-            .status()
-            .context("starting bench-intercept")?;
-        if !status.success() {
-            bail!("bench-intercept ({source}) failed ({status})");
-        }
+            .args(["--ring-size", &args.ring_size]);
+        super::run_driver(cmd, &format!("bench-intercept ({source})"))?;
     }
     Ok(())
 }

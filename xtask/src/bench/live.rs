@@ -4,34 +4,17 @@
 
 use std::process::Command;
 
-use anyhow::{Context, bail};
-
 #[derive(clap::Args)]
 pub struct LiveBench {}
 
 pub fn run(_args: &LiveBench) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = ebpf_build::workspace_root();
-    println!("bench live: building tcpcopy, intercept and bench-live (release)");
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args(["build", "--release", "--quiet"])
-        .args(["-p", "tcpcopy-user", "--bin", "tcpcopy"])
-        .args(["-p", "intercept-user", "--bin", "intercept"])
-        .args(["-p", "tcpcopy-tests", "--bin", "bench-live"])
-        .status()
-        .context("starting cargo build")?;
-    if !status.success() {
-        bail!("building the benchmark failed ({status})");
-    }
-    let release = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), Into::into)
-        .join("release");
-    let status = Command::new(release.join("bench-live"))
-        .status()
-        .context("starting bench-live")?;
-    if !status.success() {
-        bail!("bench-live failed ({status})");
-    }
-    Ok(())
+    let release = super::build_release(
+        "live",
+        &[
+            ("tcpcopy-user", "tcpcopy"),
+            ("intercept-user", "intercept"),
+            ("tcpcopy-tests", "bench-live"),
+        ],
+    )?;
+    super::run_driver(Command::new(release.join("bench-live")), "bench-live")
 }

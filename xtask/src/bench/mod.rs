@@ -8,6 +8,9 @@ mod live;
 mod offline;
 mod send;
 
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 #[derive(Args)]
@@ -42,4 +45,35 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         BenchTarget::Send(args) => send::run(args),
         BenchTarget::Offline(args) => offline::run(args),
     }
+}
+
+/// Builds `binaries` (package, binary) in release mode for benchmark
+/// `name`; returns the release directory they are in.
+fn build_release(name: &str, binaries: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = ebpf_build::workspace_root();
+    let list: Vec<&str> = binaries.iter().map(|(_, bin)| *bin).collect();
+    println!("bench {name}: building {} (release)", list.join(", "));
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--release", "--quiet"]);
+    for (package, bin) in binaries {
+        cmd.args(["--package", package, "--bin", bin]);
+    }
+    let status = cmd.status().context("starting cargo build")?;
+    if !status.success() {
+        bail!("building the benchmark failed ({status})");
+    }
+    Ok(std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), Into::into)
+        .join("release"))
+}
+
+/// Runs a benchmark driver to its end; a failure names it.
+fn run_driver(mut cmd: Command, what: &str) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
 }

@@ -6,8 +6,6 @@
 
 use std::process::Command;
 
-use anyhow::{Context, bail};
-
 #[derive(clap::Args)]
 pub struct OfflineBench {
     /// Sessions in the generated capture.
@@ -25,44 +23,18 @@ pub struct OfflineBench {
 }
 
 pub fn run(args: &OfflineBench) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = ebpf_build::workspace_root();
-    println!("bench offline: building bench-offline and tcpcopy (release)");
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "tcpcopy-tests",
-            "--bin",
-            "bench-offline",
-            "--package",
-            "tcpcopy-user",
-            "--bin",
-            "tcpcopy",
-            "--package",
-            "intercept-user",
-            "--bin",
-            "intercept",
-        ])
-        .status()
-        .context("starting cargo build")?;
-    if !status.success() {
-        bail!("building the benchmark failed ({status})");
-    }
-    let release = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), Into::into)
-        .join("release");
-    let status = Command::new(release.join("bench-offline"))
-        .args(["--sessions", &args.sessions.to_string()])
+    let release = super::build_release(
+        "offline",
+        &[
+            ("tcpcopy-user", "tcpcopy"),
+            ("intercept-user", "intercept"),
+            ("tcpcopy-tests", "bench-offline"),
+        ],
+    )?;
+    let mut cmd = Command::new(release.join("bench-offline"));
+    cmd.args(["--sessions", &args.sessions.to_string()])
         .args(["--requests", &args.requests.to_string()])
         .args(["--runs", &args.runs.to_string()])
-        .args(["--workers", &args.workers.to_string()])
-        .status()
-        .context("starting bench-offline")?;
-    if !status.success() {
-        bail!("bench-offline failed ({status})");
-    }
-    Ok(())
+        .args(["--workers", &args.workers.to_string()]);
+    super::run_driver(cmd, "bench-offline")
 }

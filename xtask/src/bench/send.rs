@@ -5,8 +5,6 @@
 
 use std::process::Command;
 
-use anyhow::{Context, bail};
-
 #[derive(clap::Args)]
 pub struct SendBench {
     /// Frames per run.
@@ -31,41 +29,15 @@ pub struct SendBench {
 }
 
 pub fn run(args: &SendBench) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = ebpf_build::workspace_root();
-    println!("bench send: building bench-send (release)");
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "tcpcopy-tests",
-            "--bin",
-            "bench-send",
-        ])
-        .status()
-        .context("starting cargo build")?;
-    if !status.success() {
-        bail!("building the benchmark failed ({status})");
-    }
-    let release = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), Into::into)
-        .join("release");
+    let release = super::build_release("send", &[("tcpcopy-tests", "bench-send")])?;
     let mut cmd = Command::new(release.join("bench-send"));
     if args.bridge_netfilter {
         cmd.arg("--bridge-netfilter");
     }
-    let status = cmd
-        .args(["--frames", &args.frames.to_string()])
+    cmd.args(["--frames", &args.frames.to_string()])
         .args(["--sizes", &args.sizes])
         .args(["--backends", &args.backends])
         .args(["--caps", &args.caps])
-        .args(["--batch", &args.batch.to_string()])
-        .status()
-        .context("starting bench-send")?;
-    if !status.success() {
-        bail!("bench-send failed ({status})");
-    }
-    Ok(())
+        .args(["--batch", &args.batch.to_string()]);
+    super::run_driver(cmd, "bench-send")
 }
