@@ -28,8 +28,14 @@ use tcpcopy_common::{
 
 use crate::{PACKETS, count, is_target};
 
-/// Unread bytes in the ring past which a record wakes the reader.
+/// Unread bytes in the ring past which a record wakes the reader: the one
+/// record that crosses this mark does, no other. The reader polls the ring
+/// every millisecond anyway; a wake-up per record while it lags (it is
+/// then short of CPU, not asleep) would only cost the production CPU an
+/// irq_work and an IPI per packet, just when it is busiest.
 const WAKE_BACKLOG: u64 = 256 * 1024;
+/// Ring buffer space a record takes besides its own size (its header).
+const RINGBUF_RECORD_HEADER: u64 = 8;
 
 /// A ring buffer record of one size class.
 #[repr(C)]
@@ -122,7 +128,11 @@ fn copy_into<const N: usize>(ctx: &XdpContext, len: u32, l3_off: u16) -> bool {
         entry.discard(u64::from(BPF_RB_NO_WAKEUP));
         return false;
     }
-    let flags = if PACKETS.query(u64::from(BPF_RB_AVAIL_DATA)) > WAKE_BACKLOG {
+    // Unread bytes, this record included (reserved space counts).
+    let backlog = PACKETS.query(u64::from(BPF_RB_AVAIL_DATA));
+    let this = (size_of::<Record<N>>() as u64 + RINGBUF_RECORD_HEADER + 7) & !7;
+    let crossing = backlog > WAKE_BACKLOG && backlog.saturating_sub(this) <= WAKE_BACKLOG;
+    let flags = if crossing {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
