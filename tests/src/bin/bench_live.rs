@@ -7,7 +7,8 @@
 //! 2. Production latency at a fixed offered load, half of the maximum wrk
 //!    reaches with tcpcopy off: an open-loop client (requests sent on a
 //!    fixed schedule; latency measured from the scheduled time, so a stall
-//!    is not hidden) with tcpcopy off, then on.
+//!    is not hidden) with tcpcopy off, on, and with a spinning thread in
+//!    its place (CPU 1 busy, no packets).
 //!
 //! The lab shares two cores among clients, servers, intercept and tcpcopy:
 //! absolute rates are the lab's; CPU time per packet is tcpcopy's own.
@@ -200,6 +201,83 @@ fn pin_this_thread(cpu: usize) {
     }
 }
 
+/// Per-source interrupt counts of CPU 0 (`/proc/interrupts` rows, plus
+/// the NET_RX and NET_TX softirqs), keyed by the row's name.
+fn cpu0_interrupts() -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for file in ["/proc/interrupts", "/proc/softirqs"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let mut f = line.split_whitespace();
+            let (Some(name), Some(cpu0)) = (f.next(), f.next()) else {
+                continue;
+            };
+            if file.ends_with("softirqs") && !name.starts_with("NET_") {
+                continue;
+            }
+            if let Ok(n) = cpu0.parse::<u64>() {
+                out.insert(name.trim_end_matches(':').to_owned(), n);
+            }
+        }
+    }
+    out
+}
+
+/// The busiest interrupt sources of CPU 0 between two snapshots, per second.
+fn interrupt_rates(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    secs: f64,
+) -> String {
+    let mut rates: Vec<(u64, &str)> = after
+        .iter()
+        .map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0).min(*v);
+            ((d as f64 / secs) as u64, k.as_str())
+        })
+        .filter(|(r, _)| *r >= 50)
+        .collect();
+    rates.sort_unstable_by(|a, b| b.cmp(a));
+    rates
+        .iter()
+        .take(5)
+        .map(|(r, k)| format!("{k} {r}/s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A thread spinning on CPU 1 until dropped: the control that loads the
+/// replay CPU without any packet work.
+struct Burner(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
+impl Burner {
+    fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            pin_this_thread(1);
+            let mut x = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        });
+        Burner(stop, Some(handle))
+    }
+}
+
+impl Drop for Burner {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 fn pct(v: &mut [Duration], q: f64) -> f64 {
     v.sort_unstable();
     let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
@@ -354,11 +432,13 @@ fn main() {
         "tcpcopy", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms"
     );
     let run = |label: &str, lab: &Lab| {
+        let irq0 = cpu0_interrupts();
+        let started = Instant::now();
         let mut lat = open_loop(lab, rate, conns, Duration::from_secs(10));
-        let n = lat.len();
+        let irqs = interrupt_rates(&irq0, &cpu0_interrupts(), started.elapsed().as_secs_f64());
         let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
         println!(
-            "{:>12} {:>10.3} {:>10.3} {:>10.3} {:>10.3}   ({n} requests)",
+            "{:>12} {:>10.3} {:>10.3} {:>10.3} {:>10.3}   CPU 0: {irqs}",
             label,
             p50,
             pct(&mut lat, 0.9),
@@ -367,39 +447,49 @@ fn main() {
         );
         (p50, p99)
     };
-    // Alternate off and on, three times each, so drift on this shared
-    // machine hits both alike; the medians are the result.
+    // Alternate off, CPU 1 busy, and on, five times each (BENCH_LIVE_ROUNDS), so drift on
+    // this shared machine hits all alike; the medians are the result.
+    // "CPU 1 busy" (a spinning thread where the replay side runs, no
+    // packets) tells how much of the on-cost is the machine itself: on
+    // these virtual CPUs a busy sibling slows the other one.
     let rule = std::env::var("BENCH_LIVE_ON_RULE").unwrap_or_else(|_| tcpcopy_args[1].to_owned());
     let mut on_args = tcpcopy_args.to_vec();
     on_args[1] = &rule;
-    let (mut off_p99, mut on_p99, mut off_p50, mut on_p50) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=3 {
+    let mut results: [(Vec<f64>, Vec<f64>); 3] = Default::default();
+    let rounds: u32 = std::env::var("BENCH_LIVE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    for round in 1..=rounds {
         let (p50, p99) = run(&format!("off #{round}"), &lab);
-        off_p50.push(p50);
-        off_p99.push(p99);
+        results[0].0.push(p50);
+        results[0].1.push(p99);
+        let burner = Burner::start();
+        let (p50, p99) = run(&format!("busy #{round}"), &lab);
+        drop(burner);
+        results[1].0.push(p50);
+        results[1].1.push(p99);
         let tcpcopy = TcpcopyProcess::start(&lab, &on_args);
         pin_lab(&lab, Some(&tcpcopy));
         let (p50, p99) = run(&format!("on #{round}"), &lab);
-        on_p50.push(p50);
-        on_p99.push(p99);
-        let (status, fin) = tcpcopy.stop();
+        results[2].0.push(p50);
+        results[2].1.push(p99);
+        let (status, _) = tcpcopy.stop();
         assert!(status.success(), "tcpcopy exit {status}");
-        let _ = fin;
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (op50, op99, np50, np99) = (
-        median(&mut off_p50),
-        median(&mut off_p99),
-        median(&mut on_p50),
-        median(&mut on_p99),
-    );
-    println!(
-        "median of 3: p50 off {op50:.3} ms, on {np50:.3} ms ({:+.1} %); p99 off {op99:.3} ms, on {np99:.3} ms ({:+.1} %)",
-        100.0 * (np50 / op50 - 1.0),
-        100.0 * (np99 / op99 - 1.0)
-    );
+    let [mut off, mut busy, mut on] = results;
+    let (op50, op99) = (median(&mut off.0), median(&mut off.1));
+    println!("median of {rounds}: p50 off {op50:.3} ms, p99 off {op99:.3} ms");
+    for (label, r) in [("CPU 1 busy", &mut busy), ("tcpcopy on", &mut on)] {
+        let (p50, p99) = (median(&mut r.0), median(&mut r.1));
+        println!(
+            "  {label}: p50 {p50:.3} ms ({:+.1} %), p99 {p99:.3} ms ({:+.1} %)",
+            100.0 * (p50 / op50 - 1.0),
+            100.0 * (p99 / op99 - 1.0)
+        );
+    }
 }
