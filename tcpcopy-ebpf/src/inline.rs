@@ -9,13 +9,15 @@
 //! Wake-ups: a record normally goes in without waking the reader (tcpcopy
 //! polls the ring at least every millisecond). Waking a sleeping reader
 //! per record costs the production CPU an interrupt and a scheduler wake-up
-//! per packet, more than the copy itself; only a backlog past
-//! [`WAKE_BACKLOG`] forces a wake-up, so bursts are read at once.
+//! per packet, more than the copy itself; only the record that takes the
+//! backlog past [`WAKE_BACKLOG`] forces a wake-up, so bursts are read at once.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, xdp_action},
+    bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RINGBUF_HDR_SZ, xdp_action,
+    },
     helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::xdp,
     programs::XdpContext,
@@ -34,8 +36,6 @@ use crate::{PACKETS, count, is_target};
 /// then short of CPU, not asleep) would only cost the production CPU an
 /// irq_work and an IPI per packet, just when it is busiest.
 const WAKE_BACKLOG: u64 = 256 * 1024;
-/// Ring buffer space a record takes besides its own size (its header).
-const RINGBUF_RECORD_HEADER: u64 = 8;
 
 /// A ring buffer record of one size class.
 #[repr(C)]
@@ -130,7 +130,8 @@ fn copy_into<const N: usize>(ctx: &XdpContext, len: u32, l3_off: u16) -> bool {
     }
     // Unread bytes, this record included (reserved space counts).
     let backlog = PACKETS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let this = (size_of::<Record<N>>() as u64 + RINGBUF_RECORD_HEADER + 7) & !7;
+    // Ring space this record takes: its header, its size, 8-byte aligned.
+    let this = (size_of::<Record<N>>() as u64 + u64::from(BPF_RINGBUF_HDR_SZ) + 7) & !7;
     let crossing = backlog > WAKE_BACKLOG && backlog.saturating_sub(this) <= WAKE_BACKLOG;
     let flags = if crossing {
         BPF_RB_FORCE_WAKEUP
