@@ -232,7 +232,7 @@ fn interrupt_rates(
     let mut rates: Vec<(u64, &str)> = after
         .iter()
         .map(|(k, v)| {
-            let d = v - before.get(k).copied().unwrap_or(0).min(*v);
+            let d = v.saturating_sub(before.get(k).copied().unwrap_or(0));
             ((d as f64 / secs) as u64, k.as_str())
         })
         .filter(|(r, _)| *r >= 50)
@@ -447,11 +447,11 @@ fn main() {
         );
         (p50, p99)
     };
-    // Alternate off, CPU 1 busy, and on, five times each (BENCH_LIVE_ROUNDS), so drift on
-    // this shared machine hits all alike; the medians are the result.
-    // "CPU 1 busy" (a spinning thread where the replay side runs, no
-    // packets) tells how much of the on-cost is the machine itself: on
-    // these virtual CPUs a busy sibling slows the other one.
+    // Alternate off, CPU 1 busy, and on, five times each (BENCH_LIVE_ROUNDS),
+    // so drift on this shared machine hits all alike; the medians are the
+    // result. "CPU 1 busy" (a spinning thread where the replay side runs, no
+    // packets) tells how much of the on-cost merely comes from keeping the
+    // other virtual CPU busy.
     let rule = std::env::var("BENCH_LIVE_ON_RULE").unwrap_or_else(|_| tcpcopy_args[1].to_owned());
     let mut on_args = tcpcopy_args.to_vec();
     on_args[1] = &rule;
@@ -459,21 +459,20 @@ fn main() {
     let rounds: u32 = std::env::var("BENCH_LIVE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
         .unwrap_or(5);
+    let mut record = |i: usize, (p50, p99): (f64, f64)| {
+        results[i].0.push(p50);
+        results[i].1.push(p99);
+    };
     for round in 1..=rounds {
-        let (p50, p99) = run(&format!("off #{round}"), &lab);
-        results[0].0.push(p50);
-        results[0].1.push(p99);
+        record(0, run(&format!("off #{round}"), &lab));
         let burner = Burner::start();
-        let (p50, p99) = run(&format!("busy #{round}"), &lab);
+        record(1, run(&format!("busy #{round}"), &lab));
         drop(burner);
-        results[1].0.push(p50);
-        results[1].1.push(p99);
         let tcpcopy = TcpcopyProcess::start(&lab, &on_args);
         pin_lab(&lab, Some(&tcpcopy));
-        let (p50, p99) = run(&format!("on #{round}"), &lab);
-        results[2].0.push(p50);
-        results[2].1.push(p99);
+        record(2, run(&format!("on #{round}"), &lab));
         let (status, _) = tcpcopy.stop();
         assert!(status.success(), "tcpcopy exit {status}");
     }
