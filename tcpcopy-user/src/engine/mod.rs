@@ -20,6 +20,7 @@
 //! outbox with rewrites applied in place.
 
 pub mod config;
+pub mod intake;
 pub mod outbox;
 pub mod reply;
 pub mod segments;
@@ -45,6 +46,7 @@ pub use self::{
     time::Instant,
 };
 use self::{
+    intake::Verdict,
     reply::Reply,
     segments::SegmentPool,
     session::{Ctx, Session, State, Step},
@@ -142,6 +144,8 @@ pub struct Engine {
     stats: EngineStats,
     buffered: usize,
     census: Census,
+    /// Where intake completes a packet's offloaded checksums.
+    intake_buf: Vec<u8>,
 }
 
 /// Sessions by state, kept as they change (for flow control and the end
@@ -196,6 +200,7 @@ impl Engine {
             stats: EngineStats::default(),
             buffered: 0,
             census: Census::default(),
+            intake_buf: Vec::new(),
         }
     }
 
@@ -267,11 +272,33 @@ impl Engine {
             self.stats.sampled_out += 1;
             return;
         }
+        match intake::admit(&pkt, &mut self.intake_buf) {
+            Verdict::AsCaptured => self.client_copies(now, &pkt, origin, round, rule.target),
+            Verdict::Completed => {
+                self.stats.checksum_completed += 1;
+                let buf = std::mem::take(&mut self.intake_buf);
+                let pkt = Ipv4TcpPacket::new_checked(&buf[..]).expect("a completed copy");
+                self.client_copies(now, &pkt, origin, round, rule.target);
+                self.intake_buf = buf;
+            }
+            Verdict::BadChecksum => self.stats.bad_checksum += 1,
+        }
+    }
+
+    /// Every copy (`-n`) of an admitted client packet of `round`.
+    fn client_copies(
+        &mut self,
+        now: Instant,
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        origin: Endpoint,
+        round: u16,
+        target: Endpoint,
+    ) {
         let opts = pkt.options();
         let replicas = self.config.replicas.max(1);
         let first = round.saturating_mul(replicas);
         for copy in first..first.saturating_add(replicas) {
-            self.client_copy(now, &pkt, &opts, origin, copy, rule.target);
+            self.client_copy(now, pkt, &opts, origin, copy, target);
         }
     }
 

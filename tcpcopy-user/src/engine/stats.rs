@@ -122,6 +122,12 @@ counters! {
         malformed,
         /// ... whose destination matched no rule.
         unmatched,
+        /// ... with a checksum that was neither right nor left for the
+        /// NIC (damaged): dropped, as the production host dropped it.
+        bad_checksum,
+        /// ... whose checksums were left for the NIC (transmit offload,
+        /// GRO), completed before the replay.
+        checksum_completed,
         /// ... of sessions left out by `-r`.
         sampled_out,
         /// ... that belonged to no session and could not start one.

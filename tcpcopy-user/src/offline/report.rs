@@ -261,10 +261,16 @@ pub fn summary(
             count(r.unknown_interface)
         ));
     }
-    if file.checksums_fixed > 0 {
+    if e.checksum_completed > 0 {
         problems.push(format!(
-            "{} checksums filled in (transmit offload on the capturing host)",
-            count(file.checksums_fixed)
+            "{} packets with checksums left for the NIC (transmit offload or GRO on the capturing host), completed",
+            count(e.checksum_completed)
+        ));
+    }
+    if e.bad_checksum > 0 {
+        problems.push(format!(
+            "{} packets with wrong checksums (damaged; the server dropped them too), not replayed",
+            count(e.bad_checksum)
         ));
     }
     if let Some(err) = &file.error {

@@ -3,9 +3,10 @@
 //!
 //! Each record is taken down to its IPv4/TCP packet; only packets to an
 //! online endpoint of `-x` go on (the recorded server's replies and
-//! everything else are counted and dropped). Checksums left blank by
-//! transmit offload on the capturing host are filled in, since the engine
-//! updates checksums incrementally.
+//! everything else are counted and dropped). Checksums are the engine's
+//! intake's business (`engine::intake`), as for live capture: those left
+//! for the NIC by the capturing host's transmit offload are completed
+//! there, damaged packets dropped.
 //!
 //! Timing: a packet is due at the replay start plus its offset in the
 //! recording, with idle gaps shortened to `-I` and the result divided by
@@ -92,9 +93,6 @@ pub struct FileReport {
     pub truncated: u64,
     /// Frames of a link type offline mode does not read.
     pub unsupported_link: u64,
-    /// Packets whose checksums were left blank by the capturing host's
-    /// transmit offload, filled in.
-    pub checksums_fixed: u64,
     /// Client sessions in the file (counted in the first round).
     pub sessions_in_file: u64,
     /// The round being read (0-based) and how many there are.
@@ -363,12 +361,6 @@ impl OfflineSource {
             let ts = rec.ts_ns;
             self.pending.clear();
             self.pending.extend_from_slice(packet.as_bytes());
-            if !packet.checksums_ok() {
-                r.checksums_fixed += 1;
-                if let Ok(mut p) = Ipv4TcpPacket::new_checked(&mut self.pending[..]) {
-                    p.fill_checksums();
-                }
-            }
             return Ok(Some(ts));
         }
     }

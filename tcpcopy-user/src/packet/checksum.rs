@@ -1,28 +1,29 @@
 //! Internet checksums (RFC 1071) and their incremental update (RFC 1624).
 
 /// The ones'-complement sum of `data` read as big-endian 16-bit words (an
-/// odd last byte is padded with zero), not yet folded.
+/// odd last byte is padded with zero), folded to 16 bits (at most 0xffff,
+/// so a few such sums add up in a `u32` without overflow).
+///
+/// Reads 32-bit words: 2^16 = 1 modulo 0xffff, so a big-endian 32-bit word
+/// adds the same as its two 16-bit halves. Half as many additions as
+/// 16-bit words, and ones the compiler vectorizes: this runs once over
+/// every captured packet (see `engine::intake`).
 pub fn sum(data: &[u8]) -> u32 {
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]))
-            + u64::from(u16::from_be_bytes([c[2], c[3]]))
-            + u64::from(u16::from_be_bytes([c[4], c[5]]))
-            + u64::from(u16::from_be_bytes([c[6], c[7]]));
-    }
-    let mut words = chunks.remainder().chunks_exact(2);
+    let mut words = data.chunks_exact(4);
     for w in &mut words {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = words.remainder() {
-        acc += u64::from(*last) << 8;
+    match *words.remainder() {
+        [a] => acc += u64::from(a) << 8,
+        [a, b] => acc += u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c] => acc += u64::from(u16::from_be_bytes([a, b])) + (u64::from(c) << 8),
+        _ => {}
     }
-    // Fold to 32 bits without losing carries.
-    while acc >> 32 != 0 {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
-    }
-    acc as u32
+    // 2^32 and 2^16 are both 1 modulo 0xffff: fold the carries back in.
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    u32::from(fold((acc & 0xffff) as u32 + (acc >> 16) as u32))
 }
 
 /// Folds a sum to 16 bits (end-around carry).
@@ -74,6 +75,42 @@ mod tests {
     #[test]
     fn odd_length_pads_with_zero() {
         assert_eq!(fold(sum(&[0x12, 0x34, 0x56])), 0x1234 + 0x5600);
+    }
+
+    /// The 32-bit-word sum agrees with the plain 16-bit one (RFC 1071's
+    /// definition) at every length, for data that makes many carries.
+    #[test]
+    fn sum_matches_the_16_bit_definition() {
+        fn reference(data: &[u8]) -> u16 {
+            let mut acc: u64 = 0;
+            for w in data.chunks(2) {
+                acc += u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+            }
+            while acc >> 16 != 0 {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            acc as u16
+        }
+        let mut state = 0x9e37_79b9u32;
+        let mut data: Vec<u8> = (0..70_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8 | 0xc0
+            })
+            .collect();
+        for len in (0..64).chain([1499, 1500, 9000, 65_535, 70_000]) {
+            assert_eq!(
+                fold(sum(&data[..len])),
+                reference(&data[..len]),
+                "len {len}"
+            );
+        }
+        data.fill(0xff);
+        assert_eq!(fold(sum(&data)), 0xffff);
+        assert!(sum(&data) <= 0xffff);
+        assert_eq!(sum(&[]), 0);
     }
 
     #[test]

@@ -230,13 +230,57 @@ impl<T: AsRef<[u8]>> Ipv4TcpPacket<T> {
 
     /// Whether both checksums are right (tests and diagnostics).
     pub fn checksums_ok(&self) -> bool {
-        let b = self.as_bytes();
-        let ip_ok = checksum::fold(checksum::sum(&b[..self.ip_len])) == 0xffff;
-        let tcp_len = (self.total_len - self.ip_len) as u16;
-        let pseudo = checksum::pseudo_header(self.src_addr(), self.dst_addr(), PROTO_TCP, tcp_len);
-        let tcp_ok = checksum::fold(pseudo + checksum::sum(&b[self.ip_len..])) == 0xffff;
-        ip_ok && tcp_ok
+        self.ip_checksum() == ChecksumField::Valid
+            && self.tcp_checksum_field() == ChecksumField::Valid
     }
+
+    /// What the IPv4 header checksum holds: right, zero (left for the NIC
+    /// by a sender with IPv4 checksum offload, as some captures show), or
+    /// wrong.
+    pub fn ip_checksum(&self) -> ChecksumField {
+        let b = self.as_bytes();
+        if checksum::fold(checksum::sum(&b[..self.ip_len])) == 0xffff {
+            ChecksumField::Valid
+        } else if b[10..12] == [0, 0] {
+            ChecksumField::Offloaded
+        } else {
+            ChecksumField::Bad
+        }
+    }
+
+    /// What the TCP checksum holds: right; only the pseudo-header sum
+    /// (transmit checksum offload: the NIC was to finish it, so a packet
+    /// captured on its way out of a local stack, across a veth between
+    /// containers, or merged by GRO carries this); or wrong. The
+    /// pseudo-header sum is accepted with the TCP length in it (Linux,
+    /// the BSDs) and without (segmentation offload on Windows).
+    pub fn tcp_checksum_field(&self) -> ChecksumField {
+        let b = self.as_bytes();
+        let tcp_len = (self.total_len - self.ip_len) as u16;
+        let base = checksum::pseudo_header(self.src_addr(), self.dst_addr(), PROTO_TCP, 0);
+        let pseudo = base + u32::from(tcp_len);
+        if checksum::fold(pseudo + checksum::sum(&b[self.ip_len..])) == 0xffff {
+            return ChecksumField::Valid;
+        }
+        let field = self.tcp_checksum();
+        if field == checksum::fold(pseudo) || field == checksum::fold(base) {
+            ChecksumField::Offloaded
+        } else {
+            ChecksumField::Bad
+        }
+    }
+}
+
+/// What a checksum field of a captured packet holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumField {
+    /// The right checksum.
+    Valid,
+    /// What a sender leaves for its NIC to finish (checksum offload):
+    /// complete it, and the packet is the one the NIC would have sent.
+    Offloaded,
+    /// Neither: the packet was damaged (its receiver drops it).
+    Bad,
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {

@@ -12,6 +12,6 @@ pub mod ipv4tcp;
 pub mod options;
 pub mod seq;
 
-pub use ipv4tcp::{Ipv4TcpPacket, PacketError, TcpFlags};
+pub use ipv4tcp::{ChecksumField, Ipv4TcpPacket, PacketError, TcpFlags};
 pub use options::TcpOptions;
 pub use seq::SeqNumber;

@@ -5,6 +5,7 @@
 
 mod close;
 mod handshake;
+mod intake_tests;
 mod limits;
 mod pacing;
 mod reliability;
