@@ -8,7 +8,10 @@
 //! Invariants: a matched reply is always dropped, also when the ring buffer
 //! is full (counted `ring_full`: the client must never see it, and the
 //! program never waits on userspace). A malformed frame is counted and
-//! passed, never reported. Every loop is bounded (six option words).
+//! passed, never reported. Every loop is bounded (six option words). The
+//! program reads headers only (always in a frame's first buffer), and
+//! accepts multi-buffer frames (`xdp.frags`), so it attaches natively to
+//! links with an MTU above a page.
 
 use core::mem::size_of;
 
@@ -24,7 +27,7 @@ use crate::{RECORDS, count, is_target};
 /// Option bytes a record keeps, in 4-byte words (TCP options come in words).
 const OPTION_WORDS: usize = MAX_OPTION_LEN / 4;
 
-#[xdp]
+#[xdp(frags)]
 pub fn intercept_reply(ctx: XdpContext) -> u32 {
     match try_intercept_reply(&ctx) {
         Ok(verdict) => verdict,

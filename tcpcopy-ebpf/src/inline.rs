@@ -4,7 +4,11 @@
 //!
 //! Invariants: the verdict is always `XDP_PASS`; a full ring is a counted
 //! drop of the copy, never a wait; a record is the smallest size class that
-//! holds the frame (reservations must have constant sizes).
+//! holds the frame (reservations must have constant sizes), and a frame
+//! larger than every class (jumbo frames; in generic mode, packets merged
+//! by GRO) is staged in this CPU's `SCRATCH` buffer and written at its
+//! exact size. The program handles multi-buffer frames (`xdp.frags`), so
+//! it attaches natively to links with an MTU above a page.
 //!
 //! Wake-ups: a record normally goes in without waking the reader (tcpcopy
 //! polls the ring at least every millisecond). Waking a sleeping reader
@@ -18,17 +22,19 @@ use aya_ebpf::{
     bindings::{
         BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RINGBUF_HDR_SZ, xdp_action,
     },
-    helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    helpers::{
+        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
+    },
     macros::xdp,
     programs::XdpContext,
 };
 use tcpcopy_common::{
-    capture::{CaptureHeader, MAX_CAPTURE},
+    capture::{CAPTURE_HEADER_LEN, CaptureHeader, MAX_CAPTURE, SCRATCH_BYTES},
     counters::CaptureCounter,
     pkt::{Frame, Malformed, parse_ipv4_tcp},
 };
 
-use crate::{PACKETS, count, is_target};
+use crate::{PACKETS, SCRATCH, count, is_target};
 
 /// Unread bytes in the ring past which a record wakes the reader: the one
 /// record that crosses this mark does, no other. The reader polls the ring
@@ -37,6 +43,12 @@ use crate::{PACKETS, count, is_target};
 /// irq_work and an IPI per packet, just when it is busiest.
 const WAKE_BACKLOG: u64 = 256 * 1024;
 
+/// Large frames are loaded in chunks of this many bytes (a power of two;
+/// `bpf_xdp_load_bytes` copies at most 0xffff at a time).
+const LARGE_CHUNK: u32 = 32_768;
+const _: () = assert!(CAPTURE_HEADER_LEN + 3 * LARGE_CHUNK as usize <= SCRATCH_BYTES);
+const _: () = assert!(MAX_CAPTURE <= 2 * LARGE_CHUNK as usize + LARGE_CHUNK as usize);
+
 /// A ring buffer record of one size class.
 #[repr(C)]
 struct Record<const N: usize> {
@@ -44,7 +56,7 @@ struct Record<const N: usize> {
     data: [u8; N],
 }
 
-#[xdp]
+#[xdp(frags)]
 pub fn capture_inline(ctx: XdpContext) -> u32 {
     if try_capture_inline(&ctx).is_err() {
         count(CaptureCounter::Malformed);
@@ -92,12 +104,76 @@ fn copy_frame(ctx: &XdpContext, l3_off: u16) -> bool {
         copy_into::<1024>(ctx, len, l3_off)
     } else if len <= 2048 {
         copy_into::<2048>(ctx, len, l3_off)
+    } else if len <= 4096 {
+        copy_into::<4096>(ctx, len, l3_off)
     } else {
-        if len as usize > MAX_CAPTURE {
-            count(CaptureCounter::Truncated);
-        }
-        copy_into::<MAX_CAPTURE>(ctx, len, l3_off)
+        copy_large(ctx, len, l3_off)
     }
+}
+
+/// Copies a frame larger than every record class: into this CPU's scratch
+/// buffer (header first), then into the ring at its exact size.
+#[inline(always)]
+fn copy_large(ctx: &XdpContext, len: u32, l3_off: u16) -> bool {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(buf) = SCRATCH.get_ptr_mut(cpu) else {
+        return false;
+    };
+    let cap = if len as usize > MAX_CAPTURE {
+        count(CaptureCounter::Truncated);
+        MAX_CAPTURE as u32
+    } else {
+        len
+    };
+    // Two loads: the helper copies at most 0xffff bytes at a time.
+    let first = if cap > LARGE_CHUNK { LARGE_CHUNK } else { cap };
+    let rest = cap - first;
+    // SAFETY: reads of locals (kept, so the masks below are not dropped).
+    let (first, rest) = unsafe {
+        (
+            core::ptr::read_volatile(&first),
+            core::ptr::read_volatile(&rest),
+        )
+    };
+    // Ranges the verifier sees: first in [1, LARGE_CHUNK], rest in
+    // [0, 2 * LARGE_CHUNK - 1] (the masks change nothing: first is above
+    // every record class, rest below MAX_CAPTURE - LARGE_CHUNK).
+    let first = (first.wrapping_sub(1) & (LARGE_CHUNK - 1)) + 1;
+    let rest = rest & (2 * LARGE_CHUNK - 1);
+    let buf = buf as *mut u8;
+    // SAFETY: `buf` is this CPU's scratch value of SCRATCH_BYTES (nothing
+    // else runs on this CPU while XDP does); the header, `first` and
+    // `rest` bytes fit (CAPTURE_HEADER_LEN + 3 * LARGE_CHUNK <= SCRATCH_BYTES).
+    let loaded = unsafe {
+        *(buf as *mut CaptureHeader) = CaptureHeader {
+            tstamp_ns: bpf_ktime_get_ns(),
+            frame_len: len,
+            cap_len: first + rest,
+            l3_off,
+            _pad: [0; 6],
+        };
+        let data = buf.add(CAPTURE_HEADER_LEN);
+        let mut r = bpf_xdp_load_bytes(ctx.ctx, 0, data as *mut c_void, first);
+        if r == 0 && rest > 0 {
+            r = bpf_xdp_load_bytes(
+                ctx.ctx,
+                LARGE_CHUNK,
+                data.add(LARGE_CHUNK as usize) as *mut c_void,
+                rest,
+            );
+        }
+        r
+    };
+    if loaded != 0 {
+        return false;
+    }
+    // SAFETY: the header and the bytes just loaded, inside the value.
+    let record =
+        unsafe { core::slice::from_raw_parts(buf, CAPTURE_HEADER_LEN + (first + rest) as usize) };
+    let this = (record.len() as u64 + u64::from(BPF_RINGBUF_HDR_SZ) + 7) & !7;
+    let flags = wake_flags(this, false);
+    PACKETS.output::<[u8]>(record, flags).is_ok()
 }
 
 #[inline(always)]
@@ -119,8 +195,9 @@ fn copy_into<const N: usize>(ctx: &XdpContext, len: u32, l3_off: u16) -> bool {
         (*record).header = CaptureHeader {
             tstamp_ns: bpf_ktime_get_ns(),
             frame_len: len,
-            cap_len: cap as u16,
+            cap_len: cap,
             l3_off,
+            _pad: [0; 6],
         };
         bpf_xdp_load_bytes(ctx.ctx, 0, (*record).data.as_mut_ptr() as *mut c_void, cap)
     };
@@ -128,16 +205,26 @@ fn copy_into<const N: usize>(ctx: &XdpContext, len: u32, l3_off: u16) -> bool {
         entry.discard(u64::from(BPF_RB_NO_WAKEUP));
         return false;
     }
-    // Unread bytes, this record included (reserved space counts).
-    let backlog = PACKETS.query(u64::from(BPF_RB_AVAIL_DATA));
     // Ring space this record takes: its header, its size, 8-byte aligned.
     let this = (size_of::<Record<N>>() as u64 + u64::from(BPF_RINGBUF_HDR_SZ) + 7) & !7;
+    entry.submit(wake_flags(this, true));
+    true
+}
+
+/// Whether the record going in (taking `this` bytes of ring; `reserved`:
+/// already counted in the backlog) wakes the reader: only the one that
+/// takes the backlog past [`WAKE_BACKLOG`].
+#[inline(always)]
+fn wake_flags(this: u64, reserved: bool) -> u64 {
+    // Unread bytes (reserved space counts).
+    let mut backlog = PACKETS.query(u64::from(BPF_RB_AVAIL_DATA));
+    if !reserved {
+        backlog += this;
+    }
     let crossing = backlog > WAKE_BACKLOG && backlog.saturating_sub(this) <= WAKE_BACKLOG;
-    let flags = if crossing {
+    u64::from(if crossing {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
-    };
-    entry.submit(u64::from(flags));
-    true
+    })
 }

@@ -10,9 +10,10 @@ mod mirror;
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf, XskMap},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
 };
 use tcpcopy_common::{
+    capture::SCRATCH_BYTES,
     counters::{COUNTER_SLOTS, CaptureCounter},
     table::EndpointKey,
 };
@@ -30,6 +31,12 @@ static TARGETS: HashMap<EndpointKey, u32> = HashMap::with_max_entries(1024, 0);
 /// the real one at load time.
 #[map]
 static PACKETS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+
+/// Inline capture: where a frame larger than every record class is staged,
+/// one entry per CPU (index: the CPU running the program). Userspace sizes
+/// it to the possible CPUs at load time.
+#[map]
+static SCRATCH: Array<[u8; SCRATCH_BYTES]> = Array::with_max_entries(1, 0);
 
 /// Mirror capture: one AF_XDP socket per RX queue (index = queue id).
 #[map]

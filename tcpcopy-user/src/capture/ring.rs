@@ -38,7 +38,7 @@ impl PacketRing {
             read += 1;
             match CaptureHeader::parse(&item) {
                 Some((h, frame)) if usize::from(h.l3_off) < frame.len() => {
-                    if u32::from(h.cap_len) < h.frame_len {
+                    if h.cap_len < h.frame_len {
                         // Cut short: the engine cannot replay a partial packet.
                         self.truncated += 1;
                         continue;

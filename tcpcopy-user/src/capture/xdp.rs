@@ -22,6 +22,8 @@ pub static CAPTURE_OBJECT: &[u8] =
 pub const PACKETS_MAP: &str = "PACKETS";
 /// The AF_XDP socket map (mirror mode).
 pub const XSKS_MAP: &str = "XSKS";
+/// Per-CPU staging of frames larger than every ring record class.
+pub const SCRATCH_MAP: &str = "SCRATCH";
 
 /// Default ring size: 16 MiB, about 100 000 small-packet records: over
 /// 50 ms of a 2 M packets/s capture.
@@ -34,6 +36,11 @@ const UNUSED_RING_BYTES: u32 = 4096;
 pub enum CaptureMode {
     Inline { ring_bytes: u32 },
     Mirror { queues: u32, pass_others: bool },
+}
+
+/// CPUs the kernel may run the program on (`/sys/devices/system/cpu/possible`).
+fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u32
 }
 
 /// A capture program, loaded into the kernel.
@@ -68,9 +75,15 @@ impl CaptureProgram {
                 u8::from(pass_others),
             ),
         };
+        // Inline only; the mirror program never stages frames.
+        let cpus = match mode {
+            CaptureMode::Inline { .. } => possible_cpus(),
+            CaptureMode::Mirror { .. } => 1,
+        };
         let object = XdpObject::load(CAPTURE_OBJECT, name, |loader| {
             loader
                 .map_max_entries(PACKETS_MAP, ring)
+                .map_max_entries(SCRATCH_MAP, cpus)
                 .map_max_entries(XSKS_MAP, queues)
                 .override_global("MIRROR_PASS_OTHERS", &pass, true);
         })?;
