@@ -135,18 +135,6 @@ impl Lab {
         );
         // The LAN: a bridge in the lan namespace, one port per LAN host.
         self.ip_in(Lan, &["link", "add", "br0", "type", "bridge"]);
-        // A switch, not a firewall: no netfilter on bridged frames (the
-        // host may have br_netfilter loaded; it costs a third of the path).
-        for hook in ["iptables", "ip6tables", "arptables"] {
-            let _ = self.output(
-                Lan,
-                &[
-                    "sysctl",
-                    "-qw",
-                    &format!("net.bridge.bridge-nf-call-{hook}=0"),
-                ],
-            );
-        }
         self.ip_in(Lan, &["link", "set", "br0", "up"]);
         for (host, iface, port) in [
             (Online, "eth1", "online"),
@@ -181,14 +169,6 @@ impl Lab {
             self.ip_in(host, &["addr", "add", addr, "dev", iface]);
             self.ip_in(host, &["link", "set", iface, "up"]);
         }
-        // The client's link behaves like a wire: no segmentation or checksum
-        // offload, so the online NIC sees real, checksummed frames.
-        self.run(
-            Client,
-            &[
-                "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
-            ],
-        );
         self.ip_in(Client, &["route", "add", "default", "via", "198.18.1.1"]);
         // The target answers the client range through the assistant ...
         self.ip_in(Target, &["route", "add", CLIENT_NET, "via", "198.18.2.3"]);
