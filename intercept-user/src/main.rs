@@ -35,6 +35,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(p) => Some(std::path::absolute(p).context("resolving the pid file path")?),
         None => None,
     };
+    // Before any work: a SIGINT/SIGTERM from now on stops us cleanly (the
+    // stop is seen at the first turn of the run loop), never kills us
+    // half set up. The handlers survive the fork of -d.
+    let stop = StopSignal::on_signals().context("installing signal handlers")?;
     let intercept = Intercept::start(cli.daemon_config()).context("starting intercept")?;
     if cli.daemon {
         if cli.log.is_none() {
@@ -49,7 +53,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map(PidFile::create)
         .transpose()
         .context("writing the pid file")?;
-    let stop = StopSignal::on_signals().context("installing signal handlers")?;
     tracing::info!(pid = std::process::id(), "serving tcpcopy");
     intercept.run(stop).context("serving")?;
     Ok(())

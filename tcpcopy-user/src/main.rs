@@ -40,6 +40,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(p) => Some(std::path::absolute(p).context("resolving the pid file path")?),
         None => None,
     };
+    // Before any work: a SIGINT/SIGTERM from now on stops us cleanly (the
+    // stop is seen at the first turn of the run loop), never kills us
+    // half set up. The handlers survive the fork of -d.
+    let stop = StopSignal::on_signals().context("installing signal handlers")?;
     let tcpcopy = Tcpcopy::start(cli).context("starting tcpcopy")?;
     match tcpcopy.attach_mode() {
         Some(mode) => tracing::info!(input = %cli.input, ?mode, "capture attached"),
@@ -58,7 +62,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .map(PidFile::create)
         .transpose()
         .context("writing the pid file")?;
-    let stop = StopSignal::on_signals().context("installing signal handlers")?;
     tracing::info!(pid = std::process::id(), "replaying");
     let outcome = tcpcopy.run(stop).context("running")?;
     if let Some(summary) = &outcome.summary {

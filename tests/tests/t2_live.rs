@@ -343,3 +343,58 @@ fn mirror_capture_through_af_xdp_replays_completely() {
     let (status, _) = tcpcopy.stop();
     assert!(status.success());
 }
+
+/// A SIGTERM while tcpcopy is still starting (here: waiting for the
+/// target's next hop, which never answers ARP) stops it cleanly: the
+/// handlers are in before any work, so the signal never kills it half set
+/// up.
+#[test]
+fn a_signal_during_start_up_stops_tcpcopy_cleanly() {
+    let lab = Lab::new();
+    let _online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.99:80"]);
+    let log = lab.dir().join("early-signal.log");
+    let bin = tcpcopy_tests::tcpcopy::tcpcopy_binary()
+        .to_string_lossy()
+        .into_owned();
+    let mut child = lab
+        .command(Host::Online, &bin)
+        .arg("-l")
+        .arg(&log)
+        .args([
+            "-x",
+            "80-198.18.2.99:80",
+            "-s",
+            "198.18.2.3",
+            "-i",
+            "eth0",
+            "-o",
+            "eth1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tcpcopy");
+    // The capture is attached early in start-up; the next-hop lookup for
+    // 198.18.2.99 (no such host) then waits two seconds.
+    wait_until("the capture program attached", DEADLINE, || {
+        let link = lab.run(Host::Online, &["ip", "link", "show", "eth0"]);
+        if link.contains("xdp") {
+            Ok(())
+        } else {
+            Err(link)
+        }
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("replaying"),
+        "still starting when the signal comes: {text}"
+    );
+    let status = tcpcopy_tests::wait::signal_and_wait(&mut child, libc::SIGTERM, "tcpcopy");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit {status}: {text}");
+    assert!(text.contains("final stats"), "{text}");
+    let link = lab.run(Host::Online, &["ip", "link", "show", "eth0"]);
+    assert!(!link.contains("xdp"), "detached: {link}");
+}
