@@ -19,6 +19,7 @@
 //! in pooled buffers, timers in a wheel; frames are written once into the
 //! outbox with rewrites applied in place.
 
+pub mod close;
 pub mod config;
 pub mod intake;
 pub mod outbox;
@@ -39,9 +40,9 @@ use std::{
 use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
 
 pub use self::{
+    close::CloseReason,
     config::{Config, TransferRule},
     outbox::{EventKind, HEADROOM, Outbox, SessionEvent},
-    session::CloseReason,
     stats::{EngineStats, LatencyHistogram},
     time::Instant,
 };

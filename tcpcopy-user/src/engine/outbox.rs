@@ -9,7 +9,7 @@
 
 use tcpcopy_common::proto::ClientMsg;
 
-use super::{Endpoint, session::CloseReason};
+use super::{Endpoint, close::CloseReason};
 
 /// Spare bytes in front of every frame (an Ethernet header).
 pub const HEADROOM: usize = 14;

@@ -1,7 +1,7 @@
 //! Engine counters. Cheap to bump on the fast path; summed across shards
 //! for the periodic statistics line.
 
-use super::session::CloseReason;
+use super::close::CloseReason;
 
 /// A histogram of durations in microseconds: four buckets per power of two
 /// (about 19 % wide), from 1 µs to over an hour.

@@ -4,7 +4,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 use super::source::{FileReport, Timing};
-use crate::{engine::session::CloseReason, worker::WorkerReport};
+use crate::{engine::CloseReason, worker::WorkerReport};
 
 /// Thousands separators, for counts people read.
 fn count(n: u64) -> String {
