@@ -1,0 +1,133 @@
+//! Replies from the target: dispatched by state, then (established) its
+//! acknowledgments and window, its data and FIN; and the acknowledgments
+//! we owe it, queued per batch and sent at the engine's flush.
+
+use super::{Ctx, Session, State, Step};
+use crate::{
+    engine::{close::CloseReason, reply::Reply, time::Instant},
+    packet::{SeqNumber, TcpFlags},
+};
+
+impl Session {
+    /// A reply from the target to this session.
+    pub fn on_reply(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
+        self.last_target = cx.now;
+        match self.state {
+            State::Lingering => Step::Continue,
+            State::SynSent => self.on_reply_syn_sent(cx, r),
+            State::Established => self.on_reply_established(cx, r),
+        }
+    }
+
+    fn on_reply_established(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
+        if r.flags.rst() {
+            return if self.segs.has_payload() {
+                Step::Reconnect { target_reset: true }
+            } else {
+                Step::End(CloseReason::TargetReset)
+            };
+        }
+        if r.flags.syn() {
+            // Our third ACK was lost: the target repeats its SYN-ACK.
+            self.queue_ack(true);
+            return Step::Continue;
+        }
+        if let Some((tsval, _)) = r.options.timestamp
+            && SeqNumber(tsval) >= SeqNumber(self.ts_recent)
+        {
+            self.ts_recent = tsval;
+        }
+        if r.flags.ack() {
+            self.on_ack(cx, r);
+        }
+        if r.payload_len > 0 {
+            let end = r.seq + r.payload_len;
+            // In order: a normal ACK. Old or beyond a gap: say where we are.
+            self.queue_ack(r.seq != self.rcv_nxt);
+            if end > self.rcv_nxt {
+                self.rcv_nxt = end;
+                self.last_reply_data = cx.now;
+                if !self.response_seen {
+                    self.response_seen = true;
+                    cx.stats.responses += 1;
+                    if self.sent_data {
+                        let us = cx.now.saturating_since(self.request_at).as_micros() as u64;
+                        cx.stats.response_time.record(us);
+                    }
+                }
+            }
+        }
+        if r.flags.fin() {
+            let fin = r.seq + r.payload_len;
+            if fin + 1 > self.rcv_nxt {
+                self.rcv_nxt = fin + 1;
+            }
+            self.target_fin = true;
+            self.queue_ack(true);
+            if self.segs.has_payload() {
+                return Step::Reconnect {
+                    target_reset: false,
+                };
+            }
+        }
+        match self.pump(cx) {
+            Step::Continue => self.check_closed(cx),
+            other => other,
+        }
+    }
+
+    /// The acknowledgment and window of a reply.
+    fn on_ack(&mut self, cx: &mut Ctx<'_>, r: &Reply) {
+        let window = u32::from(r.window) << self.target_wscale;
+        if r.ack > self.snd_una && r.ack <= self.snd_nxt {
+            self.snd_una = r.ack;
+            let freed = self.segs.pop_acked(r.ack, cx.pool);
+            *cx.buffered -= freed;
+            self.backoff = 0;
+            self.retries = 0;
+            self.dupacks = 0;
+            self.busy_since = cx.now;
+            self.rto_at = if self.snd_una == self.snd_nxt {
+                Instant::NEVER
+            } else {
+                cx.now + self.rto(cx)
+            };
+        } else if r.ack == self.snd_una
+            && r.payload_len == 0
+            && !r.flags.fin()
+            && self.snd_una != self.snd_nxt
+            && r.window == self.last_window
+        {
+            self.dupacks += 1;
+            if self.dupacks == 3 {
+                cx.stats.fast_retransmits += 1;
+                self.emit_front(cx);
+            }
+        }
+        self.snd_wnd = window;
+        self.last_window = r.window;
+    }
+
+    /// Queues an acknowledgment for the engine's next flush.
+    fn queue_ack(&mut self, forced: bool) {
+        self.ack_queued = true;
+        self.ack_forced |= forced;
+    }
+
+    pub(super) fn send_ack(&mut self, cx: &mut Ctx<'_>) {
+        self.send_control(cx, TcpFlags::ACK, self.snd_nxt);
+        cx.stats.acks_sent += 1;
+    }
+
+    /// Sends the acknowledgment queued by replies (the engine's flush).
+    pub fn flush_ack(&mut self, cx: &mut Ctx<'_>) {
+        if self.ack_queued {
+            self.ack_queued = false;
+            let needed = self.ack_forced || self.ack_sent != self.rcv_nxt;
+            self.ack_forced = false;
+            if self.state == State::Established && needed {
+                self.send_ack(cx);
+            }
+        }
+    }
+}
