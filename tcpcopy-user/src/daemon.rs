@@ -10,20 +10,15 @@
 //! client address).
 
 use std::{
-    io::{IsTerminal, Write},
+    io::IsTerminal,
     net::SocketAddr,
     os::fd::{AsRawFd, RawFd},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::Ordering},
     thread::JoinHandle,
     time::Duration,
 };
 
-use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker, unix::SourceFd};
-use tcpcopy_common::counters::CaptureCounter;
 use tcpcopy_runtime::{
     process::StopSignal,
     xdp::{AttachMode, XdpError},
@@ -36,14 +31,17 @@ use crate::{
     },
     cli::{CaptureKind, Cli},
     clock,
-    engine::{Engine, shard_for_packet},
+    dispatch::Dispatcher,
+    engine::Engine,
     link::{self, InterceptLink, LinkError},
     offline::{
         FileReport, OfflineSource, OpenError, Timing,
         dryrun::{DryRun, DryRunError},
+        progress::ProgressState,
         report,
     },
     send::{FrameSender, SendBackend, SendError, SenderConfig},
+    stats_line::Snapshot,
     worker::{LINK_TOKEN_BASE, PacketSource, WAKE_TOKEN, Worker, WorkerReport, WorkerShared},
 };
 
@@ -83,13 +81,13 @@ struct Ready {
 }
 
 /// Offline mode: the file being replayed and what it has shown.
-struct Offline {
+pub(crate) struct Offline {
     name: String,
-    report: Arc<Mutex<FileReport>>,
-    timing: Timing,
+    pub(crate) report: Arc<Mutex<FileReport>>,
+    pub(crate) timing: Timing,
     replicas: u16,
     /// Redraw a progress bar on stderr (a terminal), else log lines.
-    bar: bool,
+    pub(crate) bar: bool,
 }
 
 /// tcpcopy, set up and not yet running.
@@ -403,72 +401,6 @@ fn joined(i: usize, h: JoinHandle<Result<WorkerReport, LinkError>>) -> Option<Da
     }
 }
 
-/// Offline progress: when it was last shown, and the packet rate.
-struct ProgressState {
-    started: crate::engine::Instant,
-    next: crate::engine::Instant,
-    every: Duration,
-    packets: u64,
-    at: crate::engine::Instant,
-    drawn: bool,
-}
-
-impl ProgressState {
-    fn new(o: &Offline, started: crate::engine::Instant) -> Self {
-        Self {
-            started,
-            next: started,
-            every: if o.bar {
-                Duration::from_millis(250)
-            } else {
-                PROGRESS_LINE_EVERY
-            },
-            packets: 0,
-            at: started,
-            drawn: false,
-        }
-    }
-
-    fn show(&mut self, o: &Offline, snap: &Snapshot) {
-        if snap.at < self.next {
-            return;
-        }
-        self.next = snap.at + self.every;
-        let file = o.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let secs = snap.at.saturating_since(self.at).as_secs_f64().max(1e-3);
-        let rate = file.client_packets.saturating_sub(self.packets) as f64 / secs;
-        self.packets = file.client_packets;
-        self.at = snap.at;
-        let p = report::Progress {
-            file: &file,
-            workers: &snap.report,
-            elapsed: snap.at.saturating_since(self.started),
-            packets_per_s: rate,
-            timing: o.timing,
-        };
-        if o.bar {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K{}", p.bar());
-            let _ = err.flush();
-            self.drawn = true;
-        } else {
-            tracing::info!("{}", p.line());
-        }
-    }
-
-    /// Ends the progress bar's line.
-    fn finish(&mut self, o: &Offline, snap: &Snapshot) {
-        if o.bar {
-            self.next = snap.at;
-            self.show(o, snap);
-            let _ = writeln!(std::io::stderr());
-        }
-    }
-}
-
-/// How often offline progress is logged when not on a terminal.
-const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
-
 /// TX queues of `iface` (from sysfs), at least 1.
 fn tx_queue_count(iface: &str) -> u32 {
     std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
@@ -513,291 +445,4 @@ fn open_sender(cli: &Cli, w: u16, tx_queues: u32) -> Result<Box<dyn FrameSender>
     }
     tracing::info!(worker = w, sender = %sender.describe(), "sender open");
     Ok(sender)
-}
-
-/// What the statistics line reports at one moment.
-struct Snapshot {
-    at: crate::engine::Instant,
-    report: WorkerReport,
-    capture: [(CaptureCounter, u64); 8],
-}
-
-impl Snapshot {
-    fn take(shared: &[Arc<WorkerShared>], capture: Option<&CaptureProgram>) -> Self {
-        let mut report = WorkerReport::default();
-        for s in shared {
-            let r = s.report.lock().unwrap_or_else(|e| e.into_inner());
-            report.engine.add(&r.engine);
-            report.sessions += r.sessions;
-            report.buffered_bytes += r.buffered_bytes;
-            report.links.add(&r.links);
-            report.links_up += r.links_up;
-            report.links_total += r.links_total;
-            report.sink.add(&r.sink);
-            report.source_dropped += r.source_dropped;
-        }
-        Self {
-            at: clock::now(),
-            report,
-            capture: capture
-                .and_then(|c| c.counters().ok())
-                .unwrap_or(CaptureCounter::ALL.map(|c| (c, 0))),
-        }
-    }
-
-    /// `key=value` pairs: totals, and the capture rate since `prev`.
-    fn line(&self, prev: Option<&Self>) -> String {
-        let e = &self.report.engine;
-        let r = &self.report;
-        let mut pairs: Vec<(String, u64)> = Vec::new();
-        if let Some(p) = prev {
-            let secs = self.at.saturating_since(p.at).as_secs_f64().max(1e-3);
-            pairs.push((
-                "captured_per_s".into(),
-                ((e.captured - p.report.engine.captured) as f64 / secs) as u64,
-            ));
-        }
-        pairs.extend([
-            ("sessions".into(), r.sessions),
-            ("buffered_bytes".into(), r.buffered_bytes),
-            ("frames_out".into(), r.sink.frames),
-            ("bytes_out".into(), r.sink.bytes),
-            ("send_dropped".into(), r.sink.total_dropped()),
-            ("send_in_flight".into(), r.sink.in_flight),
-            ("links_up".into(), r.links_up),
-            ("links".into(), r.links_total),
-            ("announced".into(), r.links.announcements),
-            ("announce_dropped".into(), r.links.announcements_dropped),
-            ("link_failures".into(), r.links.failures),
-            ("source_dropped".into(), r.source_dropped),
-        ]);
-        pairs.extend(
-            self.capture
-                .iter()
-                .map(|(c, v)| (format!("xdp_{}", c.name()), *v)),
-        );
-        pairs.extend(e.iter().map(|(k, v)| (k.to_owned(), v)));
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-/// Packets handed from the dispatcher to one worker: bytes back to back.
-#[derive(Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    /// (capture time ns, round, offset, length)
-    packets: Vec<(u64, u16, u32, u32)>,
-}
-
-/// A worker's end of the dispatcher: batches in, emptied batches back.
-struct BatchSource {
-    rx: Receiver<Batch>,
-    back: Sender<Batch>,
-    current: Option<(Batch, usize)>,
-    /// The dispatcher's source has finished and every batch is handed out.
-    source_done: Arc<AtomicBool>,
-    flow_controlled: bool,
-}
-
-impl PacketSource for BatchSource {
-    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, u16, &[u8])) -> usize {
-        let mut n = 0;
-        while n < max {
-            if self.current.is_none() {
-                match self.rx.try_recv() {
-                    Ok(b) => self.current = Some((b, 0)),
-                    Err(_) => break,
-                }
-            }
-            let (batch, at) = self.current.as_mut().expect("set above");
-            while *at < batch.packets.len() && n < max {
-                let (ts, round, off, len) = batch.packets[*at];
-                on_packet(ts, round, &batch.bytes[off as usize..(off + len) as usize]);
-                *at += 1;
-                n += 1;
-            }
-            if *at == batch.packets.len() {
-                let (mut b, _) = self.current.take().expect("set above");
-                b.bytes.clear();
-                b.packets.clear();
-                let _ = self.back.try_send(b);
-            }
-        }
-        n
-    }
-
-    fn fds(&self) -> Vec<RawFd> {
-        Vec::new()
-    }
-
-    fn dropped(&self) -> u64 {
-        0
-    }
-
-    fn finished(&self) -> bool {
-        self.source_done.load(Ordering::Acquire) && self.current.is_none() && self.rx.is_empty()
-    }
-
-    fn flow_controlled(&self) -> bool {
-        self.flow_controlled
-    }
-}
-
-/// Longest dispatcher sleep when the source is idle.
-const DISPATCH_IDLE: Duration = Duration::from_millis(50);
-
-/// Reads the capture ring and hands each packet to the worker that owns
-/// its client address (several workers only).
-struct Dispatcher {
-    source: Box<dyn PacketSource>,
-    outs: Vec<(Sender<Batch>, Receiver<Batch>, Arc<Waker>)>,
-    shards: u16,
-    seed: u64,
-    stop: Arc<AtomicBool>,
-    source_done: Arc<AtomicBool>,
-}
-
-struct RunningDispatcher {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
-}
-
-impl RunningDispatcher {
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
-    }
-}
-
-/// Gives a batch to its worker and wakes it. A worker that is behind makes
-/// the dispatcher wait (the capture ring then fills and the kernel counts
-/// `ring_full`): nothing is dropped here.
-fn hand_over(
-    out: &(Sender<Batch>, Receiver<Batch>, Arc<Waker>),
-    mut batch: Batch,
-    stop: &AtomicBool,
-) {
-    loop {
-        match out.0.send_timeout(batch, Duration::from_millis(50)) {
-            Ok(()) => break,
-            Err(crossbeam_channel::SendTimeoutError::Timeout(b))
-                if !stop.load(Ordering::Relaxed) =>
-            {
-                let _ = out.2.wake();
-                batch = b;
-            }
-            Err(_) => return,
-        }
-    }
-    let _ = out.2.wake();
-}
-
-impl Dispatcher {
-    const BATCHES: usize = 16;
-    const BATCH_PACKETS: usize = 256;
-
-    fn new(
-        source: Box<dyn PacketSource>,
-        wakers: Vec<Arc<Waker>>,
-        shards: u16,
-        seed: u64,
-    ) -> (Self, Vec<BatchSource>) {
-        let mut outs = Vec::new();
-        let mut sources = Vec::new();
-        let source_done = Arc::new(AtomicBool::new(false));
-        for waker in wakers {
-            let (tx, rx) = crossbeam_channel::bounded(Self::BATCHES);
-            let (back_tx, back_rx) = crossbeam_channel::bounded(Self::BATCHES);
-            for _ in 0..Self::BATCHES {
-                let _ = back_tx.try_send(Batch::default());
-            }
-            outs.push((tx, back_rx, waker));
-            sources.push(BatchSource {
-                rx,
-                back: back_tx,
-                current: None,
-                source_done: source_done.clone(),
-                flow_controlled: source.flow_controlled(),
-            });
-        }
-        (
-            Self {
-                source,
-                outs,
-                shards,
-                seed,
-                stop: Arc::default(),
-                source_done,
-            },
-            sources,
-        )
-    }
-
-    fn spawn(mut self) -> RunningDispatcher {
-        let stop = self.stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("tcpcopy-capture".into())
-            .spawn(move || self.run())
-            .expect("spawning the dispatcher");
-        RunningDispatcher { stop, handle }
-    }
-
-    fn run(&mut self) {
-        let Ok(mut poll) = Poll::new() else { return };
-        for fd in self.source.fds() {
-            let registered =
-                poll.registry()
-                    .register(&mut SourceFd(&fd), Token(0), Interest::READABLE);
-            if registered.is_err() {
-                return;
-            }
-        }
-        let mut events = Events::with_capacity(4);
-        let mut batches: Vec<Option<Batch>> = (0..self.outs.len()).map(|_| None).collect();
-        while !self.stop.load(Ordering::Relaxed) {
-            let (shards, seed) = (self.shards, self.seed);
-            let outs = &self.outs;
-            let n = self.source.drain(4096, &mut |ts, round, packet| {
-                let Some(w) = shard_for_packet(packet, shards, seed) else {
-                    return;
-                };
-                let w = usize::from(w);
-                let batch =
-                    batches[w].get_or_insert_with(|| outs[w].1.try_recv().unwrap_or_default());
-                batch
-                    .packets
-                    .push((ts, round, batch.bytes.len() as u32, packet.len() as u32));
-                batch.bytes.extend_from_slice(packet);
-                if batch.packets.len() >= Self::BATCH_PACKETS
-                    && let Some(full) = batches[w].take()
-                {
-                    hand_over(&outs[w], full, &self.stop);
-                }
-            });
-            // The ring ran dry: hand out what is pending.
-            for (w, slot) in batches.iter_mut().enumerate() {
-                if let Some(b) = slot.take() {
-                    hand_over(&self.outs[w], b, &self.stop);
-                }
-            }
-            if self.source.finished() {
-                self.source_done.store(true, Ordering::Release);
-                for out in &self.outs {
-                    let _ = out.2.wake();
-                }
-                return;
-            }
-            if n < 4096 {
-                // A paced source says when its next packet is due.
-                let wait = self.source.next_due_ns().map_or(DISPATCH_IDLE, |due| {
-                    Duration::from_nanos(due.saturating_sub(clock::now_ns())).min(DISPATCH_IDLE)
-                });
-                let _ = poll.poll(&mut events, Some(wait));
-            }
-        }
-    }
 }

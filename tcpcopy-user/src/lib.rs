@@ -4,17 +4,22 @@
 //! Data flow: [`capture`] (XDP) -> [`engine`] (sessions, pure code) ->
 //! [`send`] (AF_XDP or a raw packet socket). A [`worker`] owns one engine
 //! shard, its [`link`]s to intercept and its sender; [`daemon`] starts and
-//! stops them, [`cli`] is the command line, and [`packet`] the packet model
-//! everything shares.
+//! stops them (with `dispatch` when several workers share one packet
+//! source, and `stats_line` for the statistics line), [`cli`] is the
+//! command line, and [`packet`] the packet model everything shares.
 
 pub mod capture;
 pub mod cli;
 pub mod clock;
 #[cfg(feature = "xdp")]
 pub mod daemon;
+#[cfg(feature = "xdp")]
+mod dispatch;
 pub mod engine;
 pub mod link;
 pub mod offline;
 pub mod packet;
 pub mod send;
+#[cfg(feature = "xdp")]
+mod stats_line;
 pub mod worker;

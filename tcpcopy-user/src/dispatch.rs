@@ -1,0 +1,237 @@
+//! The dispatcher: when several workers share one packet source (the
+//! capture ring, or the capture file offline), one thread reads it and
+//! hands each packet to the worker that owns its client address, in
+//! batches over bounded channels. A worker that is behind makes the
+//! dispatcher wait: nothing is dropped here.
+
+use std::{
+    os::fd::RawFd,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Events, Interest, Poll, Token, Waker, unix::SourceFd};
+
+use crate::{clock, engine::shard_for_packet, worker::PacketSource};
+
+/// Packets handed from the dispatcher to one worker: bytes back to back.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// (capture time ns, round, offset, length)
+    packets: Vec<(u64, u16, u32, u32)>,
+}
+
+/// A worker's end of the dispatcher: batches in, emptied batches back.
+pub(crate) struct BatchSource {
+    rx: Receiver<Batch>,
+    back: Sender<Batch>,
+    current: Option<(Batch, usize)>,
+    /// The dispatcher's source has finished and every batch is handed out.
+    source_done: Arc<AtomicBool>,
+    flow_controlled: bool,
+}
+
+impl PacketSource for BatchSource {
+    fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, u16, &[u8])) -> usize {
+        let mut n = 0;
+        while n < max {
+            if self.current.is_none() {
+                match self.rx.try_recv() {
+                    Ok(b) => self.current = Some((b, 0)),
+                    Err(_) => break,
+                }
+            }
+            let (batch, at) = self.current.as_mut().expect("set above");
+            while *at < batch.packets.len() && n < max {
+                let (ts, round, off, len) = batch.packets[*at];
+                on_packet(ts, round, &batch.bytes[off as usize..(off + len) as usize]);
+                *at += 1;
+                n += 1;
+            }
+            if *at == batch.packets.len() {
+                let (mut b, _) = self.current.take().expect("set above");
+                b.bytes.clear();
+                b.packets.clear();
+                let _ = self.back.try_send(b);
+            }
+        }
+        n
+    }
+
+    fn fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+
+    fn dropped(&self) -> u64 {
+        0
+    }
+
+    fn finished(&self) -> bool {
+        self.source_done.load(Ordering::Acquire) && self.current.is_none() && self.rx.is_empty()
+    }
+
+    fn flow_controlled(&self) -> bool {
+        self.flow_controlled
+    }
+}
+
+/// Longest dispatcher sleep when the source is idle.
+const DISPATCH_IDLE: Duration = Duration::from_millis(50);
+
+/// Reads the capture ring and hands each packet to the worker that owns
+/// its client address (several workers only).
+pub(crate) struct Dispatcher {
+    source: Box<dyn PacketSource>,
+    outs: Vec<(Sender<Batch>, Receiver<Batch>, Arc<Waker>)>,
+    shards: u16,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    source_done: Arc<AtomicBool>,
+}
+
+pub(crate) struct RunningDispatcher {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl RunningDispatcher {
+    pub(crate) fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}
+
+/// Gives a batch to its worker and wakes it. A worker that is behind makes
+/// the dispatcher wait (the capture ring then fills and the kernel counts
+/// `ring_full`): nothing is dropped here.
+fn hand_over(
+    out: &(Sender<Batch>, Receiver<Batch>, Arc<Waker>),
+    mut batch: Batch,
+    stop: &AtomicBool,
+) {
+    loop {
+        match out.0.send_timeout(batch, Duration::from_millis(50)) {
+            Ok(()) => break,
+            Err(crossbeam_channel::SendTimeoutError::Timeout(b))
+                if !stop.load(Ordering::Relaxed) =>
+            {
+                let _ = out.2.wake();
+                batch = b;
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = out.2.wake();
+}
+
+impl Dispatcher {
+    const BATCHES: usize = 16;
+    const BATCH_PACKETS: usize = 256;
+
+    pub(crate) fn new(
+        source: Box<dyn PacketSource>,
+        wakers: Vec<Arc<Waker>>,
+        shards: u16,
+        seed: u64,
+    ) -> (Self, Vec<BatchSource>) {
+        let mut outs = Vec::new();
+        let mut sources = Vec::new();
+        let source_done = Arc::new(AtomicBool::new(false));
+        for waker in wakers {
+            let (tx, rx) = crossbeam_channel::bounded(Self::BATCHES);
+            let (back_tx, back_rx) = crossbeam_channel::bounded(Self::BATCHES);
+            for _ in 0..Self::BATCHES {
+                let _ = back_tx.try_send(Batch::default());
+            }
+            outs.push((tx, back_rx, waker));
+            sources.push(BatchSource {
+                rx,
+                back: back_tx,
+                current: None,
+                source_done: source_done.clone(),
+                flow_controlled: source.flow_controlled(),
+            });
+        }
+        (
+            Self {
+                source,
+                outs,
+                shards,
+                seed,
+                stop: Arc::default(),
+                source_done,
+            },
+            sources,
+        )
+    }
+
+    pub(crate) fn spawn(mut self) -> RunningDispatcher {
+        let stop = self.stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("tcpcopy-capture".into())
+            .spawn(move || self.run())
+            .expect("spawning the dispatcher");
+        RunningDispatcher { stop, handle }
+    }
+
+    fn run(&mut self) {
+        let Ok(mut poll) = Poll::new() else { return };
+        for fd in self.source.fds() {
+            let registered =
+                poll.registry()
+                    .register(&mut SourceFd(&fd), Token(0), Interest::READABLE);
+            if registered.is_err() {
+                return;
+            }
+        }
+        let mut events = Events::with_capacity(4);
+        let mut batches: Vec<Option<Batch>> = (0..self.outs.len()).map(|_| None).collect();
+        while !self.stop.load(Ordering::Relaxed) {
+            let (shards, seed) = (self.shards, self.seed);
+            let outs = &self.outs;
+            let n = self.source.drain(4096, &mut |ts, round, packet| {
+                let Some(w) = shard_for_packet(packet, shards, seed) else {
+                    return;
+                };
+                let w = usize::from(w);
+                let batch =
+                    batches[w].get_or_insert_with(|| outs[w].1.try_recv().unwrap_or_default());
+                batch
+                    .packets
+                    .push((ts, round, batch.bytes.len() as u32, packet.len() as u32));
+                batch.bytes.extend_from_slice(packet);
+                if batch.packets.len() >= Self::BATCH_PACKETS
+                    && let Some(full) = batches[w].take()
+                {
+                    hand_over(&outs[w], full, &self.stop);
+                }
+            });
+            // The ring ran dry: hand out what is pending.
+            for (w, slot) in batches.iter_mut().enumerate() {
+                if let Some(b) = slot.take() {
+                    hand_over(&self.outs[w], b, &self.stop);
+                }
+            }
+            if self.source.finished() {
+                self.source_done.store(true, Ordering::Release);
+                for out in &self.outs {
+                    let _ = out.2.wake();
+                }
+                return;
+            }
+            if n < 4096 {
+                // A paced source says when its next packet is due.
+                let wait = self.source.next_due_ns().map_or(DISPATCH_IDLE, |due| {
+                    Duration::from_nanos(due.saturating_sub(clock::now_ns())).min(DISPATCH_IDLE)
+                });
+                let _ = poll.poll(&mut events, Some(wait));
+            }
+        }
+    }
+}

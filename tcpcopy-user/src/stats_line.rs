@@ -1,0 +1,83 @@
+//! The statistics line: a [`Snapshot`] of every worker's report and the
+//! capture program's counters, written as `key=value` pairs (with the
+//! capture rate since the previous snapshot).
+
+use std::sync::Arc;
+
+use tcpcopy_common::counters::CaptureCounter;
+
+use crate::{
+    capture::xdp::CaptureProgram,
+    clock,
+    worker::{WorkerReport, WorkerShared},
+};
+
+/// What the statistics line reports at one moment.
+pub(crate) struct Snapshot {
+    pub(crate) at: crate::engine::Instant,
+    pub(crate) report: WorkerReport,
+    capture: [(CaptureCounter, u64); 8],
+}
+
+impl Snapshot {
+    pub(crate) fn take(shared: &[Arc<WorkerShared>], capture: Option<&CaptureProgram>) -> Self {
+        let mut report = WorkerReport::default();
+        for s in shared {
+            let r = s.report.lock().unwrap_or_else(|e| e.into_inner());
+            report.engine.add(&r.engine);
+            report.sessions += r.sessions;
+            report.buffered_bytes += r.buffered_bytes;
+            report.links.add(&r.links);
+            report.links_up += r.links_up;
+            report.links_total += r.links_total;
+            report.sink.add(&r.sink);
+            report.source_dropped += r.source_dropped;
+        }
+        Self {
+            at: clock::now(),
+            report,
+            capture: capture
+                .and_then(|c| c.counters().ok())
+                .unwrap_or(CaptureCounter::ALL.map(|c| (c, 0))),
+        }
+    }
+
+    /// `key=value` pairs: totals, and the capture rate since `prev`.
+    pub(crate) fn line(&self, prev: Option<&Self>) -> String {
+        let e = &self.report.engine;
+        let r = &self.report;
+        let mut pairs: Vec<(String, u64)> = Vec::new();
+        if let Some(p) = prev {
+            let secs = self.at.saturating_since(p.at).as_secs_f64().max(1e-3);
+            pairs.push((
+                "captured_per_s".into(),
+                ((e.captured - p.report.engine.captured) as f64 / secs) as u64,
+            ));
+        }
+        pairs.extend([
+            ("sessions".into(), r.sessions),
+            ("buffered_bytes".into(), r.buffered_bytes),
+            ("frames_out".into(), r.sink.frames),
+            ("bytes_out".into(), r.sink.bytes),
+            ("send_dropped".into(), r.sink.total_dropped()),
+            ("send_in_flight".into(), r.sink.in_flight),
+            ("links_up".into(), r.links_up),
+            ("links".into(), r.links_total),
+            ("announced".into(), r.links.announcements),
+            ("announce_dropped".into(), r.links.announcements_dropped),
+            ("link_failures".into(), r.links.failures),
+            ("source_dropped".into(), r.source_dropped),
+        ]);
+        pairs.extend(
+            self.capture
+                .iter()
+                .map(|(c, v)| (format!("xdp_{}", c.name()), *v)),
+        );
+        pairs.extend(e.iter().map(|(k, v)| (k.to_owned(), v)));
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
