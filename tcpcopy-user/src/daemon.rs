@@ -13,7 +13,7 @@ use std::{
     io::IsTerminal,
     net::SocketAddr,
     os::fd::{AsRawFd, RawFd},
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{Arc, atomic::Ordering},
     thread::JoinHandle,
     time::Duration,
 };
@@ -35,9 +35,9 @@ use crate::{
     engine::Engine,
     link::{self, InterceptLink, LinkError},
     offline::{
-        FileReport, OfflineSource, OpenError, Timing,
+        OfflineSource, OpenError,
         dryrun::{DryRun, DryRunError},
-        progress::ProgressState,
+        progress::{Offline, ProgressState},
         report,
     },
     send::{FrameSender, SendBackend, SendError, SenderConfig},
@@ -78,16 +78,6 @@ fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
 struct Ready {
     worker: Worker,
     shared: Arc<WorkerShared>,
-}
-
-/// Offline mode: the file being replayed and what it has shown.
-pub(crate) struct Offline {
-    name: String,
-    pub(crate) report: Arc<Mutex<FileReport>>,
-    pub(crate) timing: Timing,
-    replicas: u16,
-    /// Redraw a progress bar on stderr (a terminal), else log lines.
-    pub(crate) bar: bool,
 }
 
 /// tcpcopy, set up and not yet running.

@@ -2,10 +2,24 @@
 //! when that is a terminal, else a log line every few seconds (both
 //! formatted by [`report`]).
 
-use std::{io::Write, time::Duration};
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use super::report;
-use crate::{daemon::Offline, stats_line::Snapshot};
+use super::{FileReport, Timing, report};
+use crate::stats_line::Snapshot;
+
+/// Offline mode: the file being replayed and what it has shown.
+pub(crate) struct Offline {
+    pub(crate) name: String,
+    pub(crate) report: Arc<Mutex<FileReport>>,
+    pub(crate) timing: Timing,
+    pub(crate) replicas: u16,
+    /// Redraw a progress bar on stderr (a terminal), else log lines.
+    pub(crate) bar: bool,
+}
 
 /// Offline progress: when it was last shown, and the packet rate.
 pub(crate) struct ProgressState {
