@@ -16,8 +16,8 @@ use std::{
     process::Command,
 };
 
-/// The eBPF crates of the workspace.
-pub const EBPF_CRATES: [&str; 2] = ["tcpcopy-ebpf", "intercept-ebpf"];
+/// The eBPF crates of the workspace (`lab-ebpf`: the test lab's own).
+pub const EBPF_CRATES: [&str; 3] = ["tcpcopy-ebpf", "intercept-ebpf", "lab-ebpf"];
 
 /// The rustc that carries a BPF sysroot (Debian's `rustc-web`).
 pub const BPF_RUSTC: &str = "/usr/bin/rustc";

@@ -32,6 +32,22 @@ pub enum XdpError {
         native: Box<ProgramError>,
         generic: Box<ProgramError>,
     },
+    #[error(
+        "cannot attach XDP to {iface} in native mode: {native} (the driver may lack native \
+         XDP: try --xdp-mode auto, which falls back to generic mode)"
+    )]
+    AttachNative {
+        iface: String,
+        native: Box<ProgramError>,
+    },
+    #[error(
+        "cannot attach XDP to {iface} in generic mode: {generic} (is the interface name \
+         right, and are we root?)"
+    )]
+    AttachGeneric {
+        iface: String,
+        generic: Box<ProgramError>,
+    },
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,
@@ -62,6 +78,31 @@ pub enum AttachMode {
     Native,
     /// Generic (skb) mode: works everywhere, costs an skb per frame.
     Generic,
+}
+
+/// Which XDP attach modes to try (`--xdp-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XdpModePolicy {
+    /// Native mode, generic mode (with a warning) when the driver refuses.
+    #[default]
+    Auto,
+    /// Native mode or nothing.
+    Native,
+    /// Generic (skb) mode: after the stack built an skb, so it sees
+    /// packets merged by GRO; for drivers whose native mode misbehaves.
+    Generic,
+}
+
+impl std::str::FromStr for XdpModePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "native" => Ok(Self::Native),
+            "generic" | "skb" => Ok(Self::Generic),
+            _ => Err(format!("{s:?} is not an XDP mode: auto, native or generic")),
+        }
+    }
 }
 
 /// A loaded eBPF object and the name of its XDP program.
@@ -116,28 +157,55 @@ impl XdpObject {
     /// Attaches to `iface` in the calling thread's network namespace: native
     /// mode first, generic mode (with a warning) when the driver refuses.
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
+        self.attach_with(iface, XdpModePolicy::Auto)
+    }
+
+    /// Attaches to `iface` in the modes `policy` allows.
+    pub fn attach_with(
+        &mut self,
+        iface: &str,
+        policy: XdpModePolicy,
+    ) -> Result<AttachMode, XdpError> {
         let program = self.program_mut();
-        let native = match program.attach(iface, XdpMode::Driver) {
-            Ok(link) => {
-                self.links.push(link);
-                return Ok(AttachMode::Native);
+        let native = if policy == XdpModePolicy::Generic {
+            None
+        } else {
+            match program.attach(iface, XdpMode::Driver) {
+                Ok(link) => {
+                    self.links.push(link);
+                    return Ok(AttachMode::Native);
+                }
+                Err(e) if policy == XdpModePolicy::Native => {
+                    return Err(XdpError::AttachNative {
+                        iface: iface.to_owned(),
+                        native: Box::new(e),
+                    });
+                }
+                Err(e) => Some(e),
             }
-            Err(e) => e,
         };
         match program.attach(iface, XdpMode::Skb) {
             Ok(link) => {
-                tracing::warn!(
-                    iface,
-                    error = %native,
-                    "native XDP refused; attached in generic (skb) mode, which is slower"
-                );
+                if let Some(native) = &native {
+                    tracing::warn!(
+                        iface,
+                        error = %native,
+                        "native XDP refused; attached in generic (skb) mode, which is slower"
+                    );
+                }
                 self.links.push(link);
                 Ok(AttachMode::Generic)
             }
-            Err(generic) => Err(XdpError::Attach {
-                iface: iface.to_owned(),
-                native: Box::new(native),
-                generic: Box::new(generic),
+            Err(generic) => Err(match native {
+                Some(native) => XdpError::Attach {
+                    iface: iface.to_owned(),
+                    native: Box::new(native),
+                    generic: Box::new(generic),
+                },
+                None => XdpError::AttachGeneric {
+                    iface: iface.to_owned(),
+                    generic: Box::new(generic),
+                },
             }),
         }
     }

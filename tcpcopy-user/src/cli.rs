@@ -43,6 +43,17 @@ pub enum CaptureKind {
     Mirror,
 }
 
+/// XDP attach mode (`--xdp-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpMode {
+    /// Native, else generic (with a warning).
+    Auto,
+    /// Native only.
+    Native,
+    /// Generic (skb) only.
+    Generic,
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "tcpcopy", version, about = ABOUT, after_help = EXAMPLES)]
 pub struct Cli {
@@ -132,6 +143,11 @@ pub struct Cli {
     /// Capture program (live mode).
     #[arg(long = "capture", value_enum, default_value_t = CaptureKind::Inline)]
     pub capture: CaptureKind,
+
+    /// XDP attach mode of the capture program: auto (native, else generic), native, or generic
+    /// (after the stack built an skb: slower, sees packets merged by GRO).
+    #[arg(long = "xdp-mode", value_enum, default_value_t = XdpMode::Auto)]
+    pub xdp_mode: XdpMode,
 
     /// Offline: play the recording N times faster (its RTTs shrink alike); 0.5 plays it at half speed.
     #[arg(short = 'a', long = "accelerate", value_name = "N", default_value_t = 1.0, value_parser = parse_speed)]

@@ -21,7 +21,7 @@ use std::{
 use mio::{Events, Interest, Poll, Token, Waker, unix::SourceFd};
 use tcpcopy_runtime::{
     process::StopSignal,
-    xdp::{AttachMode, XdpError},
+    xdp::{AttachMode, XdpError, XdpModePolicy},
 };
 
 use crate::{
@@ -29,7 +29,7 @@ use crate::{
         xdp::{CaptureMode, CaptureProgram},
         xsk::{MirrorSource, XskError, rx_queue_count},
     },
-    cli::{CaptureKind, Cli},
+    cli::{CaptureKind, Cli, XdpMode},
     clock,
     dispatch::Dispatcher,
     engine::Engine,
@@ -136,7 +136,7 @@ impl Tcpcopy {
                     queues,
                     pass_others: cli.mirror_pass_others,
                 })?;
-                let mirror = MirrorSource::open(&cli.input, queues)?;
+                let mirror = MirrorSource::open(&cli.input, queues, cli.ring_size)?;
                 for (queue, fd) in mirror.sockets() {
                     capture.register_socket(queue, &fd)?;
                 }
@@ -150,7 +150,12 @@ impl Tcpcopy {
                 i as u32,
             )?;
         }
-        let mode = capture.attach(&cli.input)?;
+        let policy = match cli.xdp_mode {
+            XdpMode::Auto => XdpModePolicy::Auto,
+            XdpMode::Native => XdpModePolicy::Native,
+            XdpMode::Generic => XdpModePolicy::Generic,
+        };
+        let mode = capture.attach_with(&cli.input, policy)?;
         Self::build(cli, Some((capture, mode)), source, None)
     }
 

@@ -7,7 +7,7 @@
 use std::{
     os::fd::RawFd,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
@@ -17,7 +17,11 @@ use std::{
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker, unix::SourceFd};
 
-use crate::{clock, engine::shard_for_packet, worker::PacketSource};
+use crate::{
+    clock,
+    engine::shard_for_packet,
+    worker::{PacketSource, SourceDrops},
+};
 
 /// Packets handed from the dispatcher to one worker: bytes back to back.
 #[derive(Default)]
@@ -35,6 +39,9 @@ pub(crate) struct BatchSource {
     /// The dispatcher's source has finished and every batch is handed out.
     source_done: Arc<AtomicBool>,
     flow_controlled: bool,
+    /// What the dispatcher's source lost (reported by the first worker's
+    /// end only, so the sum over workers counts it once).
+    drops: Option<Arc<Mutex<SourceDrops>>>,
 }
 
 impl PacketSource for BatchSource {
@@ -68,8 +75,11 @@ impl PacketSource for BatchSource {
         Vec::new()
     }
 
-    fn dropped(&self) -> u64 {
-        0
+    fn dropped(&self) -> SourceDrops {
+        self.drops
+            .as_ref()
+            .map(|d| *d.lock().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_default()
     }
 
     fn finished(&self) -> bool {
@@ -93,6 +103,7 @@ pub(crate) struct Dispatcher {
     seed: u64,
     stop: Arc<AtomicBool>,
     source_done: Arc<AtomicBool>,
+    drops: Arc<Mutex<SourceDrops>>,
 }
 
 pub(crate) struct RunningDispatcher {
@@ -130,6 +141,9 @@ fn hand_over(
     let _ = out.2.wake();
 }
 
+/// How often the source's drop counters are read for the workers.
+const DROPS_EVERY: Duration = Duration::from_millis(200);
+
 impl Dispatcher {
     const BATCHES: usize = 16;
     const BATCH_PACKETS: usize = 256;
@@ -143,7 +157,8 @@ impl Dispatcher {
         let mut outs = Vec::new();
         let mut sources = Vec::new();
         let source_done = Arc::new(AtomicBool::new(false));
-        for waker in wakers {
+        let drops = Arc::new(Mutex::new(SourceDrops::default()));
+        for (i, waker) in wakers.into_iter().enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(Self::BATCHES);
             let (back_tx, back_rx) = crossbeam_channel::bounded(Self::BATCHES);
             for _ in 0..Self::BATCHES {
@@ -156,6 +171,7 @@ impl Dispatcher {
                 current: None,
                 source_done: source_done.clone(),
                 flow_controlled: source.flow_controlled(),
+                drops: (i == 0).then(|| drops.clone()),
             });
         }
         (
@@ -166,6 +182,7 @@ impl Dispatcher {
                 seed,
                 stop: Arc::default(),
                 source_done,
+                drops,
             },
             sources,
         )
@@ -192,6 +209,7 @@ impl Dispatcher {
         }
         let mut events = Events::with_capacity(4);
         let mut batches: Vec<Option<Batch>> = (0..self.outs.len()).map(|_| None).collect();
+        let mut next_drops = clock::now();
         while !self.stop.load(Ordering::Relaxed) {
             let (shards, seed) = (self.shards, self.seed);
             let outs = &self.outs;
@@ -212,6 +230,11 @@ impl Dispatcher {
                     hand_over(&outs[w], full, &self.stop);
                 }
             });
+            if clock::now() >= next_drops {
+                // (a syscall per socket for mirror capture: not every turn)
+                *self.drops.lock().unwrap_or_else(|e| e.into_inner()) = self.source.dropped();
+                next_drops = clock::now() + DROPS_EVERY;
+            }
             // The ring ran dry: hand out what is pending.
             for (w, slot) in batches.iter_mut().enumerate() {
                 if let Some(b) = slot.take() {

@@ -31,7 +31,7 @@ impl Snapshot {
             report.links_up += r.links_up;
             report.links_total += r.links_total;
             report.sink.add(&r.sink);
-            report.source_dropped += r.source_dropped;
+            report.source_dropped.add(&r.source_dropped);
         }
         Self {
             at: clock::now(),
@@ -66,7 +66,10 @@ impl Snapshot {
             ("announced".into(), r.links.announcements),
             ("announce_dropped".into(), r.links.announcements_dropped),
             ("link_failures".into(), r.links.failures),
-            ("source_dropped".into(), r.source_dropped),
+            ("source_dropped".into(), r.source_dropped.total()),
+            ("source_unusable".into(), r.source_dropped.unusable),
+            ("xsk_rx_ring_full".into(), r.source_dropped.socket_ring_full),
+            ("xsk_rx_dropped".into(), r.source_dropped.socket_dropped),
         ]);
         pairs.extend(
             self.capture

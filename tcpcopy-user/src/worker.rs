@@ -62,8 +62,8 @@ pub trait PacketSource: Send {
     /// Descriptors that poll readable when packets wait (none: the source
     /// wakes the worker's waker instead).
     fn fds(&self) -> Vec<RawFd>;
-    /// Entries that could not be used (mismatched records, cut frames).
-    fn dropped(&self) -> u64;
+    /// Packets the source lost or could not use, by reason.
+    fn dropped(&self) -> SourceDrops;
     /// The source has no more packets, ever (a finished capture file).
     fn finished(&self) -> bool {
         false
@@ -80,6 +80,32 @@ pub trait PacketSource: Send {
     }
 }
 
+/// Packets a packet source lost or could not use, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceDrops {
+    /// Entries that could not be used (mismatched records, frames cut
+    /// short, frames that are not IPv4/TCP).
+    pub unusable: u64,
+    /// Mirror capture: frames the kernel dropped because a socket's RX
+    /// ring was full (tcpcopy read too slowly).
+    pub socket_ring_full: u64,
+    /// Mirror capture: frames the kernel dropped for other reasons (no
+    /// free frame in the fill ring, most often).
+    pub socket_dropped: u64,
+}
+
+impl SourceDrops {
+    pub fn add(&mut self, other: &Self) {
+        self.unusable += other.unusable;
+        self.socket_ring_full += other.socket_ring_full;
+        self.socket_dropped += other.socket_dropped;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.unusable + self.socket_ring_full + self.socket_dropped
+    }
+}
+
 /// What a worker has done, published for the statistics line.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerReport {
@@ -90,7 +116,7 @@ pub struct WorkerReport {
     pub links_up: u64,
     pub links_total: u64,
     pub sink: SenderStats,
-    pub source_dropped: u64,
+    pub source_dropped: SourceDrops,
 }
 
 /// What the daemon shares with a worker.

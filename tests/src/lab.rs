@@ -8,9 +8,15 @@
 //! ```
 //!
 //! Every lab has its own namespaces (`tcl-<pid>-<n>-<host>`), so labs can
-//! exist side by side. The client's link behaves like a wire (no TSO/GSO, no
-//! checksum offload), so the online host sees what a real NIC would receive.
-//! Only addresses from 198.18.0.0/15 are used.
+//! exist side by side. Only addresses from 198.18.0.0/15 are used.
+//!
+//! A lab keeps what a user's machine has by default: veth links with the
+//! offloads veth creates them with (a local stack's packets carry
+//! checksums left for the NIC, as between containers or VMs on one host),
+//! and the host's bridge netfilter setting as it is. A [`LabSpec`] makes
+//! the variants of the environment matrix (offloads off, bridge netfilter
+//! on, a VLAN trunk, GRO, jumbo frames, a production server in a
+//! container): each is an extra case, never a replacement of the default.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
@@ -40,6 +46,11 @@ pub const ASSISTANT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 3);
 /// The client address range whose replies the target routes to the assistant.
 pub const CLIENT_NET: &str = "198.18.1.0/24";
 
+/// The production server's address in [`LabSpec::container`]'s container.
+pub const CONTAINER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 2);
+/// The online host's address on the container's link (its default route).
+pub const CONTAINER_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
+
 /// A machine of the lab.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -49,15 +60,18 @@ pub enum Host {
     Assistant,
     /// The switch: holds the LAN bridge.
     Lan,
+    /// A container on the online host ([`LabSpec::container`] only).
+    Container,
 }
 
 impl Host {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Client,
         Self::Online,
         Self::Target,
         Self::Assistant,
         Self::Lan,
+        Self::Container,
     ];
 
     const fn suffix(self) -> &'static str {
@@ -67,8 +81,34 @@ impl Host {
             Self::Target => "target",
             Self::Assistant => "assistant",
             Self::Lan => "lan",
+            Self::Container => "container",
         }
     }
+}
+
+/// How a lab differs from what a user's machine has by default (every
+/// field's default: no difference).
+#[derive(Clone, Debug, Default)]
+pub struct LabSpec {
+    /// Checksum and segmentation offloads off on both ends of the
+    /// production link (client - online): frames as on a wire.
+    pub offloads_off: bool,
+    /// Segmentation offload (TSO/GSO) off on the client, checksum offload
+    /// left on: the client sends MTU-sized segments (for GRO to merge).
+    pub client_segmentation_off: bool,
+    /// bridge-nf-call-{iptables,ip6tables,arptables} in the LAN switch
+    /// (`None`: as the host has it), and with `Some(true)` a Kubernetes-like
+    /// FORWARD ruleset there that uses conntrack and drops INVALID packets.
+    pub bridge_netfilter: Option<bool>,
+    /// The production link is a VLAN trunk carrying this tag both ways.
+    pub production_vlan: Option<u16>,
+    /// MTU of the production link (both ends).
+    pub production_mtu: Option<u16>,
+    /// GRO on the online host's production interface.
+    pub online_gro: bool,
+    /// The production server runs in a container: a namespace behind a
+    /// veth pair on the online host, which routes to it (ip_forward on).
+    pub container: bool,
 }
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
@@ -79,11 +119,17 @@ pub struct Lab {
     prefix: String,
     dir: tempfile::TempDir,
     children: Mutex<Vec<Child>>,
+    spec: LabSpec,
 }
 
 impl Lab {
-    /// Builds a fresh lab (after sweeping stale ones).
+    /// Builds a fresh lab with the defaults (after sweeping stale ones).
     pub fn new() -> Self {
+        Self::with(LabSpec::default())
+    }
+
+    /// Builds a fresh lab differing from the defaults as `spec` says.
+    pub fn with(spec: LabSpec) -> Self {
         crate::require_root();
         sweep_stale_labs();
         let prefix = format!(
@@ -100,14 +146,26 @@ impl Lab {
             prefix,
             dir,
             children: Mutex::new(Vec::new()),
+            spec,
         };
         lab.build();
         lab
     }
 
+    /// How this lab differs from the defaults.
+    pub fn spec(&self) -> &LabSpec {
+        &self.spec
+    }
+
+    fn hosts(&self) -> impl Iterator<Item = Host> + '_ {
+        Host::ALL
+            .into_iter()
+            .filter(|h| *h != Host::Container || self.spec.container)
+    }
+
     fn build(&self) {
         use Host::*;
-        for host in Host::ALL {
+        for host in self.hosts() {
             ip(&["netns", "add", &self.ns(host)]);
             self.run(host, &["ip", "link", "set", "lo", "up"]);
             // No IPv6 chatter (router solicitations, DAD) in the counters.
@@ -175,6 +233,99 @@ impl Lab {
         // ... which never forwards them.
         self.run(Assistant, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
         self.run(Online, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+        self.apply_spec();
+    }
+
+    /// The variants of [`LabSpec`], on top of the default lab.
+    fn apply_spec(&self) {
+        use Host::*;
+        let spec = self.spec.clone();
+        if spec.offloads_off {
+            for host in [Client, Online] {
+                self.run(
+                    host,
+                    &[
+                        "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
+                    ],
+                );
+            }
+        }
+        if spec.client_segmentation_off {
+            self.run(
+                Client,
+                &["ethtool", "-K", "eth0", "tso", "off", "gso", "off"],
+            );
+        }
+        if let Some(on) = spec.bridge_netfilter {
+            let v = u8::from(on);
+            for hook in ["iptables", "ip6tables", "arptables"] {
+                self.run(
+                    Lan,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.bridge.bridge-nf-call-{hook}={v}"),
+                    ],
+                );
+            }
+            if on {
+                // What kube-proxy and Docker put in FORWARD: conntrack on
+                // every bridged frame, INVALID ones dropped.
+                for rule in [
+                    "-A FORWARD -m conntrack --ctstate INVALID -j DROP",
+                    "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                    "-A FORWARD -i br0 -o br0 -j ACCEPT",
+                    "-P FORWARD DROP",
+                ] {
+                    let mut argv = vec!["iptables", "-w"];
+                    argv.extend(rule.split(' '));
+                    self.run(Lan, &argv);
+                }
+            }
+        }
+        if let Some(mtu) = spec.production_mtu {
+            let mtu = mtu.to_string();
+            for host in [Client, Online] {
+                self.ip_in(host, &["link", "set", "eth0", "mtu", &mtu]);
+            }
+        }
+        if let Some(vid) = spec.production_vlan {
+            for host in [Client, Online] {
+                crate::tc::vlan_trunk(self, host, "eth0", vid);
+            }
+        }
+        if spec.online_gro {
+            self.run(Online, &["ethtool", "-K", "eth0", "gro", "on"]);
+        }
+        if spec.container {
+            self.ip_in(
+                Online,
+                &[
+                    "link",
+                    "add",
+                    "c0",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    &self.ns(Container),
+                ],
+            );
+            self.ip_in(Online, &["addr", "add", "198.18.3.1/24", "dev", "c0"]);
+            self.ip_in(Online, &["link", "set", "c0", "up"]);
+            self.ip_in(Container, &["addr", "add", "198.18.3.2/24", "dev", "eth0"]);
+            self.ip_in(Container, &["link", "set", "eth0", "up"]);
+            self.ip_in(Container, &["route", "add", "default", "via", "198.18.3.1"]);
+            // A container host routes for its containers; the assistant
+            // must reach a tcpcopy running in one.
+            self.run(Online, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+            self.ip_in(
+                Assistant,
+                &["route", "add", "198.18.3.0/24", "via", "198.18.2.1"],
+            );
+        }
     }
 
     /// The `ip netns` name of `host`'s namespace.
@@ -319,7 +470,7 @@ impl Drop for Lab {
         for child in children.iter_mut() {
             let _ = child.kill();
         }
-        for host in Host::ALL {
+        for host in self.hosts() {
             remove_namespace(&self.ns(host));
         }
         for mut child in children.drain(..) {

@@ -17,6 +17,7 @@ pub mod netns;
 pub mod raw;
 pub mod send;
 pub mod servers;
+pub mod tc;
 pub mod tcpcopy;
 pub mod wait;
 

@@ -33,15 +33,20 @@ pub struct TcpcopyProcess {
 }
 
 impl TcpcopyProcess {
-    /// Starts tcpcopy with `args` (plus logging and a 1 s statistics
-    /// interval); returns once it says it is replaying.
+    /// Starts tcpcopy on the online host with `args` (plus logging and a
+    /// 1 s statistics interval); returns once it says it is replaying.
     pub fn start(lab: &Lab, args: &[&str]) -> Self {
+        Self::start_in(lab, Host::Online, args)
+    }
+
+    /// As [`TcpcopyProcess::start`], in `host` (e.g. a container).
+    pub fn start_in(lab: &Lab, host: Host, args: &[&str]) -> Self {
         let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
         let log = lab.dir().join(format!("tcpcopy-{n}.log"));
         let out = lab.dir().join(format!("tcpcopy-{n}.out"));
         let out_file = std::fs::File::create(&out).expect("create tcpcopy's output file");
         let bin = tcpcopy_binary().to_string_lossy().into_owned();
-        let mut cmd = lab.command(Host::Online, &bin);
+        let mut cmd = lab.command(host, &bin);
         cmd.arg("-l")
             .arg(&log)
             .args(["--stats-interval", "1"])

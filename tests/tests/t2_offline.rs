@@ -13,7 +13,7 @@ use std::{
 use tcpcopy_tests::{
     capture::{Tcpdump, finish_all, pcap_record_offsets, records, to_pcapng, with_vlan_tag},
     intercept::InterceptProcess,
-    lab::{Host, Lab, ONLINE_IP, TARGET_IP},
+    lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
     servers::{Nginx, start_nginx, start_redis},
     tcpcopy::{Finished, run_to_end},
     wait::{DEADLINE, wait_until},
@@ -274,6 +274,77 @@ fn recorded_redis_traffic_leaves_the_target_with_productions_keys() {
     assert!(
         target.dump(&lab, Host::Target) == want,
         "the target's keys and values equal production's\n{}",
+        done.stdout
+    );
+}
+
+/// A recording made with tcpdump on a production host with GRO on (as on
+/// most hosts with real NICs) holds merged packets of many segments, whose
+/// TCP checksum field holds only the pseudo-header sum. Replayed, they are
+/// completed and split to the target's MTU: the target ends with
+/// production's keys.
+#[test]
+fn a_recording_made_on_a_host_with_gro_replays_completely() {
+    let lab = Lab::with(LabSpec {
+        client_segmentation_off: true,
+        online_gro: true,
+        ..LabSpec::default()
+    });
+    let online = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
+    let target = start_redis(&lab, Host::Target, TARGET_IP, 6379);
+    let rec = Tcpdump::start(&lab, Host::Online, "eth0", "gro.pcap", &[], "tcp port 6379");
+    lab.run(
+        Host::Client,
+        &[
+            "redis-benchmark",
+            "-h",
+            "198.18.1.1",
+            "-p",
+            "6379",
+            "-t",
+            "set",
+            "-n",
+            "200",
+            "-r",
+            "100000",
+            "-c",
+            "4",
+            "-d",
+            "30000",
+            "-q",
+        ],
+    );
+    let file = rec.finish();
+    let merged = records(&file)
+        .iter()
+        .filter(|(_, _, _, len)| *len > 1514)
+        .count();
+    assert!(merged > 0, "GRO merged no packet in the recording");
+    let want = online.dump(&lab, Host::Online);
+    assert!(want.len() > 150, "production holds {} keys", want.len());
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
+    let done = replay(&lab, 6379, &file, &["--top-speed"]);
+    assert_eq!(done.summary_number("failed:"), 0, "{}", done.stdout);
+    wait_until("the target to hold production's keys", DEADLINE, || {
+        let n = target.dbsize(&lab, Host::Target);
+        if n >= want.len() as u64 {
+            Ok(())
+        } else {
+            Err(format!("{n} of {} keys", want.len()))
+        }
+    });
+    assert!(
+        target.dump(&lab, Host::Target) == want,
+        "the target's keys and values equal production's\n{}",
+        done.stdout
+    );
+    let stats = done.stats.as_ref().expect("final stats");
+    assert!(stats["split_packets"] > 0, "{stats:?}");
+    assert!(stats["checksum_completed"] > 0, "{stats:?}");
+    assert_eq!(stats["bad_checksum"], 0, "{stats:?}");
+    assert!(
+        done.stdout.contains("checksums left for the NIC"),
+        "the summary says so: {}",
         done.stdout
     );
 }

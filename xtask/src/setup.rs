@@ -31,6 +31,8 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "tcpreplay",
     "iputils-ping",
+    // the lab's netfilter (bridge netfilter with a Kubernetes-like ruleset)
+    "iptables",
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -78,7 +78,10 @@ impl crate::worker::PacketSource for PacketRing {
         vec![self.as_raw_fd()]
     }
 
-    fn dropped(&self) -> u64 {
-        self.bad_entries + self.truncated
+    fn dropped(&self) -> crate::worker::SourceDrops {
+        crate::worker::SourceDrops {
+            unusable: self.bad_entries + self.truncated,
+            ..Default::default()
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::{net::Ipv4Addr, os::fd::AsRawFd};
 
 use aya::maps::{MapData, RingBuf, XskMap};
 use tcpcopy_common::{counters::CaptureCounter, table::EndpointKey};
-use tcpcopy_runtime::xdp::{AttachMode, XdpError, XdpObject};
+use tcpcopy_runtime::xdp::{AttachMode, XdpError, XdpModePolicy, XdpObject};
 
 use super::ring::PacketRing;
 
@@ -106,9 +106,19 @@ impl CaptureProgram {
             .insert_target(EndpointKey::new(octets, port), rule)
     }
 
-    /// Attaches to `iface` in the calling thread's network namespace.
+    /// Attaches to `iface` in the calling thread's network namespace
+    /// (native mode, else generic).
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
         self.object.attach(iface)
+    }
+
+    /// Attaches to `iface` in the modes `policy` allows.
+    pub fn attach_with(
+        &mut self,
+        iface: &str,
+        policy: XdpModePolicy,
+    ) -> Result<AttachMode, XdpError> {
+        self.object.attach_with(iface, policy)
     }
 
     /// Detaches from every interface (also happens when dropped).

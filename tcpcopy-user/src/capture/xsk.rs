@@ -16,15 +16,18 @@ use std::{
 use tcpcopy_common::pkt::{Frame, parse_ipv4_tcp};
 use xsk_rs::{
     FillQueue, FrameDesc, RxQueue, Socket, Umem,
-    config::{Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
+    config::{FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
 };
 
-use crate::{clock, worker::PacketSource};
+use crate::{
+    clock,
+    worker::{PacketSource, SourceDrops},
+};
 
-/// Frames per queue's UMEM (2 KiB each): half in the fill queue, half
-/// being read or waiting.
-const FRAMES: u32 = 4096;
-const RING: u32 = 2048;
+/// Bytes of a UMEM frame: a frame of up to 1,518 bytes and its headroom.
+const FRAME_BYTES: u32 = 2048;
+/// Frames per queue, at least: a burst of this many waits for the reader.
+const MIN_FRAMES: u32 = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
@@ -74,8 +77,16 @@ pub fn rx_queue_count(iface: &str) -> Result<u32, XskError> {
 impl MirrorSource {
     /// Opens one socket per RX queue of `iface` (before the program is
     /// attached: register each socket with
-    /// `CaptureProgram::register_socket`, then attach).
-    pub fn open(iface: &str, queues: u32) -> Result<Self, XskError> {
+    /// `CaptureProgram::register_socket`, then attach), with `ring_bytes`
+    /// of frames between them (`--ring-size`): a SPAN port delivers bursts
+    /// at line rate, and a burst longer than the RX ring while tcpcopy is
+    /// descheduled is lost (counted: `xsk_rx_ring_full`).
+    pub fn open(iface: &str, queues: u32, ring_bytes: u32) -> Result<Self, XskError> {
+        // Every frame starts in the fill ring; only the batch being read
+        // is out of the kernel's hands.
+        let frames = (ring_bytes / FRAME_BYTES / queues.max(1))
+            .max(MIN_FRAMES)
+            .next_power_of_two();
         let name: Interface = iface
             .parse()
             .map_err(|_| XskError::Interface(iface.to_owned()))?;
@@ -86,15 +97,18 @@ impl MirrorSource {
         };
         let mut out = Vec::new();
         for queue in 0..queues {
-            let ring = QueueSize::new(RING).map_err(|e| setup(queue, e.to_string()))?;
+            let ring = QueueSize::new(frames).map_err(|e| setup(queue, e.to_string()))?;
+            let frame_size =
+                FrameSize::new(FRAME_BYTES).map_err(|e| setup(queue, e.to_string()))?;
             let umem_config = UmemConfig::builder()
+                .frame_size(frame_size)
                 .fill_queue_size(ring)
                 .comp_queue_size(ring)
                 .build()
                 .map_err(|e| setup(queue, e.to_string()))?;
-            let (umem, mut frames) = Umem::new(
+            let (umem, descs) = Umem::new(
                 umem_config,
-                NonZeroU32::new(FRAMES).expect("non-zero"),
+                NonZeroU32::new(frames).expect("non-zero"),
                 false,
             )
             .map_err(|e| setup(queue, format!("UMEM: {e}")))?;
@@ -107,21 +121,20 @@ impl MirrorSource {
             let (_tx, rx, fq_cq) = unsafe { Socket::new(socket_config, &umem, &name, queue) }
                 .map_err(|e| setup(queue, format!("socket: {e}")))?;
             let (mut fill, _comp) = fq_cq.ok_or_else(|| setup(queue, "no fill queue".into()))?;
-            let spare = frames.split_off(RING as usize);
             // SAFETY: the frames belong to this UMEM and are not in use.
-            let produced = unsafe { fill.produce(&frames) };
-            if produced != frames.len() {
+            let produced = unsafe { fill.produce(&descs) };
+            if produced != descs.len() {
                 return Err(setup(
                     queue,
-                    format!("fill queue took {produced} of {} frames", frames.len()),
+                    format!("fill queue took {produced} of {} frames", descs.len()),
                 ));
             }
             out.push(QueueSocket {
                 umem,
                 rx,
                 fill,
-                batch: frames,
-                spare,
+                batch: Vec::new(),
+                spare: Vec::new(),
             });
         }
         Ok(Self {
@@ -153,7 +166,7 @@ impl PacketSource for MirrorSource {
                 let n = unsafe { q.fill.produce(&q.spare) };
                 q.spare.drain(..n);
             }
-            let want = (max - total).min(RING as usize);
+            let want = max - total;
             q.batch.resize(want, FrameDesc::default());
             // SAFETY: descriptors are written by the kernel into our buffer.
             let n = unsafe { q.rx.consume(&mut q.batch[..want]) };
@@ -181,7 +194,17 @@ impl PacketSource for MirrorSource {
         self.queues.iter().map(|q| q.rx.fd().as_raw_fd()).collect()
     }
 
-    fn dropped(&self) -> u64 {
-        self.dropped
+    fn dropped(&self) -> SourceDrops {
+        let mut drops = SourceDrops {
+            unusable: self.dropped,
+            ..SourceDrops::default()
+        };
+        for q in &self.queues {
+            if let Ok(st) = q.rx.fd().xdp_statistics() {
+                drops.socket_ring_full += st.rx_ring_full();
+                drops.socket_dropped += st.rx_dropped() + st.rx_invalid_descs();
+            }
+        }
+        drops
     }
 }

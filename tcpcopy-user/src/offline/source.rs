@@ -483,8 +483,9 @@ impl PacketSource for OfflineSource {
         Vec::new()
     }
 
-    fn dropped(&self) -> u64 {
-        0
+    fn dropped(&self) -> crate::worker::SourceDrops {
+        // What the file held that is not replayed is in its report.
+        crate::worker::SourceDrops::default()
     }
 
     fn finished(&self) -> bool {

@@ -338,7 +338,9 @@ fn main() {
     let args = Args::parse();
     tcpcopy_tests::require_root();
     let lab = Lab::new();
-    // As in the T2 tests: the lab's replies leave the target like a wire.
+    // As in t2_intercept: the lab's replies leave the target like a wire,
+    // so the loss accounting can compare what the target sent (read by a
+    // tap on its NIC, before any offload) with what intercept reported.
     lab.run(
         Host::Target,
         &[

@@ -196,8 +196,11 @@ fn main() {
     }
     let lab = Lab::new();
     if !args.bridge_netfilter {
-        // br_netfilter (loaded on this host for other reasons) makes every
-        // bridged frame cross iptables; a LAN switch does not.
+        // Not the default (the host's setting), on purpose: this measures
+        // our senders, and with br_netfilter every bridged frame of the
+        // lab's switch also crosses iptables, which a real LAN switch
+        // does not do (--bridge-netfilter measures with it; t2_matrix
+        // tests replay with it).
         for table in ["iptables", "ip6tables", "arptables"] {
             let key = format!("net.bridge.bridge-nf-call-{table}=0");
             let out = lab.output(Host::Lan, &["sysctl", "-qw", &key]);
