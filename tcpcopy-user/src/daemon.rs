@@ -31,6 +31,7 @@ use crate::{
     },
     cli::{CaptureKind, Cli, XdpMode},
     clock,
+    diagnose::{HandshakeWatch, Setup},
     dispatch::Dispatcher,
     engine::Engine,
     link::{self, InterceptLink, LinkError},
@@ -89,6 +90,8 @@ pub struct Tcpcopy {
     workers: Vec<Ready>,
     dispatcher: Option<Dispatcher>,
     stats_interval: Duration,
+    /// Self-diagnosis (not in a dry run: nothing real to diagnose).
+    watch: Option<HandshakeWatch>,
 }
 
 /// How a run ended.
@@ -253,6 +256,22 @@ impl Tcpcopy {
             workers,
             dispatcher,
             stats_interval: Duration::from_secs(cli.stats_interval),
+            watch: (!cli.dry_run).then(|| {
+                HandshakeWatch::new(Setup {
+                    targets: cli
+                        .transfer
+                        .0
+                        .iter()
+                        .map(|t| t.rule.target.to_string())
+                        .collect(),
+                    intercepts: cli
+                        .intercept_list()
+                        .iter()
+                        .map(|(h, p)| format!("{h}:{p}"))
+                        .collect(),
+                    output: cli.output.clone().unwrap_or_default(),
+                })
+            }),
         })
     }
 
@@ -330,6 +349,11 @@ impl Tcpcopy {
                 break;
             }
             let now = Snapshot::take(&shared, capture);
+            if let Some(watch) = &mut self.watch
+                && let Some(warning) = watch.observe(now.at, now.observation())
+            {
+                tracing::warn!("{warning}");
+            }
             if let (Some(p), Some(o)) = (&mut progress, &self.offline) {
                 p.show(o, &now);
             }

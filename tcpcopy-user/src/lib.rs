@@ -5,14 +5,16 @@
 //! [`send`] (AF_XDP or a raw packet socket). A [`worker`] owns one engine
 //! shard, its [`link`]s to intercept and its sender; [`daemon`] starts and
 //! stops them (with `dispatch` when several workers share one packet
-//! source, and `stats_line` for the statistics line), [`cli`] is the
-//! command line, and [`packet`] the packet model everything shares.
+//! source, `stats_line` for the statistics line and [`diagnose`] for the
+//! warnings a failing replay gives), [`cli`] is the command line, and
+//! [`packet`] the packet model everything shares.
 
 pub mod capture;
 pub mod cli;
 pub mod clock;
 #[cfg(feature = "xdp")]
 pub mod daemon;
+pub mod diagnose;
 #[cfg(feature = "xdp")]
 mod dispatch;
 pub mod engine;

@@ -9,6 +9,8 @@ use tcpcopy_common::counters::CaptureCounter;
 use crate::{
     capture::xdp::CaptureProgram,
     clock,
+    diagnose::Observation,
+    send::DropReason,
     worker::{WorkerReport, WorkerShared},
 };
 
@@ -39,6 +41,24 @@ impl Snapshot {
             capture: capture
                 .and_then(|c| c.counters().ok())
                 .unwrap_or(CaptureCounter::ALL.map(|c| (c, 0))),
+        }
+    }
+
+    /// The counters self-diagnosis reads.
+    pub(crate) fn observation(&self) -> Observation {
+        let e = &self.report.engine;
+        let r = &self.report;
+        Observation {
+            syns_sent: e.sessions_syn + e.sessions_faked + e.reconnects + e.syn_retransmits,
+            handshakes_answered: e.established
+                + e.closed[crate::engine::CloseReason::TargetRefused as usize],
+            replies: e.replies,
+            replies_unknown: e.replies_unknown,
+            links_up: r.links_up,
+            links_total: r.links_total,
+            no_next_hop: r.sink.dropped(DropReason::NoNextHop),
+            frames_out: r.sink.frames,
+            checksum_completed: e.checksum_completed,
         }
     }
 

@@ -85,6 +85,10 @@ fn every_nginx_request_to_production_reaches_the_target() {
     );
     let stats = tcpcopy.wait_stats("sessions completed", |s| s["closed_completed"] >= N as u64);
     assert_eq!(stats["sessions_syn"], N as u64);
+    assert!(
+        !tcpcopy.log_text().contains("no handshake answered"),
+        "no false alarm"
+    );
     let (status, fin) = tcpcopy.stop();
     assert!(status.success(), "tcpcopy exit: {status}");
     assert_eq!(fin["send_dropped"], 0);
@@ -397,4 +401,44 @@ fn a_signal_during_start_up_stops_tcpcopy_cleanly() {
     assert!(text.contains("final stats"), "{text}");
     let link = lab.run(Host::Online, &["ip", "link", "show", "eth0"]);
     assert!(!link.contains("xdp"), "detached: {link}");
+}
+
+/// A replay that delivers nothing says so within seconds: here the target
+/// has no route for the client addresses, so its SYN-ACKs never reach the
+/// assistant. One warning names what was seen and the likely causes, the
+/// missing route first; it is not repeated within 30 s.
+#[test]
+fn unanswered_handshakes_are_diagnosed_within_seconds() {
+    let lab = Lab::new();
+    let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let _target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    lab.run(
+        Host::Target,
+        &["ip", "route", "del", "198.18.1.0/24", "via", "198.18.2.3"],
+    );
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let mut tcpcopy = start_tcpcopy(&lab, 80, &[]);
+    let started = std::time::Instant::now();
+    for i in 0..25 {
+        curl(&lab, &[format!("http://{ONLINE_IP}/lost/{i}")]);
+    }
+    assert_eq!(online.requests().len(), 25, "production is not affected");
+    let line = tcpcopy.wait_log("no handshake answered");
+    let took = started.elapsed();
+    println!("diagnosed after {took:?}: {line}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let route = line.find("no route for the client addresses").expect(&line);
+    let filter = line.find("filter does not match").expect(&line);
+    assert!(route < filter, "the missing route first: {line}");
+    // A few more seconds of unanswered SYNs: still one warning.
+    for i in 0..25 {
+        curl(&lab, &[format!("http://{ONLINE_IP}/still-lost/{i}")]);
+    }
+    tcpcopy.wait_stats("more SYNs sent", |s| {
+        s["syn_retransmits"] + s["sessions_syn"] >= 100
+    });
+    let warnings = tcpcopy.log_text().matches("no handshake answered").count();
+    assert_eq!(warnings, 1, "{}", tcpcopy.log_text());
+    let (status, _) = tcpcopy.stop();
+    assert!(status.success());
 }
