@@ -9,6 +9,7 @@ use std::{net::Ipv4Addr, net::SocketAddrV4, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use tcpcopy_common::proto::INTERCEPT_PORT;
+use tcpcopy_runtime::xdp::XdpModePolicy;
 
 use crate::{
     access::Cidr,
@@ -116,6 +117,10 @@ pub struct Cli {
     #[arg(long = "ring-size", value_name = "BYTES", default_value = "4M", value_parser = parse_ring_size)]
     pub ring_bytes: u32,
 
+    /// XDP attach mode: auto (native, else generic), native, or generic.
+    #[arg(long = "xdp-mode", value_name = "MODE", default_value = "auto")]
+    pub xdp_mode: XdpModePolicy,
+
     /// Most unsent bytes per tcpcopy connection before its records are dropped (e.g. 2M).
     #[arg(long = "peer-buffer", value_name = "BYTES", default_value = "2M", value_parser = parse_peer_buffer)]
     pub peer_buffer: u32,
@@ -147,6 +152,7 @@ impl Cli {
             listen: SocketAddrV4::new(self.bind, self.port),
             allow: self.allow.clone(),
             ring_bytes: self.ring_bytes,
+            xdp_mode: self.xdp_mode,
             peer_buffer: self.peer_buffer as usize,
             stats_interval: (self.stats_interval > 0)
                 .then(|| Duration::from_secs(self.stats_interval)),

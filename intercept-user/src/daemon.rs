@@ -28,7 +28,7 @@ use mio::{
 };
 use tcpcopy_common::proto::HeaderRecord;
 use tcpcopy_runtime::process::StopSignal;
-use tcpcopy_runtime::xdp::{AttachMode, XdpError};
+use tcpcopy_runtime::xdp::{AttachMode, XdpError, XdpModePolicy};
 
 use crate::{
     access::{Cidr, is_allowed},
@@ -61,6 +61,8 @@ pub struct DaemonConfig {
     pub listen: SocketAddrV4,
     pub allow: Vec<Cidr>,
     pub ring_bytes: u32,
+    /// Which XDP attach modes to try.
+    pub xdp_mode: XdpModePolicy,
     /// Most unsent bytes per peer.
     pub peer_buffer: usize,
     /// Statistics period; `None`: only at exit.
@@ -107,7 +109,7 @@ impl Intercept {
         let ring = program.take_ring()?;
         let mut attached = Vec::new();
         for iface in &config.interfaces {
-            let mode = program.attach(iface)?;
+            let mode = program.attach_with(iface, config.xdp_mode)?;
             tracing::info!(iface, ?mode, "XDP reply program attached");
             attached.push((iface.clone(), mode));
         }
@@ -396,6 +398,14 @@ impl LoopState {
                         }
                     }
                     PeerEvent::Withdraw(key) => self.router.withdraw(&key, id),
+                    PeerEvent::VersionQuery => {
+                        if let Some(peer) = self.peers.get_mut(&id) {
+                            peer.answer_version();
+                            if !peer.write_blocked {
+                                self.writing.insert(id);
+                            }
+                        }
+                    }
                 }
             }
             match result {

@@ -11,7 +11,7 @@
 //!   about 2 ms, through a bounded per-peer outbox.
 //!
 //! [`daemon`] runs the stages in one event loop; [`cli`], [`access`] and
-//! [`stats`] are the daemon's edges (process plumbing comes from
+//! [`stats`] are the daemon's edges, [`doctor`] its preflight checks (process plumbing comes from
 //! `tcpcopy_runtime::process`). The `intercept` binary
 //! (`src/main.rs`) wires them up.
 
@@ -20,6 +20,7 @@ pub mod batch;
 pub mod capture;
 pub mod cli;
 pub mod daemon;
+pub mod doctor;
 pub mod peer;
 pub mod route;
 pub mod stats;

@@ -11,6 +11,18 @@ use intercept_user::{cli::Cli, daemon::Intercept};
 use tcpcopy_runtime::process::{PidFile, StopSignal, daemonize, init_logging};
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "doctor") {
+        // `intercept doctor` takes intercept's own options.
+        let argv = std::iter::once("intercept doctor".into()).chain(std::env::args_os().skip(2));
+        let cli = Cli::parse_from(argv);
+        let report = intercept_user::doctor::run(&cli);
+        print!("{report}");
+        return if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let cli = Cli::parse();
     if let Err(e) = init_logging(cli.log.as_deref()) {
         eprintln!("intercept: error: {e:#}");

@@ -1,7 +1,8 @@
 //! One tcpcopy connection: its inbound message stream and outbound frames.
 //!
 //! Inbound, the first message must be the hello (type 6, zero addresses);
-//! then CLIENT_ADD / CLIENT_DEL messages become [`PeerEvent`]s. Anything
+//! then CLIENT_ADD / CLIENT_DEL messages (and the version query extension)
+//! become [`PeerEvent`]s. Anything
 //! else (an unknown type, no hello, a stream cut mid-message) closes this
 //! connection with a [`PeerClosed`] reason and touches no other peer.
 //! Outbound, records pass through the peer's [`Batcher`] into its bounded
@@ -13,7 +14,9 @@ use std::{
 };
 
 use mio::net::TcpStream;
-use tcpcopy_common::proto::{CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType, ProtoError};
+use tcpcopy_common::proto::{
+    CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType, ProtoError, VersionInfo,
+};
 
 use crate::{
     batch::{Batcher, outbox::Outbox},
@@ -27,6 +30,8 @@ pub enum PeerEvent {
     Announce(RouteKey),
     /// CLIENT_DEL: forget the route.
     Withdraw(RouteKey),
+    /// Extension: the peer asks who we are (answered with our version).
+    VersionQuery,
 }
 
 /// Why a connection ended.
@@ -99,6 +104,7 @@ impl Inbound {
                     MsgType::Del => on_event(PeerEvent::Withdraw(RouteKey::of_msg(&msg))),
                     // A repeated hello changes nothing.
                     MsgType::Hello => {}
+                    MsgType::VersionQuery => on_event(PeerEvent::VersionQuery),
                 }
             })
             .map_err(PeerClosed::Protocol)?;
@@ -191,6 +197,16 @@ impl Peer {
         }
     }
 
+    /// Queues our [`VersionInfo`] (after the records already waiting, so
+    /// the stream stays a sequence of whole frames).
+    pub fn answer_version(&mut self) {
+        self.flush_batch();
+        let info = VersionInfo::new(env!("CARGO_PKG_VERSION"), 0);
+        // An outbox too full for 66 bytes belongs to a peer that is not
+        // reading: it will not miss the answer.
+        let _ = self.outbox.push_raw(&info.encode());
+    }
+
     /// Writes what the outbox holds until the socket would block. Returns
     /// how many records were fully written.
     pub fn write_out(&mut self) -> Result<u64, PeerClosed> {
@@ -227,6 +243,29 @@ mod tests {
         let mut got = Vec::new();
         inbound.accept(bytes, |e| got.push(e))?;
         Ok(got)
+    }
+
+    #[test]
+    fn a_version_query_after_the_hello_asks_for_our_version() {
+        let mut inbound = Inbound::default();
+        let got = events(
+            &mut inbound,
+            &wire(&[ClientMsg::hello(), ClientMsg::version_query(), add(1)]),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                PeerEvent::VersionQuery,
+                PeerEvent::Announce(RouteKey::of_msg(&add(1)))
+            ]
+        );
+        // Before the hello it is no hello.
+        let mut fresh = Inbound::default();
+        assert!(matches!(
+            events(&mut fresh, &wire(&[ClientMsg::version_query()])),
+            Err(PeerClosed::NoHello(_))
+        ));
     }
 
     #[test]

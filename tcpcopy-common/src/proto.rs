@@ -27,6 +27,14 @@
 //!
 //! The decoders here never panic: bad input is an error, and the caller
 //! closes that one connection.
+//!
+//! Extensions are asked for, never assumed: an original tcpcopy never sends
+//! them, so it never sees an answer. [`MsgType::VersionQuery`] (after the
+//! hello) asks intercept who it is; this intercept answers with one
+//! [`VersionInfo`] frame: the count field holds [`VERSION_FRAME_MARK`]
+//! (never a record count: those are at most 16), then 64 bytes. The C
+//! intercept logs an unknown type and answers nothing, which tells an asker
+//! it is talking to a 1.x intercept.
 
 /// The TCP port intercept listens on.
 pub const INTERCEPT_PORT: u16 = 36524;
@@ -52,6 +60,8 @@ pub enum MsgType {
     Del,
     /// First message of a connection: the protocol version (6 = 1.x).
     Hello,
+    /// Extension: who are you? (Answered with a [`VersionInfo`] frame.)
+    VersionQuery,
 }
 
 impl MsgType {
@@ -60,6 +70,7 @@ impl MsgType {
             Self::Add => 1,
             Self::Del => 2,
             Self::Hello => 6,
+            Self::VersionQuery => VERSION_QUERY_TYPE,
         }
     }
 
@@ -68,8 +79,67 @@ impl MsgType {
             1 => Some(Self::Add),
             2 => Some(Self::Del),
             6 => Some(Self::Hello),
+            VERSION_QUERY_TYPE => Some(Self::VersionQuery),
             _ => None,
         }
+    }
+}
+
+/// The wire type of [`MsgType::VersionQuery`] (`"tv"`: far from TCPCopy's
+/// own small numbers).
+pub const VERSION_QUERY_TYPE: u16 = 0x7476;
+/// The count field of a [`VersionInfo`] frame.
+pub const VERSION_FRAME_MARK: u16 = 0x8076;
+/// Bytes of a [`VersionInfo`] frame: the mark and 64 bytes.
+pub const VERSION_FRAME_LEN: usize = 2 + 64;
+const VERSION_MAGIC: [u8; 8] = *b"tcpcp-rs";
+
+/// What an intercept says about itself, answering [`MsgType::VersionQuery`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The program's version, e.g. `0.1.0` (at most 32 bytes, UTF-8).
+    pub version: [u8; 32],
+    /// Extensions the sender supports, as bits (none defined yet: 0).
+    pub capabilities: u32,
+}
+
+impl VersionInfo {
+    pub fn new(version: &str, capabilities: u32) -> Self {
+        let mut v = [0u8; 32];
+        let n = version.len().min(32);
+        v[..n].copy_from_slice(&version.as_bytes()[..n]);
+        Self {
+            version: v,
+            capabilities,
+        }
+    }
+
+    /// The version text (up to the first NUL; lossy).
+    pub fn version_str(&self) -> &str {
+        let end = self.version.iter().position(|&b| b == 0).unwrap_or(32);
+        core::str::from_utf8(&self.version[..end]).unwrap_or("?")
+    }
+
+    /// The frame: mark, magic, version, capabilities, zero padding.
+    pub fn encode(&self) -> [u8; VERSION_FRAME_LEN] {
+        let mut b = [0u8; VERSION_FRAME_LEN];
+        b[0..2].copy_from_slice(&VERSION_FRAME_MARK.to_be_bytes());
+        b[2..10].copy_from_slice(&VERSION_MAGIC);
+        b[10..42].copy_from_slice(&self.version);
+        b[42..46].copy_from_slice(&self.capabilities.to_be_bytes());
+        b
+    }
+
+    /// Reads a frame; `None` unless it is one (mark and magic).
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let b: &[u8; VERSION_FRAME_LEN] = b.get(..VERSION_FRAME_LEN)?.try_into().ok()?;
+        if b[0..2] != VERSION_FRAME_MARK.to_be_bytes() || b[2..10] != VERSION_MAGIC {
+            return None;
+        }
+        Some(Self {
+            version: b[10..42].try_into().ok()?,
+            capabilities: u32::from_be_bytes(b[42..46].try_into().ok()?),
+        })
     }
 }
 
@@ -115,6 +185,17 @@ impl ClientMsg {
             client_ip: [0; 4],
             client_port: 0,
             kind: MsgType::Hello,
+            target_ip: [0; 4],
+            target_port: 0,
+        }
+    }
+
+    /// Extension: asks intercept for its [`VersionInfo`].
+    pub const fn version_query() -> Self {
+        Self {
+            client_ip: [0; 4],
+            client_port: 0,
+            kind: MsgType::VersionQuery,
             target_ip: [0; 4],
             target_port: 0,
         }
@@ -498,6 +579,31 @@ mod tests {
         wire[7] = 9;
         let mut dec = ClientMsgDecoder::new();
         assert_eq!(dec.push(&wire, |_| {}), Err(ProtoError::UnknownType(9)));
+    }
+
+    #[test]
+    fn the_version_query_and_its_answer_are_byte_exact() {
+        let q = ClientMsg::version_query().encode();
+        assert_eq!(q, [0, 0, 0, 0, 0, 0, 0x74, 0x76, 0, 0, 0, 0, 0, 0]);
+        let mut dec = ClientMsgDecoder::new();
+        let mut got = Vec::new();
+        dec.push(&q, |m| got.push(m)).unwrap();
+        assert_eq!(got, [ClientMsg::version_query()]);
+
+        let info = VersionInfo::new("0.1.0", 0);
+        let frame = info.encode();
+        assert_eq!(&frame[..10], b"\x80\x76tcpcp-rs");
+        assert_eq!(&frame[10..15], b"0.1.0");
+        assert!(frame[15..].iter().all(|&b| b == 0));
+        let back = VersionInfo::decode(&frame).unwrap();
+        assert_eq!((back, back.version_str()), (info, "0.1.0"));
+        // Never taken for a record frame, and a record frame never for it.
+        let mut rec_dec = RecordFrameDecoder::new();
+        assert!(rec_dec.push(&frame, |_| {}).is_err());
+        let mut recs = [0u8; MAX_FRAME_LEN];
+        let n = encode_frame(&[record(3)], &mut recs);
+        assert_eq!(VersionInfo::decode(&recs[..n]), None);
+        assert_eq!(VersionInfo::decode(&frame[..20]), None);
     }
 
     fn record(n: u8) -> HeaderRecord {

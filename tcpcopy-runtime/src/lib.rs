@@ -5,7 +5,11 @@
 //! objects define. It attaches through bpf_link (native mode first, generic
 //! as a fallback), so the program goes away with the process.
 //! [`process`] holds what both daemons do as processes: signals, the pid
-//! file, running in the background, logging.
+//! file, running in the background, logging. [`netdev`] reads what the
+//! `doctor` commands check about interfaces and the host's IPv4 settings,
+//! and [`doctor`] is how they print it.
 
+pub mod doctor;
+pub mod netdev;
 pub mod process;
 pub mod xdp;

@@ -29,30 +29,37 @@ pub enum XdpError {
     )]
     Attach {
         iface: String,
-        native: Box<ProgramError>,
-        generic: Box<ProgramError>,
+        native: String,
+        generic: String,
     },
     #[error(
         "cannot attach XDP to {iface} in native mode: {native} (the driver may lack native \
          XDP: try --xdp-mode auto, which falls back to generic mode)"
     )]
-    AttachNative {
-        iface: String,
-        native: Box<ProgramError>,
-    },
+    AttachNative { iface: String, native: String },
     #[error(
         "cannot attach XDP to {iface} in generic mode: {generic} (is the interface name \
          right, and are we root?)"
     )]
-    AttachGeneric {
-        iface: String,
-        generic: Box<ProgramError>,
-    },
+    AttachGeneric { iface: String, generic: String },
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,
         source: Box<MapError>,
     },
+}
+
+/// `e` and every error under it (aya's syscall errors keep the errno in
+/// their source), joined by ": ".
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
 }
 
 impl XdpError {
@@ -178,7 +185,7 @@ impl XdpObject {
                 Err(e) if policy == XdpModePolicy::Native => {
                     return Err(XdpError::AttachNative {
                         iface: iface.to_owned(),
-                        native: Box::new(e),
+                        native: with_sources(&e),
                     });
                 }
                 Err(e) => Some(e),
@@ -199,12 +206,12 @@ impl XdpObject {
             Err(generic) => Err(match native {
                 Some(native) => XdpError::Attach {
                     iface: iface.to_owned(),
-                    native: Box::new(native),
-                    generic: Box::new(generic),
+                    native: with_sources(&native),
+                    generic: with_sources(&generic),
                 },
                 None => XdpError::AttachGeneric {
                     iface: iface.to_owned(),
-                    generic: Box::new(generic),
+                    generic: with_sources(&generic),
                 },
             }),
         }

@@ -17,6 +17,8 @@ pub mod daemon;
 pub mod diagnose;
 #[cfg(feature = "xdp")]
 mod dispatch;
+#[cfg(feature = "xdp")]
+pub mod doctor;
 pub mod engine;
 pub mod link;
 pub mod offline;

@@ -10,9 +10,12 @@ use std::{io::Write, process::ExitCode};
 use anyhow::Context;
 use clap::Parser;
 use tcpcopy_runtime::process::{PidFile, StopSignal, daemonize, init_logging};
-use tcpcopy_user::{cli::Cli, daemon::Tcpcopy};
+use tcpcopy_user::{cli::Cli, daemon::Tcpcopy, doctor::DoctorCli};
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "doctor") {
+        return doctor();
+    }
     let cli = Cli::parse();
     if let Err(e) = cli.validate() {
         eprintln!("tcpcopy: error: {e}");
@@ -32,6 +35,23 @@ fn main() -> ExitCode {
             eprintln!("tcpcopy: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `tcpcopy doctor ...`: the checks, printed; exit 1 if any failed.
+fn doctor() -> ExitCode {
+    let argv = std::iter::once("tcpcopy doctor".into()).chain(std::env::args_os().skip(2));
+    let args = DoctorCli::parse_from(argv);
+    if let Err(e) = args.run.validate() {
+        eprintln!("tcpcopy doctor: error: {e}");
+        return ExitCode::from(2);
+    }
+    let report = tcpcopy_user::doctor::run(&args.run, &args.probe);
+    print!("{report}");
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -72,6 +72,17 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues bytes that are not a record frame (an extension's answer) as
+    /// one unit of no records.
+    pub fn push_raw(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        if self.pending_bytes() + bytes.len() > self.limit {
+            return Err(Overflow { records: 0 });
+        }
+        self.buf.extend_from_slice(bytes);
+        self.frames.push_back((self.buf.len(), 0));
+        Ok(())
+    }
+
     /// Writes until the socket would block or nothing is left. Returns how
     /// many records were fully written by this call. `WouldBlock` is not an
     /// error (check [`is_empty`](Self::is_empty)); any other error is.

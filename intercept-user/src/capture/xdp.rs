@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::RingBuf;
 use tcpcopy_common::{counters::InterceptCounter, table::EndpointKey};
-use tcpcopy_runtime::xdp::{AttachMode, XdpError, XdpObject};
+use tcpcopy_runtime::xdp::{AttachMode, XdpError, XdpModePolicy, XdpObject};
 
 use super::ring::ReplyRing;
 
@@ -56,6 +56,15 @@ impl ReplyProgram {
     /// Attaches to `iface` in the calling thread's network namespace.
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
         self.object.attach(iface)
+    }
+
+    /// Attaches to `iface` in the modes `policy` allows.
+    pub fn attach_with(
+        &mut self,
+        iface: &str,
+        policy: XdpModePolicy,
+    ) -> Result<AttachMode, XdpError> {
+        self.object.attach_with(iface, policy)
     }
 
     /// Detaches from every interface (also happens when dropped).

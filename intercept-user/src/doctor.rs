@@ -1,0 +1,148 @@
+//! `intercept doctor`: checks what intercept needs on the assistant host
+//! and prints a line per check with the fix for each problem.
+//!
+//! Checks: each interface (up, MTU), XDP on it (the reply program is
+//! attached and detached again; while it is attached it drops the targets'
+//! replies, which is its job here), its offloads, `ip_forward` (must be 0:
+//! a forwarding assistant hands the target's replies to the real clients
+//! whenever intercept is not dropping them), `rp_filter`, and the address
+//! tcpcopy connects to (free, or taken by a running intercept).
+
+use std::net::{SocketAddr, TcpListener};
+
+use tcpcopy_runtime::{
+    doctor::Report,
+    netdev::{self, Interface},
+    xdp::{AttachMode, XdpModePolicy},
+};
+
+use crate::{capture::xdp::ReplyProgram, cli::Cli};
+
+/// Runs every check for the daemon `cli` describes.
+pub fn run(cli: &Cli) -> Report {
+    let config = cli.daemon_config();
+    let mut r = Report::new(format!(
+        "intercept doctor {}: checking what intercept needs on this host",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let targets: Vec<String> = config.targets.iter().map(|t| t.to_string()).collect();
+    r.info("targets", targets.join(", "));
+    for dev in &config.interfaces {
+        check_interface(&mut r, dev, &config.targets, cli.xdp_mode);
+    }
+    match netdev::ipv4_sysctl("ip_forward") {
+        Some(0) => r.pass(
+            "ip_forward",
+            "0: replies that get past intercept are dropped here, never forwarded to the clients",
+        ),
+        Some(v) => r.fail(
+            "ip_forward",
+            format!(
+                "{v}: this host forwards what intercept does not drop, so whenever intercept is \
+                 stopped (or misses a reply) the target's replies reach the real clients"
+            ),
+            "sysctl -w net.ipv4.ip_forward=0 (and in /etc/sysctl.d, to keep it)",
+        ),
+        None => r.warn(
+            "ip_forward",
+            "unreadable (/proc/sys/net/ipv4/ip_forward)",
+            "check it is 0",
+        ),
+    }
+    let listen = SocketAddr::V4(config.listen);
+    match TcpListener::bind(listen) {
+        Ok(_) => r.pass(
+            &format!("listen address {listen}"),
+            "free: tcpcopy connects here (-s)",
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => r.info(
+            &format!("listen address {listen}"),
+            "in use: intercept is already running here (or another program holds the port)",
+        ),
+        Err(e) => r.fail(
+            &format!("listen address {listen}"),
+            e.to_string(),
+            "-b must be an address of this host (or 0.0.0.0), -p a free port",
+        ),
+    }
+    r
+}
+
+fn check_interface(
+    r: &mut Report,
+    dev: &str,
+    targets: &[crate::targets::Target],
+    policy: XdpModePolicy,
+) {
+    let what = format!("interface {dev}");
+    let Some(iface) = Interface::lookup(dev) else {
+        r.fail(
+            &what,
+            "no such interface in this network namespace",
+            "`ip link` lists them; -i names the one the target's replies arrive on",
+        );
+        return;
+    };
+    if iface.up {
+        r.pass(
+            &what,
+            format!("up (operstate {}), MTU {}", iface.operstate, iface.mtu),
+        );
+    } else {
+        r.fail(
+            &what,
+            format!("down (operstate {})", iface.operstate),
+            format!("ip link set {dev} up"),
+        );
+    }
+    let what = format!("XDP on {dev}");
+    let attached = ReplyProgram::load().and_then(|mut p| {
+        for t in targets {
+            p.add_target(t.addr, t.port)?;
+        }
+        let mode = p.attach_with(dev, policy)?;
+        p.detach_all()?;
+        Ok(mode)
+    });
+    match attached {
+        Ok(AttachMode::Native) => r.pass(&what, "native mode (attached and detached again)"),
+        Ok(AttachMode::Generic) if policy == XdpModePolicy::Generic => {
+            r.pass(&what, "generic mode, as asked (--xdp-mode generic)")
+        }
+        Ok(AttachMode::Generic) => r.warn(
+            &what,
+            "generic (skb) mode only: the driver refused native mode",
+            "a driver with native XDP, or accept it (--xdp-mode generic says so)",
+        ),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("busy") || text.contains("exists") {
+                r.info(
+                    &what,
+                    format!(
+                        "another XDP program is attached already (intercept running here?): \
+                         {text}"
+                    ),
+                );
+            } else {
+                r.fail(&what, text, "are we root? is the interface name right?");
+            }
+        }
+    }
+    if let Some(v) = netdev::rp_filter(dev) {
+        r.info(
+            &format!("rp_filter on {dev}"),
+            format!(
+                "{v}: the XDP program takes the replies before the stack's filters, so it does \
+                 not matter for intercept"
+            ),
+        );
+    }
+    if iface.offloads.lro == Some(true) {
+        r.warn(
+            &format!("offloads of {dev}"),
+            "LRO on: many drivers refuse XDP with it",
+            format!("ethtool -K {dev} lro off"),
+        );
+    }
+}
