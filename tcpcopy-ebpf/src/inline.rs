@@ -10,11 +10,19 @@
 //! exact size. The program handles multi-buffer frames (`xdp.frags`), so
 //! it attaches natively to links with an MTU above a page.
 //!
-//! Wake-ups: a record normally goes in without waking the reader (tcpcopy
-//! polls the ring at least every millisecond). Waking a sleeping reader
-//! per record costs the production CPU an interrupt and a scheduler wake-up
-//! per packet, more than the copy itself; only the record that takes the
-//! backlog past [`WAKE_BACKLOG`] forces a wake-up, so bursts are read at once.
+//! Wake-ups: a record normally goes in without waking the reader: while
+//! packets flow, tcpcopy polls the ring every millisecond, and waking it
+//! per record would cost the production CPU an interrupt and a scheduler
+//! wake-up per packet, more than the copy itself. Two records do wake it:
+//! the one that takes the backlog past [`WAKE_BACKLOG`] (bursts are read at
+//! once), and the first one after the reader went to sleep (it found the
+//! ring quiet and set `READER`; the program clears it). So an idle tcpcopy
+//! sleeps without polling, and a busy one is never woken per packet.
+//!
+//! Order: the reader sets `READER` and then looks at the ring; the program
+//! commits its record (a fully ordered exchange in the kernel) and then
+//! looks at `READER`. One of them sees the other's write: either the
+//! reader finds the record, or the program wakes the reader.
 
 use core::ffi::c_void;
 
@@ -34,7 +42,7 @@ use tcpcopy_common::{
     pkt::{Frame, Malformed, parse_ipv4_tcp},
 };
 
-use crate::{PACKETS, SCRATCH, count, is_target};
+use crate::{PACKETS, READER, SCRATCH, count, is_target};
 
 /// Unread bytes in the ring past which a record wakes the reader: the one
 /// record that crosses this mark does, no other. The reader polls the ring
@@ -173,7 +181,9 @@ fn copy_large(ctx: &XdpContext, len: u32, l3_off: u16) -> bool {
         unsafe { core::slice::from_raw_parts(buf, CAPTURE_HEADER_LEN + (first + rest) as usize) };
     let this = (record.len() as u64 + u64::from(BPF_RINGBUF_HDR_SZ) + 7) & !7;
     let flags = wake_flags(this, false);
-    PACKETS.output::<[u8]>(record, flags).is_ok()
+    let written = PACKETS.output::<[u8]>(record, flags).is_ok();
+    wake_sleeping_reader();
+    written
 }
 
 #[inline(always)]
@@ -208,7 +218,26 @@ fn copy_into<const N: usize>(ctx: &XdpContext, len: u32, l3_off: u16) -> bool {
     // Ring space this record takes: its header, its size, 8-byte aligned.
     let this = (size_of::<Record<N>>() as u64 + u64::from(BPF_RINGBUF_HDR_SZ) + 7) & !7;
     entry.submit(wake_flags(this, true));
+    wake_sleeping_reader();
     true
+}
+
+/// After a commit: if the reader went to sleep, clears its flag and wakes
+/// it (with an empty record, discarded at once: a wake-up needs a commit).
+#[inline(always)]
+fn wake_sleeping_reader() {
+    let Some(flag) = READER.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the map's one value; a racing CPU at worst wakes it twice.
+    if unsafe { core::ptr::read_volatile(flag) } == 0 {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(flag, 0) };
+    if let Some(entry) = PACKETS.reserve::<u64>(0) {
+        entry.discard(u64::from(BPF_RB_FORCE_WAKEUP));
+    }
 }
 
 /// Whether the record going in (taking `this` bytes of ring; `reserved`:

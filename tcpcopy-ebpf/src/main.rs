@@ -32,6 +32,13 @@ static TARGETS: HashMap<EndpointKey, u32> = HashMap::with_max_entries(1024, 0);
 #[map]
 static PACKETS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 
+/// Inline capture: 1 while the reader sleeps and wants the next record to
+/// wake it (it sets this before sleeping; the program clears it and wakes
+/// the reader). While the reader is awake it polls, so records go in
+/// without a wake-up: no interrupt per packet on the production CPU.
+#[map]
+static READER: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Inline capture: where a frame larger than every record class is staged,
 /// one entry per CPU (index: the CPU running the program). Userspace sizes
 /// it to the possible CPUs at load time.

@@ -197,6 +197,11 @@ pub struct Cli {
     #[arg(short = 'm', long = "memory", value_name = "MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
     pub memory_mb: u64,
 
+    /// Longest sleep of an idle worker, in milliseconds (tests: a long one proves the
+    /// capture's wake-up ends it).
+    #[arg(long = "max-sleep-ms", value_name = "MS", hide = true, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub max_sleep_ms: Option<u64>,
+
     /// Seconds between statistics lines.
     #[arg(long = "stats-interval", value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub stats_interval: u64,
@@ -405,6 +410,12 @@ impl Cli {
     /// The intercepts (none in a dry run).
     pub fn intercept_list(&self) -> &[(String, u16)] {
         self.intercepts.as_ref().map_or(&[], |l| &l.0)
+    }
+
+    /// The longest sleep of an idle worker.
+    pub fn max_sleep(&self) -> Duration {
+        self.max_sleep_ms
+            .map_or(crate::worker::MAX_SLEEP, Duration::from_millis)
     }
 
     /// The engine configuration these options describe (for one worker of

@@ -88,6 +88,8 @@ pub struct Tcpcopy {
     attach_mode: Option<AttachMode>,
     offline: Option<Offline>,
     workers: Vec<Ready>,
+    /// One per worker, to wake it when stopping.
+    wakers: Vec<Arc<Waker>>,
     dispatcher: Option<Dispatcher>,
     stats_interval: Duration,
     /// Self-diagnosis (not in a dry run: nothing real to diagnose).
@@ -207,11 +209,11 @@ impl Tcpcopy {
             let sink = open_sender(cli, w, tx_queues)?;
             let shared = Arc::new(WorkerShared::default());
             let engine = Engine::new(cli.engine_config(), w, shards);
-            if shards > 1 {
-                wakers.push(Arc::new(
-                    Waker::new(poll.registry(), WAKE_TOKEN).map_err(io_err("creating a waker"))?,
-                ));
-            }
+            // Wakes a sleeping worker: the dispatcher with its packets, the
+            // daemon when stopping.
+            wakers.push(Arc::new(
+                Waker::new(poll.registry(), WAKE_TOKEN).map_err(io_err("creating a waker"))?,
+            ));
             // The source is filled in below (the ring goes to one owner).
             workers.push((engine, links, sink, poll, shared));
         }
@@ -220,7 +222,9 @@ impl Tcpcopy {
         {
             (vec![source], None)
         } else {
-            let (d, sources) = Dispatcher::new(source, wakers, shards, seed);
+            let (d, sources) =
+                Dispatcher::new(source, wakers.clone(), shards, seed, cli.max_sleep())
+                    .map_err(io_err("creating the dispatcher's event loop"))?;
             (
                 sources
                     .into_iter()
@@ -243,7 +247,9 @@ impl Tcpcopy {
                     cli.lonely,
                 )
                 .map(|worker| Ready {
-                    worker: worker.finish_within(Duration::from_secs(cli.finish_timeout)),
+                    worker: worker
+                        .finish_within(Duration::from_secs(cli.finish_timeout))
+                        .max_sleep(cli.max_sleep()),
                     shared,
                 })
                 .map_err(io_err("registering the packet source"))
@@ -254,6 +260,7 @@ impl Tcpcopy {
             attach_mode,
             offline,
             workers,
+            wakers,
             dispatcher,
             stats_interval: Duration::from_secs(cli.stats_interval),
             watch: (!cli.dry_run).then(|| {
@@ -364,6 +371,9 @@ impl Tcpcopy {
         }
         for s in &shared {
             s.stop.store(true, Ordering::Relaxed);
+        }
+        for w in &self.wakers {
+            let _ = w.wake();
         }
         if let Some(d) = dispatcher {
             d.stop();

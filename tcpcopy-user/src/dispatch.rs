@@ -75,6 +75,11 @@ impl PacketSource for BatchSource {
         Vec::new()
     }
 
+    /// The dispatcher wakes the worker with every batch it hands over.
+    fn arm_wakeup(&mut self) -> bool {
+        true
+    }
+
     fn dropped(&self) -> SourceDrops {
         self.drops
             .as_ref()
@@ -91,12 +96,20 @@ impl PacketSource for BatchSource {
     }
 }
 
-/// Longest dispatcher sleep when the source is idle.
-const DISPATCH_IDLE: Duration = Duration::from_millis(50);
+/// While packets flow the dispatcher polls the source this often (the
+/// capture ring does not wake it per packet).
+const POLL_EVERY: Duration = Duration::from_millis(1);
+/// With no packet for this long it sleeps until the armed source wakes it.
+const SLEEP_AFTER: Duration = Duration::from_millis(2);
+const SOURCE: Token = Token(0);
+const WAKE: Token = Token(1);
 
 /// Reads the capture ring and hands each packet to the worker that owns
 /// its client address (several workers only).
 pub(crate) struct Dispatcher {
+    poll: Poll,
+    /// Wakes the dispatcher's sleep (to stop it).
+    waker: Arc<Waker>,
     source: Box<dyn PacketSource>,
     outs: Vec<(Sender<Batch>, Receiver<Batch>, Arc<Waker>)>,
     shards: u16,
@@ -104,16 +117,20 @@ pub(crate) struct Dispatcher {
     stop: Arc<AtomicBool>,
     source_done: Arc<AtomicBool>,
     drops: Arc<Mutex<SourceDrops>>,
+    /// The longest sleep (a safety net for a lost wake-up).
+    max_sleep: Duration,
 }
 
 pub(crate) struct RunningDispatcher {
     stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
     handle: JoinHandle<()>,
 }
 
 impl RunningDispatcher {
     pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
         let _ = self.handle.join();
     }
 }
@@ -153,7 +170,14 @@ impl Dispatcher {
         wakers: Vec<Arc<Waker>>,
         shards: u16,
         seed: u64,
-    ) -> (Self, Vec<BatchSource>) {
+        max_sleep: Duration,
+    ) -> std::io::Result<(Self, Vec<BatchSource>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        for fd in source.fds() {
+            poll.registry()
+                .register(&mut SourceFd(&fd), SOURCE, Interest::READABLE)?;
+        }
         let mut outs = Vec::new();
         let mut sources = Vec::new();
         let source_done = Arc::new(AtomicBool::new(false));
@@ -174,8 +198,10 @@ impl Dispatcher {
                 drops: (i == 0).then(|| drops.clone()),
             });
         }
-        (
+        Ok((
             Self {
+                poll,
+                waker,
                 source,
                 outs,
                 shards,
@@ -183,31 +209,31 @@ impl Dispatcher {
                 stop: Arc::default(),
                 source_done,
                 drops,
+                max_sleep,
             },
             sources,
-        )
+        ))
     }
 
     pub(crate) fn spawn(mut self) -> RunningDispatcher {
         let stop = self.stop.clone();
+        let waker = self.waker.clone();
         let handle = std::thread::Builder::new()
             .name("tcpcopy-capture".into())
             .spawn(move || self.run())
             .expect("spawning the dispatcher");
-        RunningDispatcher { stop, handle }
+        RunningDispatcher {
+            stop,
+            waker,
+            handle,
+        }
     }
 
     fn run(&mut self) {
-        let Ok(mut poll) = Poll::new() else { return };
-        for fd in self.source.fds() {
-            let registered =
-                poll.registry()
-                    .register(&mut SourceFd(&fd), Token(0), Interest::READABLE);
-            if registered.is_err() {
-                return;
-            }
-        }
         let mut events = Events::with_capacity(4);
+        let mut last_packet = clock::now();
+        // Armed for a wake-up (with the descriptors watched meanwhile).
+        let mut armed: Option<Vec<RawFd>> = None;
         let mut batches: Vec<Option<Batch>> = (0..self.outs.len()).map(|_| None).collect();
         let mut next_drops = clock::now();
         while !self.stop.load(Ordering::Relaxed) {
@@ -248,13 +274,50 @@ impl Dispatcher {
                 }
                 return;
             }
+            let now = clock::now();
+            if n > 0 {
+                last_packet = now;
+            }
             if n < 4096 {
-                // A paced source says when its next packet is due.
-                let wait = self.source.next_due_ns().map_or(DISPATCH_IDLE, |due| {
-                    Duration::from_nanos(due.saturating_sub(clock::now_ns())).min(DISPATCH_IDLE)
-                });
-                let _ = poll.poll(&mut events, Some(wait));
+                // Quiet: arm the source, read it once more (a packet that
+                // came before arming), and only then sleep long.
+                let quiet = now.saturating_since(last_packet) >= SLEEP_AFTER;
+                if quiet && armed.is_none() && self.source.arm_wakeup() {
+                    armed = Some(self.register_sleep_fds());
+                    continue;
+                }
+                self.wait(&mut events, armed.is_some() && n == 0);
+                if let Some(fds) = armed.take() {
+                    for fd in &fds {
+                        let _ = self.poll.registry().deregister(&mut SourceFd(fd));
+                    }
+                }
             }
         }
+    }
+
+    fn register_sleep_fds(&self) -> Vec<RawFd> {
+        let fds = self.source.sleep_fds();
+        for fd in &fds {
+            let _ = self
+                .poll
+                .registry()
+                .register(&mut SourceFd(fd), SOURCE, Interest::READABLE);
+        }
+        fds
+    }
+
+    /// Waits for packets: a short poll while they flow; `deep` (the source
+    /// is armed and was found empty), a sleep until it (or the stop)
+    /// wakes the dispatcher. A paced source says when its next packet is
+    /// due.
+    fn wait(&mut self, events: &mut Events, deep: bool) {
+        let due = self
+            .source
+            .next_due_ns()
+            .map(|due| Duration::from_nanos(due.saturating_sub(clock::now_ns())));
+        let limit = if deep { self.max_sleep } else { POLL_EVERY };
+        let wait = due.map_or(limit, |d| d.min(limit));
+        let _ = self.poll.poll(events, Some(wait));
     }
 }

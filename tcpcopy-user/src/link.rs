@@ -130,6 +130,11 @@ impl InterceptLink {
         self.stream.is_some()
     }
 
+    /// When a down link is tried again (`None`: it is up).
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.stream.is_none().then_some(self.retry_at)
+    }
+
     fn open(&mut self, registry: &Registry) -> Result<(), LinkError> {
         let connect_err = |source| LinkError::Connect {
             name: self.name.clone(),

@@ -29,10 +29,16 @@ use crate::{
 
 /// Packets read per turn, at most (keeps replies and timers flowing).
 const CAPTURE_BATCH: usize = 256;
-/// Longest sleep when idle: the capture ring does not wake the worker for
-/// every packet (see tcpcopy-ebpf's inline program), so it is polled at
-/// least this often.
-const MAX_IDLE: Duration = Duration::from_millis(1);
+/// While packets flow the worker polls its source this often: the capture
+/// ring does not wake it per packet (see tcpcopy-ebpf's inline program),
+/// nor, while it polls, do the AF_XDP sockets.
+const POLL_EVERY: Duration = Duration::from_millis(1);
+/// With no packet for this long the worker sleeps until one comes (or a
+/// reply, or a timer): no CPU at idle.
+const SLEEP_AFTER: Duration = Duration::from_millis(2);
+/// The longest sleep by default (a safety net: a lost wake-up costs at
+/// most this).
+pub const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// How often a worker publishes its counters.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 /// A source that can wait (a capture file) is read only while fewer
@@ -59,9 +65,22 @@ pub trait PacketSource: Send {
     /// many were read. The round is 0 but for a capture file replayed
     /// several times (`-T`).
     fn drain(&mut self, max: usize, on_packet: &mut dyn FnMut(u64, u16, &[u8])) -> usize;
-    /// Descriptors that poll readable when packets wait (none: the source
-    /// wakes the worker's waker instead).
+    /// Descriptors that poll readable when packets wait, watched all the
+    /// time (none: the source wakes the worker's waker instead).
     fn fds(&self) -> Vec<RawFd>;
+    /// Descriptors watched only while the worker sleeps: sockets that would
+    /// wake a watching worker at every packet (AF_XDP), read by polling
+    /// while packets flow.
+    fn sleep_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+    /// Before a long sleep: asks the source to wake the worker at its next
+    /// packet (the inline ring's flag). The worker reads the source once
+    /// more after this, so a packet that came just before is not missed.
+    /// `false`: the source cannot, so the worker sleeps briefly and polls.
+    fn arm_wakeup(&mut self) -> bool {
+        !self.sleep_fds().is_empty()
+    }
     /// Packets the source lost or could not use, by reason.
     fn dropped(&self) -> SourceDrops;
     /// The source has no more packets, ever (a finished capture file).
@@ -139,6 +158,8 @@ pub struct Worker {
     lonely: bool,
     /// After the source finished: how long open sessions may take.
     finish_timeout: Duration,
+    /// The longest sleep when idle.
+    max_sleep: Duration,
 }
 
 impl Worker {
@@ -167,6 +188,7 @@ impl Worker {
             shared,
             lonely,
             finish_timeout: DEFAULT_FINISH_TIMEOUT,
+            max_sleep: MAX_SLEEP,
         })
     }
 
@@ -174,6 +196,13 @@ impl Worker {
     /// ended (then they are reset).
     pub fn finish_within(mut self, timeout: Duration) -> Self {
         self.finish_timeout = timeout;
+        self
+    }
+
+    /// The longest sleep when idle (tests make it long, so only the
+    /// source's wake-up can end it).
+    pub fn max_sleep(mut self, max: Duration) -> Self {
+        self.max_sleep = max;
         self
     }
 
@@ -191,6 +220,7 @@ impl Worker {
     pub fn run(mut self) -> Result<WorkerReport, LinkError> {
         let mut events = Events::with_capacity(128);
         let mut next_report = clock::now();
+        let mut last_packet = clock::now();
         // Once the source has finished: when, and the next settle check.
         let mut finishing: Option<(Instant, Instant)> = None;
         let result = loop {
@@ -198,7 +228,11 @@ impl Worker {
                 break Ok(());
             }
             let now = clock::now();
-            let mut busy = self.source_has_room() && self.capture_turn();
+            let captured = self.source_has_room() && self.capture_turn();
+            if captured {
+                last_packet = now;
+            }
+            let mut busy = captured;
             match self.replies_turn(now) {
                 Ok(n) => busy |= n > 0,
                 Err(e) => break Err(e),
@@ -238,20 +272,71 @@ impl Worker {
                 }
             }
             if !busy {
-                let timeout = self
-                    .engine
-                    .next_deadline()
-                    .map_or(MAX_IDLE, |d| d.saturating_since(now).min(MAX_IDLE));
-                if let Err(e) = self.poll.poll(&mut events, Some(timeout))
-                    && e.kind() != std::io::ErrorKind::Interrupted
-                {
-                    tracing::warn!(error = %e, "poll failed");
+                let quiet = now.saturating_since(last_packet) >= SLEEP_AFTER;
+                if self.sleep(&mut events, now, quiet) {
+                    last_packet = clock::now();
                 }
             }
         };
         self.shutdown();
         let report = self.publish();
         result.map(|()| report)
+    }
+
+    /// Waits for something to do. While packets flow (not `quiet`) that is
+    /// a short poll; when quiet, a sleep until a packet, a reply, a timer
+    /// or the waker (the source is armed to wake it). Returns whether a
+    /// packet turned up while arming (no sleep then).
+    fn sleep(&mut self, events: &mut Events, now: Instant, quiet: bool) -> bool {
+        let due = self
+            .source
+            .next_due_ns()
+            .map(|ns| Instant::from_micros(ns / 1000));
+        let until = [self.engine.next_deadline(), due]
+            .into_iter()
+            .chain(self.links.iter().flatten().map(InterceptLink::retry_at))
+            .flatten()
+            .min();
+        let left = until.map_or(self.max_sleep, |d| d.saturating_since(now));
+        let deep = quiet && self.source.arm_wakeup();
+        let sleep_fds = if deep {
+            self.source.sleep_fds()
+        } else {
+            Vec::new()
+        };
+        if deep {
+            for fd in &sleep_fds {
+                let _ = self.poll.registry().register(
+                    &mut SourceFd(fd),
+                    SOURCE_TOKEN,
+                    Interest::READABLE,
+                );
+            }
+            // A packet that came before the source was armed.
+            if self.source_has_room() && self.capture_turn() {
+                self.unregister(&sleep_fds);
+                return true;
+            }
+            self.publish();
+        }
+        let timeout = if deep {
+            left.min(self.max_sleep)
+        } else {
+            left.min(POLL_EVERY)
+        };
+        if let Err(e) = self.poll.poll(events, Some(timeout))
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
+            tracing::warn!(error = %e, "poll failed");
+        }
+        self.unregister(&sleep_fds);
+        false
+    }
+
+    fn unregister(&self, fds: &[RawFd]) {
+        for fd in fds {
+            let _ = self.poll.registry().deregister(&mut SourceFd(fd));
+        }
     }
 
     /// Resets every open session and sends what that produced.

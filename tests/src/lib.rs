@@ -14,6 +14,7 @@ pub mod frames;
 pub mod intercept;
 pub mod lab;
 pub mod netns;
+pub mod procstat;
 pub mod raw;
 pub mod send;
 pub mod servers;

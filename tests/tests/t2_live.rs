@@ -442,3 +442,50 @@ fn unanswered_handshakes_are_diagnosed_within_seconds() {
     let (status, _) = tcpcopy.stop();
     assert!(status.success());
 }
+
+/// An idle tcpcopy sleeps (a handful of wake-ups a second, where polling
+/// woke it a thousand times) and the first packet after the quiet wakes it
+/// (counting wake-ups is no timing: the count is the kernel's):
+/// with the idle sleep made ten minutes long, only the capture's own
+/// wake-up can bring the request to the target within the wait. For the
+/// inline ring with one worker and with two (the dispatcher sleeps too),
+/// and for mirror capture (AF_XDP sockets).
+#[test]
+fn an_idle_tcpcopy_sleeps_and_wakes_at_the_first_packet() {
+    for (name, extra) in [
+        ("inline", vec![]),
+        ("inline, 2 workers", vec!["--workers", "2"]),
+        ("mirror", vec!["--capture", "mirror"]),
+    ] {
+        let lab = Lab::new();
+        let _online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+        let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+        let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+        let mut argv = args(80, &["--max-sleep-ms", "600000"]);
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        if name == "mirror" {
+            let port = lab.add_mirror_port();
+            let i = argv.iter().position(|a| a == "eth0").expect("-i eth0");
+            argv[i] = port.to_owned();
+        }
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let tcpcopy = TcpcopyProcess::start(&lab, &argv);
+        for round in 0..2 {
+            // Quiet for 2 s: count the wake-ups (polling made ~2000).
+            let (_, w0) = tcpcopy_tests::procstat::cpu_ns_and_wakeups(tcpcopy.pid());
+            std::thread::sleep(Duration::from_secs(2));
+            let (_, w1) = tcpcopy_tests::procstat::cpu_ns_and_wakeups(tcpcopy.pid());
+            println!("{name}, round {round}: {} wake-ups in 2 s idle", w1 - w0);
+            assert!(w1 - w0 < 40, "{name}: {} wake-ups in 2 s idle", w1 - w0);
+            curl(&lab, &[format!("http://{ONLINE_IP}/after-quiet/{round}")]);
+            let got = target_requests(&target, round + 1);
+            assert_eq!(
+                got[round],
+                format!("GET /after-quiet/{round} 200"),
+                "{name}"
+            );
+        }
+        let (status, _) = tcpcopy.stop();
+        assert!(status.success(), "{name}: {status}");
+    }
+}

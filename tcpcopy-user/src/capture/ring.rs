@@ -8,23 +8,40 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 use tcpcopy_common::capture::CaptureHeader;
 
-/// The consumer side of the `PACKETS` ring buffer.
+/// The consumer side of the `PACKETS` ring buffer, and the `READER` flag
+/// that asks the program for a wake-up (see `tcpcopy-ebpf`'s inline
+/// program: it wakes the reader only after [`PacketRing::arm_wakeup`]).
 pub struct PacketRing {
     ring: RingBuf<MapData>,
+    reader: Array<MapData, u32>,
     bad_entries: u64,
     truncated: u64,
 }
 
 impl PacketRing {
-    pub(crate) fn new(ring: RingBuf<MapData>) -> Self {
+    pub(crate) fn new(ring: RingBuf<MapData>, reader: Array<MapData, u32>) -> Self {
         Self {
             ring,
+            reader,
             bad_entries: 0,
             truncated: 0,
         }
+    }
+
+    /// Asks the program to wake the reader at the next record (call
+    /// before sleeping, then read once more: a record that came before
+    /// this is found by that read, one after it wakes the reader).
+    pub fn arm_wakeup(&mut self) {
+        if self.reader.set(0, 1, 0).is_err() {
+            // Without the flag the reader is never woken: it polls.
+            tracing::warn!("cannot set the capture ring's wake-up flag");
+        }
+        // The flag store before the next look at the ring (the program
+        // commits, then reads the flag).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Reads at most `max` frames, oldest first, handing each one's capture
@@ -76,6 +93,11 @@ impl crate::worker::PacketSource for PacketRing {
 
     fn fds(&self) -> Vec<RawFd> {
         vec![self.as_raw_fd()]
+    }
+
+    fn arm_wakeup(&mut self) -> bool {
+        PacketRing::arm_wakeup(self);
+        true
     }
 
     fn dropped(&self) -> crate::worker::SourceDrops {

@@ -8,7 +8,7 @@
 
 use std::{net::Ipv4Addr, os::fd::AsRawFd};
 
-use aya::maps::{MapData, RingBuf, XskMap};
+use aya::maps::{Array, MapData, RingBuf, XskMap};
 use tcpcopy_common::{counters::CaptureCounter, table::EndpointKey};
 use tcpcopy_runtime::xdp::{AttachMode, XdpError, XdpModePolicy, XdpObject};
 
@@ -24,6 +24,8 @@ pub const PACKETS_MAP: &str = "PACKETS";
 pub const XSKS_MAP: &str = "XSKS";
 /// Per-CPU staging of frames larger than every ring record class.
 pub const SCRATCH_MAP: &str = "SCRATCH";
+/// The reader's wake-up flag (inline mode).
+pub const READER_MAP: &str = "READER";
 
 /// Default ring size: 16 MiB, about 100 000 small-packet records: over
 /// 50 ms of a 2 M packets/s capture.
@@ -148,7 +150,13 @@ impl CaptureProgram {
             .take_map(PACKETS_MAP)
             .ok_or(XdpError::Missing(PACKETS_MAP))?;
         let ring = RingBuf::try_from(map).map_err(|e| XdpError::map(PACKETS_MAP, e))?;
-        Ok(PacketRing::new(ring))
+        let map = self
+            .object
+            .ebpf_mut()
+            .take_map(READER_MAP)
+            .ok_or(XdpError::Missing(READER_MAP))?;
+        let reader = Array::try_from(map).map_err(|e| XdpError::map(READER_MAP, e))?;
+        Ok(PacketRing::new(ring, reader))
     }
 
     /// Registers an AF_XDP socket (its fd) for RX queue `queue` (mirror mode).

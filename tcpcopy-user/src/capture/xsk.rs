@@ -190,7 +190,13 @@ impl PacketSource for MirrorSource {
         total
     }
 
+    /// None watched all the time: a watched AF_XDP socket wakes its
+    /// poller at every frame; the worker polls while frames flow.
     fn fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+
+    fn sleep_fds(&self) -> Vec<RawFd> {
         self.queues.iter().map(|q| q.rx.fd().as_raw_fd()).collect()
     }
 

@@ -10,6 +10,9 @@
 //!    is not hidden) with tcpcopy off, on, and with a spinning thread in
 //!    its place (CPU 1 busy, no packets).
 //!
+//! 0. Idle: tcpcopy and intercept running with no traffic for 10 s: the
+//!    share of a core each uses, and how often its threads wake.
+//!
 //! The lab shares two cores among clients, servers, intercept and tcpcopy:
 //! absolute rates are the lab's; CPU time per packet is tcpcopy's own.
 
@@ -48,6 +51,27 @@ fn pin_lab(lab: &Lab, tcpcopy: Option<&TcpcopyProcess>) {
     if let Some(t) = tcpcopy {
         tcpcopy_tests::lab::pin_process(&t.pid().to_string(), 1);
     }
+}
+
+use tcpcopy_tests::procstat::cpu_ns_and_wakeups as cpu_ns_and_switches;
+
+/// Over `window`: (% of one core, context switches per second) of `pid`.
+fn idle_cost(pids: &[(&str, u32)], window: Duration) -> Vec<(String, f64, f64)> {
+    let before: Vec<(u64, u64)> = pids.iter().map(|(_, p)| cpu_ns_and_switches(*p)).collect();
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let secs = started.elapsed().as_secs_f64();
+    pids.iter()
+        .zip(before)
+        .map(|((name, pid), (ns0, sw0))| {
+            let (ns1, sw1) = cpu_ns_and_switches(*pid);
+            (
+                (*name).to_owned(),
+                100.0 * (ns1 - ns0) as f64 / 1e9 / secs,
+                (sw1 - sw0) as f64 / secs,
+            )
+        })
+        .collect()
 }
 
 fn ticks_per_second() -> f64 {
@@ -307,6 +331,25 @@ fn main() {
     let tcpcopy = TcpcopyProcess::start(&lab, &tcpcopy_args);
     pin_lab(&lab, Some(&tcpcopy));
     let hz = ticks_per_second();
+    // 0. Idle (after a moment to settle).
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_window = Duration::from_secs(
+        std::env::var("BENCH_LIVE_IDLE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10),
+    );
+    println!(
+        "idle, no traffic for {} s (CPU: all threads, from /proc/<pid>/task/*/schedstat):",
+        idle_window.as_secs()
+    );
+    for (name, cpu, wakeups) in idle_cost(
+        &[("tcpcopy", tcpcopy.pid()), ("intercept", intercept.pid())],
+        idle_window,
+    ) {
+        println!("  {name:>9}: {cpu:.3} % of a core, {wakeups:.1} wake-ups/s");
+    }
+    println!();
     println!(
         "production (client, online nginx) pinned to CPU 0; replay side (tcpcopy, target, intercept) to CPU 1"
     );
@@ -318,7 +361,7 @@ fn main() {
     );
     println!();
     println!(
-        "{:>6} {:>12} {:>14} {:>14} {:>11} {:>9} {:>10} {:>10}",
+        "{:>6} {:>12} {:>14} {:>14} {:>11} {:>9} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}",
         "conns",
         "offered r/s",
         "captured pkt/s",
@@ -326,7 +369,11 @@ fn main() {
         "complete %",
         "catch-up",
         "user ns/p",
-        "total ns/p"
+        "total ns/p",
+        "tc wake/s",
+        "ic wake/s",
+        "CPU0 irq/s",
+        "CPU0 IWI/s"
     );
     let steps: Vec<u32> = std::env::var("BENCH_LIVE_STEPS")
         .ok()
@@ -336,19 +383,48 @@ fn main() {
         let (p0, t0) = (online.requests().len(), target.requests().len());
         let c0 = captured_after(&tcpcopy, stats_lines(&tcpcopy));
         let (u0, s0) = cpu_ticks(tcpcopy.pid());
+        let (_, sw0) = cpu_ns_and_switches(tcpcopy.pid());
+        let (_, isw0) = cpu_ns_and_switches(intercept.pid());
+        let irq0 = cpu0_interrupts();
         let started = Instant::now();
         let rps = wrk(&lab, conns, &format!("/step{conns}"));
         let secs = started.elapsed().as_secs_f64();
+        let (_, sw1) = cpu_ns_and_switches(tcpcopy.pid());
+        let (_, isw1) = cpu_ns_and_switches(intercept.pid());
+        let irq1 = cpu0_interrupts();
+        // Hard interrupts and IPIs of the production CPU (softirqs left
+        // out); IWI alone: irq work, which is how a ring wake-up starts.
+        let delta = |k: &str| {
+            irq1.get(k)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(irq0.get(k).copied().unwrap_or(0))
+        };
+        let irqs: u64 = irq1
+            .keys()
+            .filter(|k| !k.starts_with("NET_"))
+            .map(|k| delta(k))
+            .sum();
+        let iwi = delta("IWI");
         let prod = online.requests().len() - p0;
         let (got, lag) = wait_caught_up(&target, t0 + prod);
         let got = got - t0;
+        if got < prod {
+            let log = tcpcopy.log_text();
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| l.contains(" stats: "))
+                .unwrap_or("");
+            println!("  incomplete after the wait; tcpcopy's last statistics: {last}");
+        }
         let c1 = captured_after(&tcpcopy, stats_lines(&tcpcopy));
         let (u1, s1) = cpu_ticks(tcpcopy.pid());
         let packets = (c1 - c0).max(1) as f64;
         let user = (u1 - u0) as f64 / hz;
         let total = user + (s1 - s0) as f64 / hz;
         println!(
-            "{:>6} {:>12.0} {:>14.0} {:>14} {:>11.3} {:>8.1}s {:>10.0} {:>10.0}",
+            "{:>6} {:>12.0} {:>14.0} {:>14} {:>11.3} {:>8.1}s {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>11.0} {:>11.0}",
             conns,
             rps,
             (c1 - c0) as f64 / secs,
@@ -356,7 +432,11 @@ fn main() {
             100.0 * got as f64 / prod.max(1) as f64,
             lag.as_secs_f64(),
             user * 1e9 / packets,
-            total * 1e9 / packets
+            total * 1e9 / packets,
+            (sw1 - sw0) as f64 / secs,
+            (isw1 - isw0) as f64 / secs,
+            irqs as f64 / secs,
+            iwi as f64 / secs
         );
     }
     let (status, fin) = tcpcopy.stop();
