@@ -28,6 +28,8 @@ pub struct Observation {
     pub syns_sent: u64,
     /// Handshakes the target answered: established, or refused (RST).
     pub handshakes_answered: u64,
+    /// ... of which refused (each refused SYN counts).
+    pub handshakes_refused: u64,
     /// Reply records intercept reported, and those for no session.
     pub replies: u64,
     pub replies_unknown: u64,
@@ -85,7 +87,12 @@ impl HandshakeWatch {
         let answered = obs
             .handshakes_answered
             .saturating_sub(then.handshakes_answered);
-        if syns < MIN_SYNS || answered > 0 {
+        let refused = obs
+            .handshakes_refused
+            .saturating_sub(then.handshakes_refused);
+        // Every answer a refusal: the target is there but will not accept.
+        let all_refused = refused > 0 && refused == answered;
+        if syns < MIN_SYNS || (answered > 0 && !all_refused) {
             return None;
         }
         if self
@@ -95,7 +102,23 @@ impl HandshakeWatch {
             return None;
         }
         self.last_warning = Some(now);
-        Some(self.message(syns, &then, &obs))
+        Some(if all_refused {
+            self.refused_message(syns, refused)
+        } else {
+            self.message(syns, &then, &obs)
+        })
+    }
+
+    fn refused_message(&self, syns: u64, refused: u64) -> String {
+        let targets = self.setup.targets.join(", ");
+        format!(
+            "the target refuses every connection: {refused} of the {syns} SYNs that went to \
+             {targets} in the last {} s were answered with a RST, none with a SYN-ACK. Nothing \
+             listens on that port, or a firewall on the target rejects (a restarting server \
+             refuses for a moment: tcpcopy tries each refused SYN again until the handshake \
+             deadline)",
+            WINDOW.as_secs()
+        )
     }
 
     fn message(&self, syns: u64, then: &Observation, now: &Observation) -> String {
@@ -257,6 +280,38 @@ mod tests {
             quiet.extend(w.observe(at(t), obs(syns, 0)));
         }
         assert!(quiet.is_empty(), "{quiet:?}");
+    }
+
+    #[test]
+    fn a_target_that_refuses_everything_is_named_as_such() {
+        let mut w = watch();
+        let mut warned = Vec::new();
+        for (i, t) in (0..=5000u64).step_by(200).enumerate() {
+            let n = i as u64 * 2;
+            let o = Observation {
+                handshakes_answered: n,
+                handshakes_refused: n,
+                ..obs(n, 0)
+            };
+            warned.extend(w.observe(at(t), o));
+        }
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(
+            warned[0].contains("refuses every connection"),
+            "{}",
+            warned[0]
+        );
+        // Some accepted: no warning.
+        let mut w = watch();
+        for (i, t) in (0..=5000u64).step_by(200).enumerate() {
+            let n = i as u64 * 2;
+            let o = Observation {
+                handshakes_answered: n,
+                handshakes_refused: n / 2,
+                ..obs(n, 0)
+            };
+            assert!(w.observe(at(t), o).is_none());
+        }
     }
 
     #[test]

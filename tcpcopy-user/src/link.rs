@@ -6,11 +6,14 @@
 //! it, so a worker that owns its links gets exactly the replies of its own
 //! sessions: no dispatch between threads.
 //!
-//! The connection is opened blocking (with a timeout, so a wrong address
-//! fails at once with a clear error) and then run non-blocking in the
-//! worker's event loop. Writes are buffered up to [`MAX_PENDING`]; past that
-//! announcements are dropped and counted (intercept is not reading). A link
-//! that fails is reopened with backoff when the worker runs with `-L`.
+//! The first connection is opened blocking (with a timeout, so a wrong
+//! address fails at once with a clear error) and then run non-blocking in
+//! the worker's event loop. Writes are buffered up to [`MAX_PENDING`]; past
+//! that announcements are dropped and counted (intercept is not reading).
+//! A link that fails is reopened when the worker runs with `-L`: a
+//! non-blocking connect every [`RETRY_EVERY`] (never holding up the
+//! replay), so a restarted intercept is back in use within about that;
+//! the worker then announces its open sessions again.
 
 use std::{
     io::{self, Read, Write},
@@ -26,8 +29,9 @@ use crate::engine::Instant;
 /// Buffered bytes per link before announcements are dropped.
 pub const MAX_PENDING: usize = 16 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const RETRY_FIRST: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// A down link is tried again this often (a refused connect on a LAN costs
+/// a round trip; a restarted intercept is found within this).
+pub const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -73,11 +77,12 @@ pub struct InterceptLink {
     addr: SocketAddr,
     token: Token,
     stream: Option<TcpStream>,
+    /// A reconnect under way: its socket and when it gives up.
+    connecting: Option<(TcpStream, Instant)>,
     pending: Vec<u8>,
     written: usize,
     decoder: RecordFrameDecoder,
     retry_at: Instant,
-    backoff: Duration,
     pub stats: LinkStats,
 }
 
@@ -107,11 +112,11 @@ impl InterceptLink {
             addr,
             token,
             stream: None,
+            connecting: None,
             pending: Vec::new(),
             written: 0,
             decoder: RecordFrameDecoder::new(),
             retry_at: Instant::ZERO,
-            backoff: RETRY_FIRST,
             stats: LinkStats::default(),
         };
         link.open(registry)?;
@@ -130,9 +135,13 @@ impl InterceptLink {
         self.stream.is_some()
     }
 
-    /// When a down link is tried again (`None`: it is up).
+    /// When a down link needs the worker next: its next connect attempt,
+    /// or when the one under way gives up (`None`: it is up).
     pub fn retry_at(&self) -> Option<Instant> {
-        self.stream.is_none().then_some(self.retry_at)
+        if self.stream.is_some() {
+            return None;
+        }
+        Some(self.connecting.as_ref().map_or(self.retry_at, |c| c.1))
     }
 
     fn open(&mut self, registry: &Registry) -> Result<(), LinkError> {
@@ -159,40 +168,72 @@ impl InterceptLink {
         self.pending.clear();
         self.written = 0;
         self.decoder = RecordFrameDecoder::new();
-        self.backoff = RETRY_FIRST;
         Ok(())
     }
 
-    /// Marks the link down (after an error): it can be reopened from `now`
-    /// plus the backoff.
+    /// Marks the link down (after an error): it is tried again from `now`
+    /// plus [`RETRY_EVERY`].
     pub fn close(&mut self, registry: &Registry, now: Instant) {
         if let Some(mut s) = self.stream.take() {
             let _ = registry.deregister(&mut s);
             self.stats.failures += 1;
         }
-        self.retry_at = now + self.backoff;
-        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+        if let Some((mut s, _)) = self.connecting.take() {
+            let _ = registry.deregister(&mut s);
+        }
+        self.retry_at = now + RETRY_EVERY;
     }
 
-    /// Tries to reopen a down link when its backoff has passed. Returns
-    /// true when the link came back (its sessions must be announced again).
+    /// Moves a down link on, never blocking: starts a connect when one is
+    /// due, and finishes one that completed. Returns true when the link
+    /// came back (its sessions must be announced again).
     pub fn try_reopen(&mut self, registry: &Registry, now: Instant) -> bool {
-        if self.stream.is_some() || now < self.retry_at {
+        if self.stream.is_some() {
             return false;
         }
-        match self.open(registry) {
-            Ok(()) => {
-                self.stats.reconnects += 1;
-                tracing::info!(intercept = %self.name, "reconnected to intercept");
-                true
+        if let Some((stream, deadline)) = self.connecting.as_mut() {
+            // Connected once it has a peer; failed once it has an error.
+            let failed = match stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e.to_string()),
+                Ok(None) if stream.peer_addr().is_ok() => None,
+                Ok(None) if now >= *deadline => Some("connect timed out".to_owned()),
+                Ok(None) => return false,
+            };
+            let (mut stream, _) = self.connecting.take().expect("checked above");
+            if let Some(why) = failed {
+                let _ = registry.deregister(&mut stream);
+                tracing::debug!(intercept = %self.name, why, "reconnect failed");
+                self.retry_at = now + RETRY_EVERY;
+                return false;
             }
-            Err(e) => {
-                self.retry_at = now + self.backoff;
-                self.backoff = (self.backoff * 2).min(RETRY_MAX);
-                tracing::debug!(error = %e, "reconnect failed");
-                false
-            }
+            let _ = stream.set_nodelay(true);
+            self.stream = Some(stream);
+            self.pending.clear();
+            self.written = 0;
+            self.pending.extend_from_slice(&ClientMsg::hello().encode());
+            self.decoder = RecordFrameDecoder::new();
+            self.stats.reconnects += 1;
+            tracing::info!(intercept = %self.name, "reconnected to intercept");
+            return true;
         }
+        if now < self.retry_at {
+            return false;
+        }
+        self.retry_at = now + RETRY_EVERY;
+        match TcpStream::connect(self.addr) {
+            Ok(mut stream) => {
+                let registered = registry.register(
+                    &mut stream,
+                    self.token,
+                    Interest::READABLE | Interest::WRITABLE,
+                );
+                if registered.is_ok() {
+                    self.connecting = Some((stream, now + CONNECT_TIMEOUT));
+                }
+            }
+            Err(e) => tracing::debug!(intercept = %self.name, error = %e, "reconnect failed"),
+        }
+        false
     }
 
     /// Queues a message; [`InterceptLink::flush`] writes it.
@@ -339,6 +380,55 @@ mod tests {
             .expect("an error");
         assert!(matches!(err, LinkError::Protocol { .. }), "{err}");
         drop(peer);
+    }
+
+    /// Drives `try_reopen` (as the worker does every turn) until the link
+    /// is up or `limit` passes; returns whether it came back.
+    fn reopen_within(link: &mut InterceptLink, poll: &Poll, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let now = crate::clock::now();
+            if link.try_reopen(poll.registry(), now) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn a_lost_link_reconnects_without_blocking_once_intercept_is_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let poll = Poll::new().unwrap();
+        let mut link = InterceptLink::connect(addr, Token(1), poll.registry()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        // intercept goes away: the port refuses.
+        drop(peer);
+        drop(listener);
+        link.close(poll.registry(), crate::clock::now());
+        assert!(!link.is_up());
+        assert!(link.retry_at().is_some());
+        assert!(!reopen_within(&mut link, &poll, Duration::from_millis(300)));
+        // Back on the same port: connected within a retry or two, hello first.
+        let listener = TcpListener::bind(addr).unwrap();
+        assert!(reopen_within(&mut link, &poll, Duration::from_secs(5)));
+        assert!(link.is_up());
+        assert_eq!(link.stats.reconnects, 1);
+        link.announce(&ClientMsg::add([198, 18, 1, 2], 40000, [198, 18, 2, 2], 80));
+        let (mut peer, _) = listener.accept().unwrap();
+        for _ in 0..100 {
+            link.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut got = [0u8; 2 * CLIENT_MSG_LEN];
+        peer.read_exact(&mut got).unwrap();
+        let mut msgs = Vec::new();
+        ClientMsgDecoder::new()
+            .push(&got, |m| msgs.push(m))
+            .unwrap();
+        assert_eq!(msgs[0].kind, MsgType::Hello);
+        assert_eq!(msgs[1].kind, MsgType::Add);
     }
 
     #[test]

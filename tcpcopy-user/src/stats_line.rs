@@ -50,8 +50,8 @@ impl Snapshot {
         let r = &self.report;
         Observation {
             syns_sent: e.sessions_syn + e.sessions_faked + e.reconnects + e.syn_retransmits,
-            handshakes_answered: e.established
-                + e.closed[crate::engine::CloseReason::TargetRefused as usize],
+            handshakes_answered: e.established + e.syn_refused,
+            handshakes_refused: e.syn_refused,
             replies: e.replies,
             replies_unknown: e.replies_unknown,
             links_up: r.links_up,
@@ -86,6 +86,7 @@ impl Snapshot {
             ("announced".into(), r.links.announcements),
             ("announce_dropped".into(), r.links.announcements_dropped),
             ("link_failures".into(), r.links.failures),
+            ("link_reconnects".into(), r.links.reconnects),
             ("source_dropped".into(), r.source_dropped.total()),
             ("source_unusable".into(), r.source_dropped.unusable),
             ("xsk_rx_ring_full".into(), r.source_dropped.socket_ring_full),

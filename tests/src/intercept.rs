@@ -162,6 +162,14 @@ impl InterceptProcess {
             .unwrap_or_else(|| panic!("no final stats in the log:\n{log}"));
         (status, stats)
     }
+
+    /// SIGKILL (no cleanup in the process: its XDP link goes with it),
+    /// then waits for the exit.
+    pub fn kill(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        child.wait().expect("reap intercept")
+    }
 }
 
 impl Drop for InterceptProcess {

@@ -13,6 +13,7 @@ pub mod flood;
 pub mod frames;
 pub mod intercept;
 pub mod lab;
+pub mod load;
 pub mod netns;
 pub mod procstat;
 pub mod raw;

@@ -10,7 +10,8 @@ pub enum CloseReason {
     ClientReset,
     /// The target reset the connection with nothing left to replay.
     TargetReset,
-    /// The target refused the connection (RST to our SYN).
+    /// The target refused the connection (RST to our SYN) until the
+    /// handshake deadline.
     TargetRefused,
     /// No SYN-ACK within the handshake deadline.
     HandshakeTimeout,

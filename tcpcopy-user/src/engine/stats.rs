@@ -172,6 +172,9 @@ counters! {
         acks_sent,
         /// SYN retransmissions.
         syn_retransmits,
+        /// SYNs the target answered with a RST (each is tried again until
+        /// the handshake deadline: a restarting target refuses for a while).
+        syn_refused,
         /// Retransmissions on timeout.
         rto_retransmits,
         /// Retransmissions on three duplicate ACKs.

@@ -4,9 +4,7 @@
 
 use super::{Ctx, OUR_WINDOW, Session, State, Step};
 use crate::{
-    engine::{
-        close::CloseReason, outbox::EventKind, reply::Reply, segments::Segment, time::Instant,
-    },
+    engine::{outbox::EventKind, reply::Reply, segments::Segment, time::Instant},
     packet::{
         Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions, ipv4tcp::SegmentRepr,
         options::write_syn_options,
@@ -126,11 +124,16 @@ impl Session {
 
     pub(super) fn on_reply_syn_sent(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
         if r.flags.rst() {
-            return if r.flags.ack() && r.ack != self.isn + 1 {
-                Step::Continue // not about our SYN
-            } else {
-                Step::End(CloseReason::TargetRefused)
-            };
+            if r.flags.ack() && r.ack != self.isn + 1 {
+                return Step::Continue; // not about our SYN
+            }
+            // Refused: the target may be restarting (production accepted
+            // this connection). The SYN goes again on its retransmission
+            // schedule (already armed) until the handshake deadline; then
+            // the session ends as TargetRefused.
+            cx.stats.syn_refused += 1;
+            self.refused = true;
+            return Step::Continue;
         }
         if !(r.flags.syn() && r.flags.ack() && r.ack == self.isn + 1) {
             return Step::Continue;

@@ -122,6 +122,9 @@ pub struct Session {
     ts_ok: bool,
     /// The client reset; the RST is held.
     client_rst: bool,
+    /// The target answered our SYN with a RST (it is retried until the
+    /// handshake deadline: a restarting target refuses for a moment).
+    refused: bool,
     /// The client's FIN went out.
     fin_sent: bool,
     target_fin: bool,
@@ -205,6 +208,7 @@ impl Session {
             ws_ok: false,
             ts_ok: false,
             client_rst: false,
+            refused: false,
             fin_sent: false,
             target_fin: false,
             sent_data: false,

@@ -44,7 +44,11 @@ impl Session {
             }
             State::SynSent => {
                 if now >= self.started_at + cx.config.handshake_timeout {
-                    return Step::End(CloseReason::HandshakeTimeout);
+                    return Step::End(if self.refused {
+                        CloseReason::TargetRefused
+                    } else {
+                        CloseReason::HandshakeTimeout
+                    });
                 }
                 if now >= self.rto_at {
                     cx.stats.syn_retransmits += 1;

@@ -120,13 +120,49 @@ fn test_syn_retransmitted_with_backoff_then_handshake_deadline() {
 }
 
 #[test]
-fn test_target_refuses_connection() {
+fn test_target_refuses_connection_until_the_handshake_deadline() {
     let mut h = harness();
     h.client(syn(1000));
     h.sent();
+    let mut syns = 1;
     h.reply(rst(0, 1001));
     h.none(); // no reset back
+    // Every SYN refused: it goes again on the SYN schedule, then the
+    // session ends refused at the handshake deadline.
+    for _ in 0..200 {
+        h.advance(50);
+        for s in h.sent() {
+            assert!(s.is(TcpFlags::SYN) && s.seq == 1000, "{s:?}");
+            syns += 1;
+            h.reply(rst(0, 1001));
+            h.none();
+        }
+        if !h.closed_with().is_empty() {
+            break;
+        }
+    }
     assert_eq!(h.closed_with(), vec![CloseReason::TargetRefused]);
+    assert!((4..=8).contains(&syns), "{syns} SYNs in the 8 s");
+    assert_eq!(h.engine.stats().syn_refused, syns, "each SYN refused once");
+}
+
+#[test]
+fn test_a_refused_syn_is_retried_and_a_restarted_target_accepts_it() {
+    let mut h = harness();
+    h.client(syn(1000));
+    h.sent();
+    h.reply(rst(0, 1001)); // restarting
+    h.none();
+    h.advance(260);
+    let again = h.one();
+    assert!(again.is(TcpFlags::SYN) && again.seq == 1000);
+    h.reply(syn_ack(5000, 1001)); // back
+    assert!(h.one().is(TcpFlags::ACK));
+    assert_eq!(h.engine.stats().established, 1);
+    h.client(ack(1001, 9001));
+    h.client(data(1001, 9001, b"GET / HTTP/1.1\r\n\r\n"));
+    assert_eq!(h.one().payload, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(h.closed_with().is_empty());
 }
 
 #[test]
