@@ -5,9 +5,11 @@
 //! When at least [`MIN_SYNS`] SYNs went to the target within [`WINDOW`] and
 //! not one handshake was answered (no SYN-ACK, no RST reported by
 //! intercept), it returns one warning: what it saw, and the likely causes
-//! most likely first, each with what to check. It says so again at most
-//! every [`REPEAT_EVERY`] while the condition lasts. Pure code: the caller
-//! logs the text.
+//! most likely first, each with what to check. The same when the target
+//! refused every one of them (RSTs only), or when every captured packet
+//! in the window had a wrong checksum. It says so again at most every
+//! [`REPEAT_EVERY`] while a condition lasts. Pure code: the caller logs the
+//! text.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -42,6 +44,10 @@ pub struct Observation {
     pub frames_out: u64,
     /// Client packets whose offloaded checksums were completed.
     pub checksum_completed: u64,
+    /// Client packets matched by a rule, and those dropped for a wrong
+    /// checksum.
+    pub matched: u64,
+    pub bad_checksum: u64,
 }
 
 /// What the warning names: the replay's own setup.
@@ -83,6 +89,18 @@ impl HandshakeWatch {
         if now.saturating_since(since) < WINDOW {
             return None;
         }
+        let matched = obs.matched.saturating_sub(then.matched);
+        let bad = obs.bad_checksum.saturating_sub(then.bad_checksum);
+        if matched >= MIN_SYNS && bad == matched && !self.repeated(now) {
+            self.last_warning = Some(now);
+            return Some(format!(
+                "every captured packet has a wrong checksum: {bad} in the last {} s, none \
+                 replayed. They are damaged before the capture sees them (a NIC or driver that \
+                 alters frames, a device between), or the capture interface is not the one the \
+                 production server receives them on (-i)",
+                WINDOW.as_secs()
+            ));
+        }
         let syns = obs.syns_sent.saturating_sub(then.syns_sent);
         let answered = obs
             .handshakes_answered
@@ -95,10 +113,7 @@ impl HandshakeWatch {
         if syns < MIN_SYNS || (answered > 0 && !all_refused) {
             return None;
         }
-        if self
-            .last_warning
-            .is_some_and(|at| now.saturating_since(at) < REPEAT_EVERY)
-        {
+        if self.repeated(now) {
             return None;
         }
         self.last_warning = Some(now);
@@ -107,6 +122,12 @@ impl HandshakeWatch {
         } else {
             self.message(syns, &then, &obs)
         })
+    }
+
+    /// A warning went out less than [`REPEAT_EVERY`] ago.
+    fn repeated(&self, now: Instant) -> bool {
+        self.last_warning
+            .is_some_and(|at| now.saturating_since(at) < REPEAT_EVERY)
     }
 
     fn refused_message(&self, syns: u64, refused: u64) -> String {
@@ -309,6 +330,34 @@ mod tests {
                 handshakes_answered: n,
                 handshakes_refused: n / 2,
                 ..obs(n, 0)
+            };
+            assert!(w.observe(at(t), o).is_none());
+        }
+    }
+
+    #[test]
+    fn captured_packets_all_damaged_are_named() {
+        let mut w = watch();
+        let mut warned = Vec::new();
+        for (i, t) in (0..=4000u64).step_by(200).enumerate() {
+            let n = i as u64 * 5;
+            let o = Observation {
+                matched: n,
+                bad_checksum: n,
+                ..obs(0, 0)
+            };
+            warned.extend(w.observe(at(t), o));
+        }
+        assert_eq!(warned.len(), 1);
+        assert!(warned[0].contains("wrong checksum"), "{}", warned[0]);
+        // A few damaged among good ones: normal on a real network.
+        let mut w = watch();
+        for (i, t) in (0..=4000u64).step_by(200).enumerate() {
+            let n = i as u64 * 5;
+            let o = Observation {
+                matched: n,
+                bad_checksum: n / 10,
+                ..obs(0, 0)
             };
             assert!(w.observe(at(t), o).is_none());
         }

@@ -59,6 +59,8 @@ impl Snapshot {
             no_next_hop: r.sink.dropped(DropReason::NoNextHop),
             frames_out: r.sink.frames,
             checksum_completed: e.checksum_completed,
+            matched: e.captured.saturating_sub(e.malformed + e.unmatched),
+            bad_checksum: e.bad_checksum,
         }
     }
 
