@@ -11,9 +11,9 @@
 use std::net::{SocketAddr, TcpListener};
 
 use tcpcopy_runtime::{
-    doctor::Report,
-    netdev::{self, Interface},
-    xdp::{AttachMode, XdpModePolicy},
+    doctor::{Report, check_interface, check_xdp_attach},
+    netdev,
+    xdp::XdpModePolicy,
 };
 
 use crate::{capture::xdp::ReplyProgram, cli::Cli};
@@ -28,7 +28,7 @@ pub fn run(cli: &Cli) -> Report {
     let targets: Vec<String> = config.targets.iter().map(|t| t.to_string()).collect();
     r.info("targets", targets.join(", "));
     for dev in &config.interfaces {
-        check_interface(&mut r, dev, &config.targets, cli.xdp_mode);
+        check_assistant_interface(&mut r, dev, &config.targets, cli.xdp_mode);
     }
     match netdev::ipv4_sysctl("ip_forward") {
         Some(0) => r.pass(
@@ -68,34 +68,20 @@ pub fn run(cli: &Cli) -> Report {
     r
 }
 
-fn check_interface(
+fn check_assistant_interface(
     r: &mut Report,
     dev: &str,
     targets: &[crate::targets::Target],
     policy: XdpModePolicy,
 ) {
-    let what = format!("interface {dev}");
-    let Some(iface) = Interface::lookup(dev) else {
-        r.fail(
-            &what,
-            "no such interface in this network namespace",
-            "`ip link` lists them; -i names the one the target's replies arrive on",
-        );
+    let Some(iface) = check_interface(
+        r,
+        &format!("interface {dev}"),
+        dev,
+        "-i names the one the target's replies arrive on",
+    ) else {
         return;
     };
-    if iface.up {
-        r.pass(
-            &what,
-            format!("up (operstate {}), MTU {}", iface.operstate, iface.mtu),
-        );
-    } else {
-        r.fail(
-            &what,
-            format!("down (operstate {})", iface.operstate),
-            format!("ip link set {dev} up"),
-        );
-    }
-    let what = format!("XDP on {dev}");
     let attached = ReplyProgram::load().and_then(|mut p| {
         for t in targets {
             p.add_target(t.addr, t.port)?;
@@ -104,31 +90,7 @@ fn check_interface(
         p.detach_all()?;
         Ok(mode)
     });
-    match attached {
-        Ok(AttachMode::Native) => r.pass(&what, "native mode (attached and detached again)"),
-        Ok(AttachMode::Generic) if policy == XdpModePolicy::Generic => {
-            r.pass(&what, "generic mode, as asked (--xdp-mode generic)")
-        }
-        Ok(AttachMode::Generic) => r.warn(
-            &what,
-            "generic (skb) mode only: the driver refused native mode",
-            "a driver with native XDP, or accept it (--xdp-mode generic says so)",
-        ),
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("busy") || text.contains("exists") {
-                r.info(
-                    &what,
-                    format!(
-                        "another XDP program is attached already (intercept running here?): \
-                         {text}"
-                    ),
-                );
-            } else {
-                r.fail(&what, text, "are we root? is the interface name right?");
-            }
-        }
-    }
+    check_xdp_attach(r, dev, policy, attached, "intercept");
     if let Some(v) = netdev::rp_filter(dev) {
         r.info(
             &format!("rp_filter on {dev}"),

@@ -4,6 +4,11 @@
 
 use std::fmt;
 
+use crate::{
+    netdev::Interface,
+    xdp::{AttachMode, XdpError, XdpModePolicy},
+};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// What the replay needs is there.
@@ -88,6 +93,75 @@ impl Report {
     /// No check failed.
     pub fn ok(&self) -> bool {
         self.count(Verdict::Fail) == 0
+    }
+}
+
+/// Checks that interface `dev` is there and up (`role`: what it is for,
+/// e.g. "the one production traffic arrives on"); returns it, up or not,
+/// for the checks that follow.
+pub fn check_interface(r: &mut Report, what: &str, dev: &str, role: &str) -> Option<Interface> {
+    let Some(iface) = Interface::lookup(dev) else {
+        r.fail(
+            what,
+            "no such interface in this network namespace",
+            format!("`ip link` lists the interfaces; {role}"),
+        );
+        return None;
+    };
+    if iface.up {
+        r.pass(
+            what,
+            format!("up (operstate {}), MTU {}", iface.operstate, iface.mtu),
+        );
+    } else {
+        r.fail(
+            what,
+            format!("down (operstate {})", iface.operstate),
+            format!("ip link set {dev} up"),
+        );
+    }
+    Some(iface)
+}
+
+/// Reports how a program attached to `dev` under `policy` (the caller
+/// attached and detached it again); `daemon` names who would hold the
+/// interface already (another XDP program makes the attach fail).
+pub fn check_xdp_attach(
+    r: &mut Report,
+    dev: &str,
+    policy: XdpModePolicy,
+    attached: Result<AttachMode, XdpError>,
+    daemon: &str,
+) {
+    let what = format!("XDP on {dev}");
+    match attached {
+        Ok(AttachMode::Native) => r.pass(&what, "native mode (attached and detached again)"),
+        Ok(AttachMode::Generic) if policy == XdpModePolicy::Generic => {
+            r.pass(&what, "generic mode, as asked (--xdp-mode generic)")
+        }
+        Ok(AttachMode::Generic) => r.warn(
+            &what,
+            "generic (skb) mode only: the driver refused native mode; this works, at a higher \
+             cost per packet",
+            "a driver with native XDP, or accept it (--xdp-mode generic says so)",
+        ),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("busy") || text.contains("exists") {
+                r.info(
+                    &what,
+                    format!(
+                        "another XDP program is attached already ({daemon} running here?): {text}"
+                    ),
+                );
+            } else {
+                r.fail(
+                    &what,
+                    text,
+                    format!("are we root? `ip link show {dev}` shows the programs attached"),
+                );
+            }
+        }
     }
 }
 

@@ -24,9 +24,9 @@ use tcpcopy_common::proto::{
     ClientMsg, HeaderRecord, RecordFrameDecoder, VERSION_FRAME_LEN, VERSION_FRAME_MARK, VersionInfo,
 };
 use tcpcopy_runtime::{
-    doctor::Report,
+    doctor::{Report, check_interface, check_xdp_attach},
     netdev::{self, Interface},
-    xdp::{AttachMode, XdpModePolicy},
+    xdp::XdpModePolicy,
 };
 
 use crate::{
@@ -178,27 +178,14 @@ fn check_file(r: &mut Report, cli: &Cli) {
 
 fn check_capture(r: &mut Report, cli: &Cli) {
     let dev = cli.input.as_str();
-    let what = format!("capture interface {dev}");
-    let Some(iface) = Interface::lookup(dev) else {
-        r.fail(
-            &what,
-            "no such interface in this network namespace",
-            "`ip link` lists the interfaces; -i names the one production traffic arrives on",
-        );
+    let Some(iface) = check_interface(
+        r,
+        &format!("capture interface {dev}"),
+        dev,
+        "-i names the one production traffic arrives on",
+    ) else {
         return;
     };
-    if !iface.up {
-        r.fail(
-            &what,
-            format!("down (operstate {})", iface.operstate),
-            format!("ip link set {dev} up"),
-        );
-    } else {
-        r.pass(
-            &what,
-            format!("up (operstate {}), MTU {}", iface.operstate, iface.mtu),
-        );
-    }
     let mode = match cli.capture {
         CaptureKind::Inline => CaptureMode::Inline {
             ring_bytes: cli.ring_size,
@@ -213,35 +200,12 @@ fn check_capture(r: &mut Report, cli: &Cli) {
         XdpMode::Native => XdpModePolicy::Native,
         XdpMode::Generic => XdpModePolicy::Generic,
     };
-    let what = format!("XDP on {dev}");
-    match CaptureProgram::load(mode).and_then(|mut p| {
+    let attached = CaptureProgram::load(mode).and_then(|mut p| {
         let m = p.attach_with(dev, policy)?;
         p.detach_all()?;
         Ok(m)
-    }) {
-        Ok(AttachMode::Native) => r.pass(&what, "native mode (attached and detached again)"),
-        Ok(AttachMode::Generic) if cli.xdp_mode == XdpMode::Generic => {
-            r.pass(&what, "generic mode, as asked (--xdp-mode generic)")
-        }
-        Ok(AttachMode::Generic) => r.warn(
-            &what,
-            "generic (skb) mode only: the driver refused native mode; capture works, at a \
-             higher cost per packet",
-            "a driver with native XDP, or accept it (--xdp-mode generic says so)",
-        ),
-        Err(e) if e.to_string().contains("busy") => r.info(
-            &what,
-            format!("another XDP program is attached already (tcpcopy running here?): {e}"),
-        ),
-        Err(e) => r.fail(
-            &what,
-            e.to_string(),
-            format!(
-                "are we root? `ip link show {dev}` shows whether another XDP program is \
-                 attached"
-            ),
-        ),
-    }
+    });
+    check_xdp_attach(r, dev, policy, attached, "tcpcopy");
     let o = iface.offloads;
     let flag = |v: Option<bool>| match v {
         Some(true) => "on",

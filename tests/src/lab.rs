@@ -176,21 +176,7 @@ impl Lab {
             );
         }
         // client <-> online: a point-to-point link.
-        self.ip_in(
-            Client,
-            &[
-                "link",
-                "add",
-                "eth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &self.ns(Online),
-            ],
-        );
+        self.veth(Client, "eth0", Online, "eth0");
         // The LAN: a bridge in the lan namespace, one port per LAN host.
         self.ip_in(Lan, &["link", "add", "br0", "type", "bridge"]);
         self.ip_in(Lan, &["link", "set", "br0", "up"]);
@@ -199,21 +185,7 @@ impl Lab {
             (Target, "eth0", "target"),
             (Assistant, "eth0", "assistant"),
         ] {
-            self.ip_in(
-                host,
-                &[
-                    "link",
-                    "add",
-                    iface,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    port,
-                    "netns",
-                    &self.ns(Lan),
-                ],
-            );
+            self.veth(host, iface, Lan, port);
             self.ip_in(Lan, &["link", "set", port, "master", "br0"]);
             self.ip_in(Lan, &["link", "set", port, "up"]);
         }
@@ -298,21 +270,7 @@ impl Lab {
             self.run(Online, &["ethtool", "-K", "eth0", "gro", "on"]);
         }
         if spec.container {
-            self.ip_in(
-                Online,
-                &[
-                    "link",
-                    "add",
-                    "c0",
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    &self.ns(Container),
-                ],
-            );
+            self.veth(Online, "c0", Container, "eth0");
             self.ip_in(Online, &["addr", "add", "198.18.3.1/24", "dev", "c0"]);
             self.ip_in(Online, &["link", "set", "c0", "up"]);
             self.ip_in(Container, &["addr", "add", "198.18.3.2/24", "dev", "eth0"]);
@@ -365,6 +323,17 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A veth pair: `a_if` in `a`, its peer `b_if` in `b`.
+    fn veth(&self, a: Host, a_if: &str, b: Host, b_if: &str) {
+        let peer_ns = self.ns(b);
+        self.ip_in(
+            a,
+            &[
+                "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &peer_ns,
+            ],
+        );
     }
 
     /// `ip -n <host's namespace> args...`.

@@ -54,30 +54,10 @@ pub fn admit(pkt: &Ipv4TcpPacket<&[u8]>, scratch: &mut Vec<u8>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{
-        SeqNumber, TcpFlags,
-        checksum::{fold, pseudo_header},
-        ipv4tcp::SegmentRepr,
-    };
+    use crate::packet::checksum::{fold, pseudo_header};
 
     fn packet(payload: &[u8]) -> Vec<u8> {
-        let repr = SegmentRepr {
-            src: [198, 18, 1, 2],
-            dst: [198, 18, 1, 1],
-            src_port: 40000,
-            dst_port: 80,
-            seq: SeqNumber(1000),
-            ack: SeqNumber(5000),
-            flags: TcpFlags::ACK | TcpFlags::PSH,
-            window: 502,
-            ttl: 64,
-            ip_id: 7,
-            options: &[],
-            payload,
-        };
-        let mut out = vec![0u8; repr.len()];
-        repr.emit(&mut out);
-        out
+        crate::packet::ipv4tcp::tests::sample(payload, &[])
     }
 
     /// What a Linux sender with checksum offload hands its NIC (and what

@@ -506,10 +506,12 @@ impl SegmentRepr<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample(payload: &[u8], options: &[u8]) -> Vec<u8> {
+    /// A valid segment 198.18.1.2:40000 -> 198.18.1.1:80 (also used by
+    /// other modules' tests).
+    pub(crate) fn sample(payload: &[u8], options: &[u8]) -> Vec<u8> {
         let repr = SegmentRepr {
             src: [198, 18, 1, 2],
             dst: [198, 18, 1, 1],
