@@ -113,6 +113,7 @@ impl Session {
     fn send_syn(&mut self, cx: &mut Ctx<'_>) {
         self.state = State::SynSent;
         self.started_at = cx.now;
+        self.refused = false;
         if !self.segs.all_sent() {
             self.segs.mark_sent();
         }
