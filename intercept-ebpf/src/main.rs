@@ -1,20 +1,29 @@
-//! XDP program of the assistant host (`intercept`): the target server's
-//! replies are dropped (the real clients must never see them) and their
-//! headers reported to userspace through the `RECORDS` ring buffer. Built for
-//! `bpfel-unknown-none` by `ebpf-build`; embedded in and loaded by
-//! `intercept-user`.
+//! The reply programs of `intercept`: the target server's replies are
+//! dropped (the real clients must never see them) and their headers
+//! reported to userspace through the `RECORDS` ring buffer. Two programs,
+//! one per deployment, sharing the maps and the record ([`record`]):
+//!
+//! - `intercept_reply` ([`reply`]): XDP on an assistant host, to which the
+//!   target routes the client range;
+//! - `intercept_egress` ([`egress`]): TC egress on the target itself, no
+//!   assistant and no route needed.
+//!
+//! Userspace loads one of them. Built for `bpfel-unknown-none` by
+//! `ebpf-build`; embedded in and loaded by `intercept-user`.
 #![no_std]
 #![no_main]
 
+mod egress;
+mod record;
 mod reply;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use tcpcopy_common::{
     counters::{COUNTER_SLOTS, InterceptCounter},
-    table::EndpointKey,
+    table::{AnnouncedKey, ClientNetKey, EndpointKey},
 };
 
 /// Per-CPU verdict counters, indexed by [`InterceptCounter`].
@@ -29,6 +38,22 @@ static TARGETS: HashMap<EndpointKey, u32> = HashMap::with_max_entries(1024, 0);
 /// userspace sets the real one at load time (`--ring-size`).
 #[map]
 static RECORDS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Egress: client ranges (`--clients`) whose replies are intercepted.
+#[map]
+static CLIENTS: LpmTrie<ClientNetKey, u32> = LpmTrie::with_max_entries(1024, 0);
+
+/// Egress: client addresses announced per target endpoint (CLIENT_ADD),
+/// filled by userspace. The oldest go first when it is full; userspace sets
+/// the size at load time.
+#[map]
+static ANNOUNCED: LruHashMap<AnnouncedKey, u32> = LruHashMap::with_max_entries(1 << 16, 0);
+
+/// Egress: replies from a target to an unclaimed client address, by the key
+/// they would have had in `ANNOUNCED`; userspace looks an announcement up
+/// here to learn that a reply left before it (a race it counts).
+#[map]
+static UNCLAIMED: LruHashMap<AnnouncedKey, u32> = LruHashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
 fn count(counter: InterceptCounter) {

@@ -25,6 +25,16 @@ impl Cidr {
         }
     }
 
+    /// The network address (host bits clear).
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.network)
+    }
+
+    /// The prefix length, 0..=32.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
         u32::from(addr) & Self::mask(self.prefix) == self.network
     }

@@ -13,13 +13,25 @@ use tcpcopy_runtime::xdp::XdpModePolicy;
 
 use crate::{
     access::Cidr,
-    daemon::DaemonConfig,
+    daemon::{DaemonConfig, ReplyPath},
     route::RouterLimits,
     targets::{Target, parse_filter, parse_target},
 };
 
 const EXAMPLES: &str = "\
 Examples:
+  On the target host itself (no assistant, no route): drop and report the
+  replies of the local web server on port 80 to the replayed clients
+  (tcpcopy -c 198.18.9.x) as they leave eth0:
+
+    intercept --egress eth0 --target 0.0.0.0:80 --clients 198.18.9.0/24
+
+  The same when tcpcopy keeps the real client addresses: only the client
+  addresses tcpcopy announces are claimed (a session's first SYN-ACK may
+  beat its announcement and leave; counted, see the README):
+
+    intercept --egress eth0 --target 0.0.0.0:80 --clients announced
+
   On the assistant host, drop and report the replies of a web server on
   198.18.2.2:80 arriving on eth0, for the tcpcopy instances on 198.18.2.0/24:
 
@@ -39,10 +51,11 @@ Filters (-F) accept the forms TCPCopy users pass to intercept:
     src host IP and src port PORT
 Anything else is refused; use --target IP:PORT for more targets.
 
-The target server needs a route that sends replies for the client
-addresses to this host, and this host must not forward them
-(net.ipv4.ip_forward=0). intercept stops cleanly on SIGINT/SIGTERM and
-detaches its XDP program.";
+With -i (an assistant host), the target server needs a route that sends
+replies for the client addresses to this host, and this host must not
+forward them (net.ipv4.ip_forward=0). With --egress (on the target) no
+route is needed. intercept stops cleanly on SIGINT/SIGTERM and detaches
+its program.";
 
 /// intercept: drops the target server's replies on the assistant host (the
 /// real clients never see them) and reports their TCP/IP headers to the
@@ -50,11 +63,23 @@ detaches its XDP program.";
 #[derive(Debug, Parser)]
 #[command(name = "intercept", version, after_help = EXAMPLES)]
 #[command(group = clap::ArgGroup::new("target_table").required(true).multiple(true).args(["filter", "targets"]))]
+#[command(group = clap::ArgGroup::new("reply_path").required(true).args(["interfaces", "egress"]))]
 pub struct Cli {
-    /// Interfaces where the target's replies arrive (XDP attaches to each;
-    /// native mode, generic as a fallback).
-    #[arg(short = 'i', long = "interface", value_name = "DEV[,DEV]", value_delimiter = ',', required = true, value_parser = parse_interface)]
+    /// On an assistant host: interfaces where the target's replies arrive
+    /// (XDP attaches to each; native mode, generic as a fallback).
+    #[arg(short = 'i', long = "interface", value_name = "DEV[,DEV]", value_delimiter = ',', value_parser = parse_interface)]
     pub interfaces: Vec<String>,
+
+    /// On the target host itself: interfaces whose outgoing replies to the
+    /// replayed clients are dropped (a TC egress program; needs --clients).
+    #[arg(long = "egress", value_name = "DEV[,DEV]", value_delimiter = ',', value_parser = parse_egress_interface, requires = "clients", conflicts_with = "xdp_mode")]
+    pub egress: Vec<String>,
+
+    /// With --egress: the replayed clients, as networks (e.g. tcpcopy's -c
+    /// pool 198.18.9.0/24) and/or `announced` (only the client addresses
+    /// tcpcopy announces; always matched as well).
+    #[arg(long = "clients", value_name = "CIDR[,CIDR]|announced", value_delimiter = ',', conflicts_with = "interfaces", value_parser = parse_clients)]
+    pub clients: Vec<ClientRule>,
 
     /// A pcap-style filter naming one target, e.g. 'tcp and src port 80 and src host 198.18.2.2'.
     #[arg(short = 'F', long = "filter", value_name = "FILTER", value_parser = parse_filter)]
@@ -117,9 +142,9 @@ pub struct Cli {
     #[arg(long = "ring-size", value_name = "BYTES", default_value = "4M", value_parser = parse_ring_size)]
     pub ring_bytes: u32,
 
-    /// XDP attach mode: auto (native, else generic), native, or generic.
-    #[arg(long = "xdp-mode", value_name = "MODE", default_value = "auto")]
-    pub xdp_mode: XdpModePolicy,
+    /// XDP attach mode (with -i): auto (native, else generic), native, or generic.
+    #[arg(long = "xdp-mode", value_name = "MODE")]
+    pub xdp_mode: Option<XdpModePolicy>,
 
     /// Most unsent bytes per tcpcopy connection before its records are dropped (e.g. 2M).
     #[arg(long = "peer-buffer", value_name = "BYTES", default_value = "2M", value_parser = parse_peer_buffer)]
@@ -139,20 +164,40 @@ impl Cli {
     }
 
     /// The daemon's configuration.
+    /// Where the replies are caught, as the flags say.
+    pub fn reply_path(&self) -> ReplyPath {
+        if self.egress.is_empty() {
+            ReplyPath::Assistant {
+                xdp_mode: self.xdp_mode.unwrap_or_default(),
+            }
+        } else {
+            ReplyPath::Egress {
+                clients: self
+                    .clients
+                    .iter()
+                    .filter_map(|c| match c {
+                        ClientRule::Net(net) => Some(*net),
+                        ClientRule::Announced => None,
+                    })
+                    .collect(),
+            }
+        }
+    }
+
     pub fn daemon_config(&self) -> DaemonConfig {
         let mut interfaces: Vec<String> = Vec::new();
-        for i in &self.interfaces {
+        for i in self.interfaces.iter().chain(&self.egress) {
             if !interfaces.contains(i) {
                 interfaces.push(i.clone());
             }
         }
         DaemonConfig {
             interfaces,
+            path: self.reply_path(),
             targets: self.all_targets(),
             listen: SocketAddrV4::new(self.bind, self.port),
             allow: self.allow.clone(),
             ring_bytes: self.ring_bytes,
-            xdp_mode: self.xdp_mode,
             peer_buffer: self.peer_buffer as usize,
             stats_interval: (self.stats_interval > 0)
                 .then(|| Duration::from_secs(self.stats_interval)),
@@ -165,6 +210,41 @@ impl Cli {
             },
         }
     }
+}
+
+/// One item of `--clients`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientRule {
+    /// Replies to any address of this network.
+    Net(Cidr),
+    /// Replies to the client addresses tcpcopy announces (always on with
+    /// --egress; naming it alone means: no ranges).
+    Announced,
+}
+
+fn parse_clients(s: &str) -> Result<ClientRule, String> {
+    if s.trim() == "announced" {
+        return Ok(ClientRule::Announced);
+    }
+    s.parse()
+        .map(ClientRule::Net)
+        .map_err(|e: crate::access::CidrError| {
+            format!("{e}, or `announced` (only the client addresses tcpcopy announces)")
+        })
+}
+
+/// An interface for --egress: never loopback, whose traffic is the target
+/// talking to itself.
+fn parse_egress_interface(s: &str) -> Result<String, String> {
+    let name = parse_interface(s)?;
+    if name == "lo" {
+        return Err(
+            "`lo` carries the target's traffic with itself, never a reply to a client: \
+             give the interface toward the LAN (e.g. eth0)"
+                .to_owned(),
+        );
+    }
+    Ok(name)
 }
 
 fn parse_interface(s: &str) -> Result<String, String> {
@@ -321,6 +401,86 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
         assert!(err.to_string().contains("--filter"), "{err}");
         assert!(error(&["-F", "tcp and src port 80"]).contains("--interface"));
+        assert!(error(&["-F", "tcp and src port 80"]).contains("--egress"));
+    }
+
+    #[test]
+    fn egress_on_the_target_takes_client_ranges_or_announced_clients() {
+        let cli = parse(&[
+            "--egress",
+            "eth0,eth1",
+            "--target",
+            "0.0.0.0:80",
+            "--clients",
+            "198.18.9.0/24,announced,10.1.0.0/16",
+        ])
+        .unwrap();
+        let config = cli.daemon_config();
+        assert_eq!(config.interfaces, ["eth0", "eth1"]);
+        assert_eq!(
+            config.path,
+            ReplyPath::Egress {
+                clients: vec![
+                    "198.18.9.0/24".parse().unwrap(),
+                    "10.1.0.0/16".parse().unwrap()
+                ]
+            }
+        );
+        let only_announced = parse(&[
+            "--egress",
+            "eth0",
+            "--target",
+            "0.0.0.0:80",
+            "--clients",
+            "announced",
+        ]);
+        assert_eq!(
+            only_announced.unwrap().reply_path(),
+            ReplyPath::Egress { clients: vec![] }
+        );
+        // The assistant path keeps its XDP mode, auto by default.
+        let assistant = parse(&["-i", "eth0", "--target", "0.0.0.0:80"]).unwrap();
+        assert_eq!(
+            assistant.reply_path(),
+            ReplyPath::Assistant {
+                xdp_mode: XdpModePolicy::Auto
+            }
+        );
+    }
+
+    #[test]
+    fn egress_mistakes_are_refused_with_the_reason() {
+        let t = ["--target", "0.0.0.0:80"];
+        let with = |extra: &[&str]| {
+            let mut argv = t.to_vec();
+            argv.extend_from_slice(extra);
+            error(&argv)
+        };
+        assert!(
+            with(&["--egress", "eth0"]).contains("--clients"),
+            "clients required"
+        );
+        assert!(
+            with(&["--egress", "lo", "--clients", "announced"]).contains("loopback")
+                || with(&["--egress", "lo", "--clients", "announced"]).contains("itself")
+        );
+        assert!(with(&["--egress", "eth0", "--clients", "198.18.9/24"]).contains("announced"));
+        assert!(with(&["-i", "eth0", "--clients", "198.18.9.0/24"]).contains("--interface"));
+        assert!(
+            with(&[
+                "--egress",
+                "eth0",
+                "--clients",
+                "announced",
+                "--xdp-mode",
+                "native"
+            ])
+            .contains("--xdp-mode")
+        );
+        assert!(
+            with(&["--egress", "eth0", "-i", "eth1", "--clients", "announced"])
+                .contains("--egress")
+        );
     }
 
     #[test]

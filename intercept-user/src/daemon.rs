@@ -16,7 +16,7 @@
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     io,
-    net::{IpAddr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
     os::fd::AsRawFd,
     time::{Duration, Instant},
 };
@@ -28,13 +28,21 @@ use mio::{
 };
 use tcpcopy_common::proto::HeaderRecord;
 use tcpcopy_runtime::process::StopSignal;
-use tcpcopy_runtime::xdp::{AttachMode, XdpError, XdpModePolicy};
+use tcpcopy_runtime::xdp::{XdpError, XdpModePolicy};
 
 use crate::{
     access::{Cidr, is_allowed},
-    capture::{ring::ReplyRing, xdp::ReplyProgram},
+    capture::{
+        ReplyCapture,
+        egress::{ANNOUNCED_MAX, AnnouncedTable, Claimed, EgressProgram},
+        ring::ReplyRing,
+        xdp::ReplyProgram,
+    },
     peer::{Peer, PeerClosed, PeerEvent, ReadProgress},
-    route::{Routed, Router, RouterLimits, table::PeerId},
+    route::{
+        Routed, Router, RouterLimits,
+        table::{PeerId, RouteKey},
+    },
     stats::Stats,
     targets::Target,
 };
@@ -53,16 +61,28 @@ const RING: Token = Token(1);
 const STOP: Token = Token(2);
 const FIRST_PEER: usize = 16;
 
+/// Where the target's replies are caught (the deployment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyPath {
+    /// On an assistant host, to which the target routes the client range:
+    /// XDP on its interfaces, in the modes the policy allows.
+    Assistant { xdp_mode: XdpModePolicy },
+    /// On the target itself (`--egress`): TC at the egress of its
+    /// interfaces, for replies to these client ranges or to a client
+    /// address a tcpcopy announced.
+    Egress { clients: Vec<Cidr> },
+}
+
 /// What the daemon needs to run (see `cli` for the flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonConfig {
+    /// Where the reply program attaches (see `path`).
     pub interfaces: Vec<String>,
+    pub path: ReplyPath,
     pub targets: Vec<Target>,
     pub listen: SocketAddrV4,
     pub allow: Vec<Cidr>,
     pub ring_bytes: u32,
-    /// Which XDP attach modes to try.
-    pub xdp_mode: XdpModePolicy,
     /// Most unsent bytes per peer.
     pub peer_buffer: usize,
     /// Statistics period; `None`: only at exit.
@@ -88,13 +108,15 @@ pub enum DaemonError {
     Poll(io::Error),
 }
 
-/// A started intercept: XDP attached, listening; [`run`](Self::run) serves.
+/// A started intercept: reply program attached, listening; [`run`](Self::run) serves.
 pub struct Intercept {
     config: DaemonConfig,
-    program: ReplyProgram,
+    program: Box<dyn ReplyCapture>,
     ring: ReplyRing,
+    /// Egress only: the announced clients, filled from CLIENT_ADD.
+    announced: Option<AnnouncedTable>,
     listener: TcpListener,
-    attached: Vec<(String, AttachMode)>,
+    attached: Vec<(String, String)>,
 }
 
 impl Intercept {
@@ -102,17 +124,37 @@ impl Intercept {
     /// interface (in the calling thread's network namespace) and binds the
     /// tcpcopy port. Nothing runs until [`run`](Self::run).
     pub fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
-        let mut program = ReplyProgram::load_with_ring(config.ring_bytes)?;
+        let mut attached = Vec::new();
+        let (mut program, announced): (Box<dyn ReplyCapture>, _) = match &config.path {
+            ReplyPath::Assistant { xdp_mode } => {
+                let mut program = ReplyProgram::load_with_ring(config.ring_bytes)?;
+                for iface in &config.interfaces {
+                    let mode = program.attach_with(iface, *xdp_mode)?;
+                    tracing::info!(iface, ?mode, "XDP reply program attached");
+                    attached.push((iface.clone(), format!("XDP {mode:?}").to_lowercase()));
+                }
+                (Box::new(program), None)
+            }
+            ReplyPath::Egress { clients } => {
+                let max = (config.limits.max_routes as u32).min(ANNOUNCED_MAX);
+                let mut program = EgressProgram::load(config.ring_bytes, max)?;
+                for net in clients {
+                    program.add_client_net(*net)?;
+                }
+                let announced = program.take_announced()?;
+                for iface in &config.interfaces {
+                    let how = program.attach_egress(iface)?;
+                    tracing::info!(iface, ?how, "TC egress reply program attached");
+                    attached.push((iface.clone(), format!("TC egress {how:?}").to_lowercase()));
+                }
+                (Box::new(program), Some(announced))
+            }
+        };
+        // Targets after attaching is safe: nothing matches an empty table.
         for target in &config.targets {
             program.add_target(target.addr, target.port)?;
         }
         let ring = program.take_ring()?;
-        let mut attached = Vec::new();
-        for iface in &config.interfaces {
-            let mode = program.attach_with(iface, config.xdp_mode)?;
-            tracing::info!(iface, ?mode, "XDP reply program attached");
-            attached.push((iface.clone(), mode));
-        }
         let listener = TcpListener::bind(SocketAddr::V4(config.listen)).map_err(|source| {
             DaemonError::Listen {
                 addr: config.listen,
@@ -130,6 +172,7 @@ impl Intercept {
             config,
             program,
             ring,
+            announced,
             listener,
             attached,
         })
@@ -140,7 +183,8 @@ impl Intercept {
         self.listener.local_addr()
     }
 
-    pub fn attached(&self) -> &[(String, AttachMode)] {
+    /// Each interface and how the program is attached to it.
+    pub fn attached(&self) -> &[(String, String)] {
         &self.attached
     }
 
@@ -151,6 +195,7 @@ impl Intercept {
             config,
             mut program,
             mut ring,
+            announced,
             mut listener,
             attached: _,
         } = self;
@@ -180,6 +225,8 @@ impl Intercept {
             accept_retry: None,
             hello_deadlines: VecDeque::new(),
             hello_timeout: config.hello_timeout,
+            announced,
+            escape_warned: false,
         };
         let mut next_stats = config.stats_interval.map(|i| now + i);
         let mut events = Events::with_capacity(1024);
@@ -257,7 +304,7 @@ impl Intercept {
             if let (Some(at), Some(interval)) = (next_stats, config.stats_interval)
                 && now >= at
             {
-                let stats = state.snapshot(&program, &ring);
+                let stats = state.snapshot(program.as_ref(), &ring);
                 tracing::info!("stats: {stats}");
                 next_stats = Some(now + interval);
             }
@@ -270,10 +317,10 @@ impl Intercept {
         for id in state.peers.keys().copied().collect::<Vec<_>>() {
             state.close_peer(&poll, id, "intercept is stopping");
         }
-        let stats = state.snapshot(&program, &ring);
+        let stats = state.snapshot(program.as_ref(), &ring);
         tracing::info!("final stats: {stats}");
         program.detach_all()?;
-        tracing::info!("XDP detached; intercept stopped");
+        tracing::info!("reply program detached; intercept stopped");
         Ok(stats)
     }
 }
@@ -297,6 +344,10 @@ struct LoopState {
     /// (hello deadline, peer) in accept order.
     hello_deadlines: VecDeque<(Instant, PeerId)>,
     hello_timeout: Duration,
+    /// Egress only: the kernel's table of announced clients.
+    announced: Option<AnnouncedTable>,
+    /// Whether the warning about replies that beat their announcement was logged.
+    escape_warned: bool,
 }
 
 fn token(id: PeerId) -> Token {
@@ -393,6 +444,7 @@ impl LoopState {
             for event in events {
                 match event {
                     PeerEvent::Announce(key) => {
+                        self.claim(&key);
                         for rec in self.router.announce(key, id, now) {
                             self.enqueue(id, rec, now);
                         }
@@ -420,6 +472,34 @@ impl LoopState {
                     let reason = reason.to_string();
                     self.close_peer(poll, id, &reason);
                 }
+            }
+        }
+    }
+
+    /// Egress: claims an announced client address in the kernel's table.
+    fn claim(&mut self, key: &RouteKey) {
+        let Some(table) = &mut self.announced else {
+            return;
+        };
+        match table.announce(key) {
+            Ok(Claimed::Now) => {}
+            Ok(Claimed::AfterAReplyEscaped) => {
+                self.stats.escaped_before_announce += 1;
+                if !self.escape_warned {
+                    self.escape_warned = true;
+                    tracing::warn!(
+                        client = %Ipv4Addr::from(key.client_ip),
+                        target = %SocketAddrV4::new(key.target_ip.into(), key.target_port),
+                        "a reply to a replayed client left this host before tcpcopy announced \
+                         the client (its SYN-ACK was faster than the announcement); give \
+                         --clients with the replayed client range (e.g. tcpcopy's -c pool) \
+                         so that no reply can leave; counted as escaped_before_announce"
+                    );
+                }
+            }
+            Err(e) => {
+                self.stats.announce_failed += 1;
+                tracing::warn!(error = %e, "cannot claim an announced client in the kernel's table");
             }
         }
     }
@@ -522,7 +602,7 @@ impl LoopState {
         );
     }
 
-    fn snapshot(&self, program: &ReplyProgram, ring: &ReplyRing) -> Stats {
+    fn snapshot(&self, program: &dyn ReplyCapture, ring: &ReplyRing) -> Stats {
         let mut stats = self.stats;
         stats.route = self.router.counts();
         stats.routes = self.router.routes();

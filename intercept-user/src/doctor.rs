@@ -1,22 +1,32 @@
-//! `intercept doctor`: checks what intercept needs on the assistant host
-//! and prints a line per check with the fix for each problem.
+//! `intercept doctor`: checks what intercept needs on this host and prints
+//! a line per check with the fix for each problem.
 //!
-//! Checks: each interface (up, MTU), XDP on it (the reply program is
-//! attached and detached again; while it is attached it drops the targets'
-//! replies, which is its job here), its offloads, `ip_forward` (must be 0:
-//! a forwarding assistant hands the target's replies to the real clients
-//! whenever intercept is not dropping them), `rp_filter`, and the address
-//! tcpcopy connects to (free, or taken by a running intercept).
+//! On an assistant (`-i`): each interface (up, MTU), XDP on it (the reply
+//! program is attached and detached again; while it is attached it drops
+//! the targets' replies, which is its job here), its offloads,
+//! `ip_forward` (must be 0: a forwarding assistant hands the target's
+//! replies to the real clients whenever intercept is not dropping them),
+//! `rp_filter`. On the target (`--egress`): each interface, the TC egress
+//! program on it (attached and detached again), and that the replies to
+//! each client range leave through an intercepted interface (the stack
+//! needs a route to send them at all; any route will do). Both: the
+//! address tcpcopy connects to (free, or taken by a running intercept).
 
 use std::net::{SocketAddr, TcpListener};
 
 use tcpcopy_runtime::{
     doctor::{Report, check_interface, check_xdp_attach},
     netdev,
+    tc::EgressAttach,
     xdp::XdpModePolicy,
 };
 
-use crate::{capture::xdp::ReplyProgram, cli::Cli};
+use crate::{
+    access::Cidr,
+    capture::{DEFAULT_RING_BYTES, ReplyCapture, egress::EgressProgram, xdp::ReplyProgram},
+    cli::Cli,
+    daemon::ReplyPath,
+};
 
 /// Runs every check for the daemon `cli` describes.
 pub fn run(cli: &Cli) -> Report {
@@ -27,9 +37,110 @@ pub fn run(cli: &Cli) -> Report {
     ));
     let targets: Vec<String> = config.targets.iter().map(|t| t.to_string()).collect();
     r.info("targets", targets.join(", "));
-    for dev in &config.interfaces {
-        check_assistant_interface(&mut r, dev, &config.targets, cli.xdp_mode);
+    match &config.path {
+        ReplyPath::Assistant { xdp_mode } => {
+            for dev in &config.interfaces {
+                check_assistant_interface(&mut r, dev, &config.targets, *xdp_mode);
+            }
+            check_ip_forward(&mut r);
+        }
+        ReplyPath::Egress { clients } => {
+            for dev in &config.interfaces {
+                check_egress_interface(&mut r, dev);
+            }
+            check_client_routes(&mut r, clients, &config.interfaces);
+        }
     }
+    let listen = SocketAddr::V4(config.listen);
+    match TcpListener::bind(listen) {
+        Ok(_) => r.pass(
+            &format!("listen address {listen}"),
+            "free: tcpcopy connects here (-s)",
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => r.info(
+            &format!("listen address {listen}"),
+            "in use: intercept is already running here (or another program holds the port)",
+        ),
+        Err(e) => r.fail(
+            &format!("listen address {listen}"),
+            e.to_string(),
+            "-b must be an address of this host (or 0.0.0.0), -p a free port",
+        ),
+    }
+    r
+}
+
+fn check_egress_interface(r: &mut Report, dev: &str) {
+    if check_interface(
+        r,
+        &format!("interface {dev}"),
+        dev,
+        "--egress names the one the target's replies leave by",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let what = format!("TC egress on {dev}");
+    // An empty target table: attached for a moment, it matches nothing.
+    let attached = EgressProgram::load(DEFAULT_RING_BYTES, 1).and_then(|mut p| {
+        let how = p.attach_egress(dev)?;
+        p.detach_all()?;
+        Ok(how)
+    });
+    match attached {
+        Ok(EgressAttach::Tcx) => r.pass(
+            &what,
+            "TCX link (attached and detached again; gone with intercept, however it stops)",
+        ),
+        Ok(EgressAttach::Filter) => r.warn(
+            &what,
+            "clsact filter only (kernel without TCX, < 6.6): it works, but stays on the device \
+             if intercept is killed, dropping the replies until removed",
+            format!("after a crash: tc filter del dev {dev} egress"),
+        ),
+        Err(e) => r.fail(
+            &what,
+            e.to_string(),
+            "are we root? `tc filter show dev DEV egress` and `bpftool net` show what is attached",
+        ),
+    }
+}
+
+/// The stack sends a reply only along a route; it must leave through an
+/// intercepted interface, or it is never seen (and reaches the network).
+fn check_client_routes(r: &mut Report, clients: &[Cidr], interfaces: &[String]) {
+    if clients.is_empty() {
+        r.info(
+            "client ranges",
+            "none (--clients announced): replies to the client addresses tcpcopy announces \
+             are dropped; a session's first SYN-ACK can beat its announcement and leave",
+        );
+        return;
+    }
+    for net in clients {
+        let what = format!("route to clients {net}");
+        let probe = net.network();
+        match netdev::route_device(probe) {
+            Some(dev) if interfaces.contains(&dev) => r.pass(
+                &what,
+                format!("replies leave by {dev}, which is intercepted (no route change needed)"),
+            ),
+            Some(dev) => r.fail(
+                &what,
+                format!("replies to {probe} leave by {dev}, which is not intercepted"),
+                format!("add {dev} to --egress"),
+            ),
+            None => r.fail(
+                &what,
+                format!("no route to {probe}: the target cannot send its replies at all"),
+                "any route will do, e.g. the default route the host has anyway",
+            ),
+        }
+    }
+}
+
+fn check_ip_forward(r: &mut Report) {
     match netdev::ipv4_sysctl("ip_forward") {
         Some(0) => r.pass(
             "ip_forward",
@@ -49,23 +160,6 @@ pub fn run(cli: &Cli) -> Report {
             "check it is 0",
         ),
     }
-    let listen = SocketAddr::V4(config.listen);
-    match TcpListener::bind(listen) {
-        Ok(_) => r.pass(
-            &format!("listen address {listen}"),
-            "free: tcpcopy connects here (-s)",
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => r.info(
-            &format!("listen address {listen}"),
-            "in use: intercept is already running here (or another program holds the port)",
-        ),
-        Err(e) => r.fail(
-            &format!("listen address {listen}"),
-            e.to_string(),
-            "-b must be an address of this host (or 0.0.0.0), -p a free port",
-        ),
-    }
-    r
 }
 
 fn check_assistant_interface(

@@ -39,8 +39,14 @@ pub struct Stats {
     pub peers_refused: u64,
     /// Connections closed for a protocol or socket error.
     pub peers_failed: u64,
-    /// The XDP program's counters, when they could be read.
-    pub xdp: Option<[(InterceptCounter, u64); 5]>,
+    /// Egress: announcements of a client address to which a reply had
+    /// already left the host (the SYN-ACK beat the announcement).
+    pub escaped_before_announce: u64,
+    /// Egress: announcements the kernel's table refused.
+    pub announce_failed: u64,
+    /// The reply program's counters (XDP or TC egress; logged as `xdp_*`
+    /// for either), when they could be read.
+    pub xdp: Option<[(InterceptCounter, u64); InterceptCounter::ALL.len()]>,
 }
 
 impl Stats {
@@ -58,7 +64,8 @@ impl fmt::Display for Stats {
             "ring_records={} delivered={} dropped={} parked={} unparked={} expired={} \
              unrouted={} park_refused={} dropped_slow={} dropped_closed={} announced={} \
              routes={} routes_aged={} parked_now={} queued_now={} peers={} peers_accepted={} \
-             peers_refused={} peers_failed={} ring_bad={}",
+             peers_refused={} peers_failed={} ring_bad={} escaped_before_announce={} \
+             announce_failed={}",
             self.ring_records,
             self.delivered,
             self.dropped(),
@@ -79,6 +86,8 @@ impl fmt::Display for Stats {
             self.peers_refused,
             self.peers_failed,
             self.ring_bad,
+            self.escaped_before_announce,
+            self.announce_failed,
         )?;
         if let Some(xdp) = &self.xdp {
             for (counter, value) in xdp {

@@ -59,7 +59,8 @@ impl CaptureCounter {
     }
 }
 
-/// Counters of the reply program (`intercept-ebpf`).
+/// Counters of the reply programs (`intercept-ebpf`: XDP on an assistant,
+/// TC egress on the target itself).
 ///
 /// Invariants after any run: `matched = reported + ring_full` (every matched
 /// reply is dropped, reported or not), and `malformed` frames are never
@@ -78,15 +79,20 @@ pub enum InterceptCounter {
     /// Matched replies dropped without a record: the ring buffer was full
     /// (userspace is behind). Never blocks, never passes the reply on.
     RingFull = 4,
+    /// Egress only: replies from a target to an address neither in the
+    /// client ranges nor announced by a tcpcopy (passed: the target's own
+    /// traffic, or a reply that beat its session's announcement).
+    Unclaimed = 5,
 }
 
 impl InterceptCounter {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Seen,
         Self::Matched,
         Self::Malformed,
         Self::Reported,
         Self::RingFull,
+        Self::Unclaimed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -96,6 +102,7 @@ impl InterceptCounter {
             Self::Malformed => "malformed",
             Self::Reported => "reported",
             Self::RingFull => "ring_full",
+            Self::Unclaimed => "unclaimed",
         }
     }
 }

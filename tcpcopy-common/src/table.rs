@@ -4,6 +4,11 @@
 //! `-x [ip:]port`); `intercept-ebpf` looks up a reply's *source* (the target
 //! server). Both first try the exact `ip:port`, then `0.0.0.0:port` (a rule
 //! given by port alone).
+//!
+//! The TC egress program of intercept also asks whether a reply's
+//! *destination* is a replayed client: a client range (an LPM trie of
+//! [`ClientNetKey`]) or a client address that a tcpcopy announced for that
+//! target ([`AnnouncedKey`]).
 
 /// An IPv4 endpoint as stored in a BPF hash map.
 #[repr(C)]
@@ -58,6 +63,51 @@ impl EndpointKey {
         u16::from_be_bytes(self.port)
     }
 }
+
+/// A client address announced (CLIENT_ADD) for a target endpoint. The
+/// client port is left out on purpose: once one session of a client address
+/// is known, the next sessions of that address are claimed even when their
+/// SYN-ACK beats their own announcement.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AnnouncedKey {
+    /// Client IPv4 address, network byte order.
+    pub client_addr: [u8; 4],
+    /// Target IPv4 address, network byte order.
+    pub target_addr: [u8; 4],
+    /// Target TCP port, network byte order.
+    pub target_port: [u8; 2],
+    /// Always zero (the kernel hashes all 12 bytes).
+    pub _pad: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<AnnouncedKey>() == 12);
+
+impl AnnouncedKey {
+    /// The key built straight from header bytes (all in network order).
+    #[inline(always)]
+    pub const fn from_wire(
+        client_addr: [u8; 4],
+        target_addr: [u8; 4],
+        target_port: [u8; 2],
+    ) -> Self {
+        Self {
+            client_addr,
+            target_addr,
+            target_port,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// The data of an LPM trie key for client ranges: an IPv4 address in
+/// network byte order (the trie matches its leading `prefix_len` bits).
+pub type ClientNetKey = [u8; 4];
+
+#[cfg(feature = "user")]
+// SAFETY: `AnnouncedKey` is `repr(C)`, `Copy`, has no padding and every bit
+// pattern is valid.
+unsafe impl aya::Pod for AnnouncedKey {}
 
 #[cfg(feature = "user")]
 // SAFETY: `EndpointKey` is `repr(C)`, `Copy`, has no padding and every bit

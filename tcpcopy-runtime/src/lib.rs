@@ -1,9 +1,11 @@
 //! Runtime support shared by the `tcpcopy` and `intercept` daemons.
 //!
-//! [`xdp::XdpObject`] owns one loaded eBPF object with one XDP program, the
-//! `TARGETS` match table and the `COUNTERS` per-CPU array that both of our
-//! objects define. It attaches through bpf_link (native mode first, generic
-//! as a fallback), so the program goes away with the process.
+//! [`object::BpfObject`] is one loaded eBPF object with the `TARGETS` match
+//! table and the `COUNTERS` per-CPU array that all of our objects define.
+//! [`xdp::XdpObject`] runs one XDP program of it, attached through bpf_link
+//! (native mode first, generic as a fallback), so the program goes away
+//! with the process; [`tc::EgressObject`] runs one TC classifier at the
+//! egress of devices (TCX links where the kernel has them).
 //! [`process`] holds what both daemons do as processes: signals, the pid
 //! file, running in the background, logging. [`netdev`] reads what the
 //! `doctor` commands check about interfaces and the host's IPv4 settings,
@@ -11,5 +13,7 @@
 
 pub mod doctor;
 pub mod netdev;
+pub mod object;
 pub mod process;
+pub mod tc;
 pub mod xdp;

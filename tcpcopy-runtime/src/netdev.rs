@@ -121,9 +121,63 @@ pub fn rp_filter(iface: &str) -> Option<u32> {
     Some(all.max(own))
 }
 
+/// The device this namespace's main routing table sends `addr` out of
+/// (longest prefix, then lowest metric), from `/proc/net/route`; `None`:
+/// no route (the stack cannot send to `addr` at all).
+pub fn route_device(addr: std::net::Ipv4Addr) -> Option<String> {
+    route_device_in(&std::fs::read_to_string("/proc/net/route").ok()?, addr)
+}
+
+/// [`route_device`] over the text of `/proc/net/route` (addresses are
+/// hexadecimal in the host's byte order of the kernel's `__be32`).
+fn route_device_in(table: &str, addr: std::net::Ipv4Addr) -> Option<String> {
+    let target = u32::from_ne_bytes(addr.octets());
+    let mut best: Option<(u32, u32, &str)> = None; // (prefix bits, metric, dev)
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 {
+            continue;
+        }
+        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+        let (Some(dest), Some(flags), Some(metric), Some(mask)) =
+            (hex(f[1]), hex(f[3]), f[6].parse::<u32>().ok(), hex(f[7]))
+        else {
+            continue;
+        };
+        const RTF_UP: u32 = 0x1;
+        if flags & RTF_UP == 0 || target & mask != dest {
+            continue;
+        }
+        let bits = mask.count_ones();
+        if best.is_none_or(|(b, m, _)| bits > b || (bits == b && metric < m)) {
+            best = Some((bits, metric, f[0]));
+        }
+    }
+    best.map(|(_, _, dev)| dev.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_route_to_an_address_is_the_longest_prefix_that_is_up() {
+        // A default route via eth1, 198.18.2.0/24 on eth0, and a /24 that is down.
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth1\t00000000\t010212C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            eth0\t000212C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            eth2\t000912C6\t00000000\t0000\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let at = |a: [u8; 4]| route_device_in(table, a.into());
+        if cfg!(target_endian = "little") {
+            assert_eq!(at([198, 18, 2, 7]).as_deref(), Some("eth0"));
+            assert_eq!(at([198, 18, 9, 7]).as_deref(), Some("eth1"));
+            assert_eq!(at([8, 8, 8, 8]).as_deref(), Some("eth1"));
+        }
+        assert_eq!(
+            route_device_in("Iface\tDestination\n", [1, 2, 3, 4].into()),
+            None
+        );
+    }
 
     #[test]
     fn loopback_is_described_and_missing_interfaces_are_none() {

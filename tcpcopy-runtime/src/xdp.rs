@@ -1,16 +1,15 @@
-//! One loaded XDP object: load, attach with fallback, tables and counters.
+//! One loaded XDP program: load, attach with fallback, and the object's
+//! tables and counters (through [`BpfObject`]).
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapError, PerCpuArray},
+    EbpfError, EbpfLoader,
+    maps::MapError,
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use tcpcopy_common::table::EndpointKey;
 
-/// Name of the per-CPU counters array in every object.
-pub const COUNTERS_MAP: &str = "COUNTERS";
-/// Name of the endpoint match table in every object.
-pub const TARGETS_MAP: &str = "TARGETS";
+use crate::object::BpfObject;
+pub use crate::object::{COUNTERS_MAP, TARGETS_MAP};
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -42,6 +41,15 @@ pub enum XdpError {
          right, and are we root?)"
     )]
     AttachGeneric { iface: String, generic: String },
+    #[error(
+        "cannot attach the TC egress program to {iface}: TCX: {tcx}; clsact filter: {filter} \
+         (is the interface name right, and are we root?)"
+    )]
+    AttachEgress {
+        iface: String,
+        tcx: String,
+        filter: String,
+    },
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,
@@ -51,7 +59,7 @@ pub enum XdpError {
 
 /// `e` and every error under it (aya's syscall errors keep the errno in
 /// their source), joined by ": ".
-fn with_sources(e: &dyn std::error::Error) -> String {
+pub fn with_sources(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -114,7 +122,7 @@ impl std::str::FromStr for XdpModePolicy {
 
 /// A loaded eBPF object and the name of its XDP program.
 pub struct XdpObject {
-    ebpf: Ebpf,
+    object: BpfObject,
     program: &'static str,
     links: Vec<XdpLinkId>,
 }
@@ -128,19 +136,16 @@ impl XdpObject {
         program: &'static str,
         configure: impl FnOnce(&mut EbpfLoader<'a>),
     ) -> Result<Self, XdpError> {
-        let mut loader = EbpfLoader::new();
-        configure(&mut loader);
-        let mut ebpf = loader
-            .load(object)
-            .map_err(|e| XdpError::Load(Box::new(e)))?;
-        let xdp: &mut Xdp = ebpf
+        let mut object = BpfObject::load(object, configure)?;
+        let xdp: &mut Xdp = object
+            .ebpf_mut()
             .program_mut(program)
             .ok_or(XdpError::Missing(program))?
             .try_into()
             .map_err(|e| XdpError::program(program, e))?;
         xdp.load().map_err(|e| XdpError::program(program, e))?;
         Ok(Self {
-            ebpf,
+            object,
             program,
             links: Vec::new(),
         })
@@ -148,14 +153,16 @@ impl XdpObject {
 
     /// The loaded program (e.g. for `TestRun`).
     pub fn program(&self) -> &Xdp {
-        self.ebpf
+        self.object
+            .ebpf()
             .program(self.program)
             .and_then(|p| p.try_into().ok())
             .expect("checked at load")
     }
 
     fn program_mut(&mut self) -> &mut Xdp {
-        self.ebpf
+        self.object
+            .ebpf_mut()
             .program_mut(self.program)
             .and_then(|p| p.try_into().ok())
             .expect("checked at load")
@@ -231,33 +238,25 @@ impl XdpObject {
 
     /// Inserts `key -> value` into the `TARGETS` table.
     pub fn insert_target(&mut self, key: EndpointKey, value: u32) -> Result<(), XdpError> {
-        let map = self
-            .ebpf
-            .map_mut(TARGETS_MAP)
-            .ok_or(XdpError::Missing(TARGETS_MAP))?;
-        let mut table: HashMap<_, EndpointKey, u32> =
-            HashMap::try_from(map).map_err(|e| XdpError::map(TARGETS_MAP, e))?;
-        table
-            .insert(key, value, 0)
-            .map_err(|e| XdpError::map(TARGETS_MAP, e))
+        self.object.insert_target(key, value)
     }
 
     /// The sum over all CPUs of counter slot `index`.
     pub fn counter(&self, index: u32) -> Result<u64, XdpError> {
-        let map = self
-            .ebpf
-            .map(COUNTERS_MAP)
-            .ok_or(XdpError::Missing(COUNTERS_MAP))?;
-        let counters: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|e| XdpError::map(COUNTERS_MAP, e))?;
-        let values = counters
-            .get(&index, 0)
-            .map_err(|e| XdpError::map(COUNTERS_MAP, e))?;
-        Ok(values.iter().sum())
+        self.object.counter(index)
     }
 
     /// The underlying object, for maps a daemon reads itself (ring buffers).
-    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
-        &mut self.ebpf
+    pub fn ebpf_mut(&mut self) -> &mut aya::Ebpf {
+        self.object.ebpf_mut()
+    }
+
+    /// The object (maps shared by every program in it).
+    pub fn object(&self) -> &BpfObject {
+        &self.object
+    }
+
+    pub fn object_mut(&mut self) -> &mut BpfObject {
+        &mut self.object
     }
 }

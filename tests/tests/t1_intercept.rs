@@ -1,10 +1,22 @@
-//! T1: the reply program (`intercept-ebpf`) on crafted frames through
-//! BPF_PROG_TEST_RUN: verdicts, the exact header records it writes into the
-//! ring buffer, and its counters.
+//! T1: the reply programs (`intercept-ebpf`: XDP on an assistant, TC
+//! egress on the target) on crafted frames through BPF_PROG_TEST_RUN:
+//! verdicts, the exact header records they write into the ring buffer, and
+//! their counters. Every test of the shared behaviour runs on both
+//! programs; the egress program's own rules (client ranges, announced
+//! clients, loopback) have tests of their own.
 
 use aya::programs::{TestRun, TestRunOptions};
 use etherparse::Ipv4HeaderSlice;
-use intercept_user::capture::{ring::ReplyRing, xdp::ReplyProgram};
+use intercept_user::{
+    access::Cidr,
+    capture::{
+        ReplyCapture,
+        egress::{AnnouncedTable, Claimed, EgressProgram},
+        ring::ReplyRing,
+        xdp::ReplyProgram,
+    },
+    route::table::RouteKey,
+};
 use tcpcopy_common::{counters::InterceptCounter, proto::HeaderRecord};
 use tcpcopy_tests::{
     frames::{self, ACK, PSH, RST, SYN, Segment},
@@ -13,43 +25,133 @@ use tcpcopy_tests::{
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const TC_ACT_SHOT: u32 = 2;
+/// `TC_ACT_UNSPEC` (-1): no opinion, the next program or the stack decides.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
 
 const CLIENT: [u8; 4] = [198, 18, 1, 2];
 const TARGET: [u8; 4] = [198, 18, 2, 2];
+/// The client range of the egress harness.
+const CLIENT_NET: &str = "198.18.1.0/24";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// XDP on an assistant.
+    Assistant,
+    /// TC egress on the target, replies to `CLIENT_NET` claimed.
+    Egress,
+}
+
+const BOTH: [Path; 2] = [Path::Assistant, Path::Egress];
+
+enum Program {
+    Xdp(ReplyProgram),
+    Egress(EgressProgram),
+}
 
 /// A loaded reply program with its ring, intercepting `TARGET:80`.
 struct Harness {
-    program: ReplyProgram,
+    path: Path,
+    program: Program,
     ring: ReplyRing,
+    announced: Option<AnnouncedTable>,
 }
 
 impl Harness {
-    fn new() -> Self {
-        Self::with_ring(1 << 16)
+    fn new(path: Path) -> Self {
+        Self::with_ring(path, 1 << 16)
     }
 
-    fn with_ring(bytes: u32) -> Self {
+    fn with_ring(path: Path, bytes: u32) -> Self {
+        let mut h = Self::bare(path, bytes);
+        if path == Path::Egress {
+            h.add_client_net(CLIENT_NET);
+        }
+        h
+    }
+
+    /// No client ranges (the egress program claims announced clients only).
+    fn bare(path: Path, bytes: u32) -> Self {
         require_root();
-        let mut program = ReplyProgram::load_with_ring(bytes).expect("load the reply program");
-        program.add_target(Some(TARGET.into()), 80).unwrap();
-        let ring = program.take_ring().expect("the RECORDS ring");
-        Self { program, ring }
+        let (mut program, announced) = match path {
+            Path::Assistant => (
+                Program::Xdp(ReplyProgram::load_with_ring(bytes).expect("load the XDP program")),
+                None,
+            ),
+            Path::Egress => {
+                let mut p = EgressProgram::load(bytes, 1024).expect("load the egress program");
+                let table = p.take_announced().expect("the announced tables");
+                (Program::Egress(p), Some(table))
+            }
+        };
+        program
+            .capture()
+            .add_target(Some(TARGET.into()), 80)
+            .unwrap();
+        let ring = program.capture().take_ring().expect("the RECORDS ring");
+        Self {
+            path,
+            program,
+            ring,
+            announced,
+        }
+    }
+
+    fn add_client_net(&mut self, net: &str) {
+        let Program::Egress(p) = &mut self.program else {
+            panic!("client ranges are for the egress program");
+        };
+        p.add_client_net(net.parse::<Cidr>().unwrap()).unwrap();
+    }
+
+    fn announce(&mut self, client: ([u8; 4], u16), target: ([u8; 4], u16)) -> Claimed {
+        let key = RouteKey {
+            client_ip: client.0,
+            client_port: client.1,
+            target_ip: target.0,
+            target_port: target.1,
+        };
+        self.announced
+            .as_mut()
+            .expect("the egress program")
+            .announce(&key)
+            .unwrap()
+    }
+
+    fn add_target(&mut self, addr: Option<std::net::Ipv4Addr>, port: u16) {
+        self.program.capture().add_target(addr, port).unwrap();
+    }
+
+    /// The verdict that drops a reply on this path.
+    fn drop(&self) -> u32 {
+        match self.path {
+            Path::Assistant => XDP_DROP,
+            Path::Egress => TC_ACT_SHOT,
+        }
+    }
+
+    /// The verdict that lets a frame go on.
+    fn pass(&self) -> u32 {
+        match self.path {
+            Path::Assistant => XDP_PASS,
+            Path::Egress => TC_ACT_UNSPEC,
+        }
     }
 
     /// Runs the program `repeat` times on `frame`; returns the verdict.
     fn run(&self, frame: &[u8], repeat: u32) -> u32 {
         let mut out = vec![0u8; frame.len() + 512];
-        self.program
-            .object()
-            .program()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat,
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        let result = match &self.program {
+            Program::Xdp(p) => p.xdp().program().test_run(opts),
+            Program::Egress(p) => p.tc().program().test_run(opts),
+        };
+        result.expect("BPF_PROG_TEST_RUN").return_value
     }
 
     fn verdict(&self, frame: &[u8]) -> u32 {
@@ -65,7 +167,7 @@ impl Harness {
     }
 
     fn count(&self, c: InterceptCounter) -> u64 {
-        self.program.counter(c).unwrap()
+        self.program.capture_ref().counter(c).unwrap()
     }
 
     /// (seen, matched, reported, ring_full, malformed)
@@ -78,6 +180,22 @@ impl Harness {
             self.count(RingFull),
             self.count(Malformed),
         )
+    }
+}
+
+impl Program {
+    fn capture(&mut self) -> &mut dyn ReplyCapture {
+        match self {
+            Self::Xdp(p) => p,
+            Self::Egress(p) => p,
+        }
+    }
+
+    fn capture_ref(&self) -> &dyn ReplyCapture {
+        match self {
+            Self::Xdp(p) => p,
+            Self::Egress(p) => p,
+        }
     }
 }
 
@@ -116,208 +234,297 @@ fn expected_record(seg: &Segment) -> [u8; 64] {
 
 #[test]
 fn reply_from_target_is_dropped_and_reported_byte_exact() {
-    let mut h = Harness::new();
-    let seg = reply();
-    assert_eq!(h.verdict(&seg.frame()), XDP_DROP);
-    let got = h.records();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].bytes, expected_record(&seg));
-    assert_eq!(got[0].payload_len(), Some(seg.payload.len()));
-    assert_eq!(h.counters(), (1, 1, 1, 0, 0));
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let seg = reply();
+        assert_eq!(h.verdict(&seg.frame()), h.drop());
+        let got = h.records();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].bytes, expected_record(&seg));
+        assert_eq!(got[0].payload_len(), Some(seg.payload.len()));
+        assert_eq!(h.counters(), (1, 1, 1, 0, 0));
+    }
 }
 
 #[test]
 fn records_come_out_in_the_order_replies_went_in() {
-    let mut h = Harness::new();
-    let mut segs = Vec::new();
-    for (i, flags) in [SYN | ACK, ACK, ACK | PSH, RST].into_iter().enumerate() {
-        let mut s = reply();
-        s.flags = flags;
-        s.seq += i as u32 * 100;
-        s.dst.1 = 40000 + i as u16;
-        assert_eq!(h.verdict(&s.frame()), XDP_DROP);
-        segs.push(s);
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let mut segs = Vec::new();
+        for (i, flags) in [SYN | ACK, ACK, ACK | PSH, RST].into_iter().enumerate() {
+            let mut s = reply();
+            s.flags = flags;
+            s.seq += i as u32 * 100;
+            s.dst.1 = 40000 + i as u16;
+            assert_eq!(h.verdict(&s.frame()), h.drop());
+            segs.push(s);
+        }
+        let got = h.records();
+        let want: Vec<[u8; 64]> = segs.iter().map(expected_record).collect();
+        let got: Vec<[u8; 64]> = got.iter().map(|r| r.bytes).collect();
+        assert_eq!(got, want);
     }
-    let got = h.records();
-    let want: Vec<[u8; 64]> = segs.iter().map(expected_record).collect();
-    let got: Vec<[u8; 64]> = got.iter().map(|r| r.bytes).collect();
-    assert_eq!(got, want);
 }
 
 #[test]
 fn frames_that_are_not_target_replies_pass_unreported() {
-    let mut h = Harness::new();
-    let to_target = Segment::new((CLIENT, 40000), (TARGET, 80));
-    let other_port = Segment::new((TARGET, 8080), (CLIENT, 40000));
-    let other_addr = Segment::new(([198, 18, 2, 9], 80), (CLIENT, 40000));
-    // The tcpcopy <-> intercept connection itself: to and from port 36524.
-    let peer_link = Segment::new(([198, 18, 2, 1], 50000), ([198, 18, 2, 3], 36524));
-    let cases: [(&str, Vec<u8>); 6] = [
-        ("to the target", to_target.frame()),
-        ("other source port", other_port.frame()),
-        ("other source address", other_addr.frame()),
-        ("tcpcopy's connection", peer_link.frame()),
-        (
-            "udp from the target port",
-            frames::udp((TARGET, 80), (CLIENT, 5353)),
-        ),
-        ("arp", frames::arp()),
-    ];
-    for (name, frame) in &cases {
-        assert_eq!(h.verdict(frame), XDP_PASS, "{name}");
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let to_target = Segment::new((CLIENT, 40000), (TARGET, 80));
+        let other_port = Segment::new((TARGET, 8080), (CLIENT, 40000));
+        let other_addr = Segment::new(([198, 18, 2, 9], 80), (CLIENT, 40000));
+        // The tcpcopy <-> intercept connection itself: to and from port 36524.
+        let peer_link = Segment::new(([198, 18, 2, 1], 50000), ([198, 18, 2, 3], 36524));
+        let cases: [(&str, Vec<u8>); 6] = [
+            ("to the target", to_target.frame()),
+            ("other source port", other_port.frame()),
+            ("other source address", other_addr.frame()),
+            ("tcpcopy's connection", peer_link.frame()),
+            (
+                "udp from the target port",
+                frames::udp((TARGET, 80), (CLIENT, 5353)),
+            ),
+            ("arp", frames::arp()),
+        ];
+        for (name, frame) in &cases {
+            assert_eq!(h.verdict(frame), h.pass(), "{name}");
+        }
+        assert!(h.records().is_empty());
+        assert_eq!(h.counters(), (6, 0, 0, 0, 0));
     }
-    assert!(h.records().is_empty());
-    assert_eq!(h.counters(), (6, 0, 0, 0, 0));
 }
 
 #[test]
 fn a_target_given_by_port_alone_matches_any_address() {
-    let mut h = Harness::new();
-    h.program.add_target(None, 6379).unwrap();
-    for addr in [TARGET, [198, 18, 3, 4], [198, 19, 0, 1]] {
-        let s = Segment::new((addr, 6379), (CLIENT, 40000));
-        assert_eq!(h.verdict(&s.frame()), XDP_DROP, "{addr:?}");
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        h.add_target(None, 6379);
+        for addr in [TARGET, [198, 18, 3, 4], [198, 19, 0, 1]] {
+            let s = Segment::new((addr, 6379), (CLIENT, 40000));
+            assert_eq!(h.verdict(&s.frame()), h.drop(), "{addr:?}");
+        }
+        let s = Segment::new(([198, 18, 3, 4], 80), (CLIENT, 40000));
+        assert_eq!(h.verdict(&s.frame()), h.pass(), "port 80 only on TARGET");
+        let got = h.records();
+        let sources: Vec<_> = got.iter().map(|r| (r.src_addr(), r.src_port())).collect();
+        assert_eq!(
+            sources,
+            [
+                (TARGET, 6379),
+                ([198, 18, 3, 4], 6379),
+                ([198, 19, 0, 1], 6379)
+            ]
+        );
+        assert_eq!(h.counters(), (4, 3, 3, 0, 0));
     }
-    let s = Segment::new(([198, 18, 3, 4], 80), (CLIENT, 40000));
-    assert_eq!(h.verdict(&s.frame()), XDP_PASS, "port 80 only on TARGET");
-    let got = h.records();
-    let sources: Vec<_> = got.iter().map(|r| (r.src_addr(), r.src_port())).collect();
-    assert_eq!(
-        sources,
-        [
-            (TARGET, 6379),
-            ([198, 18, 3, 4], 6379),
-            ([198, 19, 0, 1], 6379)
-        ]
-    );
-    assert_eq!(h.counters(), (4, 3, 3, 0, 0));
 }
 
 #[test]
 fn vlan_tagged_replies_are_reported() {
-    let mut h = Harness::new();
-    let mut one = reply();
-    one.vlans = vec![7];
-    let mut two = reply();
-    two.vlans = vec![100, 7];
-    two.dst.1 = 40001;
-    for s in [&one, &two] {
-        assert_eq!(h.verdict(&s.frame()), XDP_DROP, "{:?}", s.vlans);
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let mut one = reply();
+        one.vlans = vec![7];
+        let mut two = reply();
+        two.vlans = vec![100, 7];
+        two.dst.1 = 40001;
+        for s in [&one, &two] {
+            assert_eq!(h.verdict(&s.frame()), h.drop(), "{:?}", s.vlans);
+        }
+        let got: Vec<[u8; 64]> = h.records().iter().map(|r| r.bytes).collect();
+        assert_eq!(got, [expected_record(&one), expected_record(&two)]);
     }
-    let got: Vec<[u8; 64]> = h.records().iter().map(|r| r.bytes).collect();
-    assert_eq!(got, [expected_record(&one), expected_record(&two)]);
 }
 
 #[test]
 fn ip_options_are_stripped_and_the_payload_length_kept() {
-    let mut h = Harness::new();
-    for option_len in [4usize, 8, 40] {
-        let mut s = reply();
-        // NOPs then end-of-list.
-        s.ip_options = vec![1; option_len];
-        s.ip_options[option_len - 1] = 0;
-        s.tcp_options = vec![1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]; // NOP NOP TS
-        assert_eq!(h.verdict(&s.frame()), XDP_DROP, "{option_len} option bytes");
-        let got = h.records();
-        assert_eq!(got.len(), 1);
-        let rec = &got[0];
-        assert_eq!(rec.bytes, expected_record(&s), "{option_len} option bytes");
-        assert_eq!(rec.ip_header_len(), 20);
-        assert_eq!(rec.payload_len(), Some(s.payload.len()));
-        let ip = Ipv4HeaderSlice::from_slice(&rec.bytes[..20]).unwrap();
-        assert_eq!(
-            ip.header_checksum(),
-            ip.to_header().calc_header_checksum(),
-            "the record's IPv4 header checksum is valid"
-        );
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        for option_len in [4usize, 8, 40] {
+            let mut s = reply();
+            // NOPs then end-of-list.
+            s.ip_options = vec![1; option_len];
+            s.ip_options[option_len - 1] = 0;
+            s.tcp_options = vec![1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]; // NOP NOP TS
+            assert_eq!(h.verdict(&s.frame()), h.drop(), "{option_len} option bytes");
+            let got = h.records();
+            assert_eq!(got.len(), 1);
+            let rec = &got[0];
+            assert_eq!(rec.bytes, expected_record(&s), "{option_len} option bytes");
+            assert_eq!(rec.ip_header_len(), 20);
+            assert_eq!(rec.payload_len(), Some(s.payload.len()));
+            let ip = Ipv4HeaderSlice::from_slice(&rec.bytes[..20]).unwrap();
+            assert_eq!(
+                ip.header_checksum(),
+                ip.to_header().calc_header_checksum(),
+                "the record's IPv4 header checksum is valid"
+            );
+        }
     }
 }
 
 #[test]
 fn forty_option_bytes_are_cut_to_24_with_the_data_offset_kept() {
-    let mut h = Harness::new();
-    let mut s = reply();
-    s.flags = SYN | ACK;
-    s.payload.clear();
-    // MSS, SACK-permitted, timestamps, window scale, then NOPs: 40 bytes.
-    let mut opts = vec![
-        2, 4, 0x05, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 3, 3, 7,
-    ];
-    opts.resize(40, 1);
-    s.tcp_options = opts;
-    assert_eq!(h.verdict(&s.frame()), XDP_DROP);
-    let got = h.records();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].bytes, expected_record(&s));
-    assert_eq!(got[0].tcp_header_len(), 60, "doff as on the wire");
-    assert_eq!(got[0].payload_len(), Some(0));
-    assert_eq!(&got[0].bytes[40..64], &s.tcp_options[..24]);
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let mut s = reply();
+        s.flags = SYN | ACK;
+        s.payload.clear();
+        // MSS, SACK-permitted, timestamps, window scale, then NOPs: 40 bytes.
+        let mut opts = vec![
+            2, 4, 0x05, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 3, 3, 7,
+        ];
+        opts.resize(40, 1);
+        s.tcp_options = opts;
+        assert_eq!(h.verdict(&s.frame()), h.drop());
+        let got = h.records();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].bytes, expected_record(&s));
+        assert_eq!(got[0].tcp_header_len(), 60, "doff as on the wire");
+        assert_eq!(got[0].payload_len(), Some(0));
+        assert_eq!(&got[0].bytes[40..64], &s.tcp_options[..24]);
+    }
 }
 
 #[test]
 fn malformed_frames_are_counted_passed_and_never_reported() {
-    let mut h = Harness::new();
-    let good = reply().frame();
-    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-    // Cut inside the IPv4 and the TCP header (BPF_PROG_TEST_RUN refuses
-    // frames shorter than an Ethernet header).
-    for len in [14 + 4, 14 + 19, 14 + 20 + 10, 14 + 20 + 19] {
-        cases.push((format!("cut at {len}"), good[..len].to_vec()));
-    }
-    let mut bad_ihl = good.clone();
-    bad_ihl[14] = 0x44;
-    cases.push(("IHL 4".into(), bad_ihl));
-    let mut bad_doff = good.clone();
-    bad_doff[14 + 20 + 12] = 0x30;
-    cases.push(("data offset 3".into(), bad_doff));
-    let mut short_total = good.clone();
-    short_total[16..18].copy_from_slice(&30u16.to_be_bytes());
-    cases.push(("total length below the headers".into(), short_total));
-    // 40 option bytes announced, the frame ends after the fixed header.
-    let mut cut_options = reply();
-    cut_options.payload.clear();
-    cut_options.tcp_options = vec![1; 40];
-    let cut_options = cut_options.frame();
-    cases.push((
-        "TCP options cut".into(),
-        cut_options[..14 + 20 + 20].to_vec(),
-    ));
-    // IP options announced, cut.
-    let mut cut_ip = reply();
-    cut_ip.ip_options = vec![1; 40];
-    cases.push(("IP options cut".into(), cut_ip.frame()[..14 + 30].to_vec()));
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let good = reply().frame();
+        let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+        // Cut inside the IPv4 and the TCP header (BPF_PROG_TEST_RUN refuses
+        // frames shorter than an Ethernet header, and for an skb program
+        // IPv4 frames without a whole fixed IPv4 header: the kernel's own
+        // stack never hands TC such a packet).
+        for len in [14 + 4, 14 + 19, 14 + 20 + 10, 14 + 20 + 19] {
+            if path == Path::Egress && len < 14 + 20 {
+                continue;
+            }
+            cases.push((format!("cut at {len}"), good[..len].to_vec()));
+        }
+        let mut bad_ihl = good.clone();
+        bad_ihl[14] = 0x44;
+        cases.push(("IHL 4".into(), bad_ihl));
+        let mut bad_doff = good.clone();
+        bad_doff[14 + 20 + 12] = 0x30;
+        cases.push(("data offset 3".into(), bad_doff));
+        let mut short_total = good.clone();
+        short_total[16..18].copy_from_slice(&30u16.to_be_bytes());
+        cases.push(("total length below the headers".into(), short_total));
+        // 40 option bytes announced, the frame ends after the fixed header.
+        let mut cut_options = reply();
+        cut_options.payload.clear();
+        cut_options.tcp_options = vec![1; 40];
+        let cut_options = cut_options.frame();
+        cases.push((
+            "TCP options cut".into(),
+            cut_options[..14 + 20 + 20].to_vec(),
+        ));
+        // IP options announced, cut.
+        let mut cut_ip = reply();
+        cut_ip.ip_options = vec![1; 40];
+        cases.push(("IP options cut".into(), cut_ip.frame()[..14 + 30].to_vec()));
 
-    for (name, frame) in &cases {
-        assert_eq!(h.verdict(frame), XDP_PASS, "{name}");
+        for (name, frame) in &cases {
+            assert_eq!(h.verdict(frame), h.pass(), "{name}");
+        }
+        assert!(h.records().is_empty());
+        let n = cases.len() as u64;
+        assert_eq!(h.counters(), (n, 0, 0, 0, n));
     }
-    assert!(h.records().is_empty());
-    let n = cases.len() as u64;
-    assert_eq!(h.counters(), (n, 0, 0, 0, n));
 }
 
 #[test]
 fn a_full_ring_still_drops_and_counts_every_reply() {
-    // One page: room for 56 records of 64 bytes plus the ring's 8-byte header.
-    let mut h = Harness::with_ring(4096);
-    const REPLIES: u32 = 200;
-    assert_eq!(h.run(&reply().frame(), REPLIES), XDP_DROP);
-    let (seen, matched, reported, ring_full, malformed) = h.counters();
-    assert_eq!((seen, matched, malformed), (200, 200, 0));
-    assert_eq!(
-        reported + ring_full,
-        200,
-        "every matched reply is accounted"
-    );
-    assert!(
-        (1..200).contains(&reported) && ring_full > 0,
-        "reported {reported}, ring full {ring_full}"
-    );
-    let got = h.records();
-    assert_eq!(got.len() as u64, reported);
-    assert!(got.iter().all(|r| r.bytes == expected_record(&reply())));
+    for path in BOTH {
+        // One page: room for 56 records of 64 bytes plus the ring's 8-byte header.
+        let mut h = Harness::with_ring(path, 4096);
+        const REPLIES: u32 = 200;
+        assert_eq!(h.run(&reply().frame(), REPLIES), h.drop());
+        let (seen, matched, reported, ring_full, malformed) = h.counters();
+        assert_eq!((seen, matched, malformed), (200, 200, 0));
+        assert_eq!(
+            reported + ring_full,
+            200,
+            "every matched reply is accounted"
+        );
+        assert!(
+            (1..200).contains(&reported) && ring_full > 0,
+            "reported {reported}, ring full {ring_full}"
+        );
+        let got = h.records();
+        assert_eq!(got.len() as u64, reported);
+        assert!(got.iter().all(|r| r.bytes == expected_record(&reply())));
 
-    // With the ring drained, records flow again.
-    assert_eq!(h.verdict(&reply().frame()), XDP_DROP);
-    assert_eq!(h.records().len(), 1);
-    assert_eq!(h.count(InterceptCounter::Reported), reported + 1);
+        // With the ring drained, records flow again.
+        assert_eq!(h.verdict(&reply().frame()), h.drop());
+        assert_eq!(h.records().len(), 1);
+        assert_eq!(h.count(InterceptCounter::Reported), reported + 1);
+    }
+}
+
+#[test]
+fn egress_claims_replies_to_the_client_range_only() {
+    let mut h = Harness::new(Path::Egress);
+    let to = |addr: [u8; 4]| Segment::new((TARGET, 80), (addr, 40000)).frame();
+    for addr in [[198, 18, 1, 0], CLIENT, [198, 18, 1, 255]] {
+        assert_eq!(
+            h.verdict(&to(addr)),
+            TC_ACT_SHOT,
+            "{addr:?} is in {CLIENT_NET}"
+        );
+    }
+    for addr in [[198, 18, 0, 255], [198, 18, 2, 1], [198, 19, 1, 2]] {
+        assert_eq!(h.verdict(&to(addr)), TC_ACT_UNSPEC, "{addr:?} is not");
+    }
+    assert_eq!(h.records().len(), 3);
+    assert_eq!(h.counters(), (6, 3, 3, 0, 0));
+    assert_eq!(h.count(InterceptCounter::Unclaimed), 3);
+}
+
+#[test]
+fn egress_claims_an_announced_client_address_on_every_port() {
+    let mut h = Harness::bare(Path::Egress, 1 << 16);
+    let client = [198, 19, 7, 7];
+    let reply = |port: u16| Segment::new((TARGET, 80), (client, port)).frame();
+    // Before the announcement: the reply leaves (and is remembered).
+    assert_eq!(h.verdict(&reply(40000)), TC_ACT_UNSPEC);
+    assert_eq!(h.count(InterceptCounter::Unclaimed), 1);
+    assert_eq!(
+        h.announce((client, 40000), (TARGET, 80)),
+        Claimed::AfterAReplyEscaped,
+        "the announcement learns that a reply escaped before it"
+    );
+    for port in [40000, 40001, 65000] {
+        assert_eq!(h.verdict(&reply(port)), TC_ACT_SHOT, "port {port}");
+    }
+    // Another client address, or the same one served from another target
+    // port, is not claimed.
+    let other = Segment::new((TARGET, 80), ([198, 19, 7, 8], 40000)).frame();
+    assert_eq!(h.verdict(&other), TC_ACT_UNSPEC);
+    h.add_target(Some(TARGET.into()), 8080);
+    let other_port = Segment::new((TARGET, 8080), (client, 40000)).frame();
+    assert_eq!(h.verdict(&other_port), TC_ACT_UNSPEC);
+    assert_eq!(h.records().len(), 3);
+    // A second announcement of a claimed address finds nothing escaped.
+    assert_eq!(h.announce((client, 40002), (TARGET, 80)), Claimed::Now);
+}
+
+#[test]
+fn egress_never_touches_loopback_destinations() {
+    let mut h = Harness::new(Path::Egress);
+    h.add_client_net("0.0.0.0/0");
+    h.add_target(None, 80);
+    for (src, dst) in [
+        ([127, 0, 0, 1], [127, 0, 0, 1]),
+        (TARGET, [127, 0, 0, 1]),
+        (TARGET, [127, 1, 2, 3]),
+    ] {
+        let s = Segment::new((src, 80), (dst, 40000));
+        assert_eq!(h.verdict(&s.frame()), TC_ACT_UNSPEC, "{src:?} -> {dst:?}");
+    }
+    assert!(h.records().is_empty());
+    // Anything else to the whole-Internet range is claimed.
+    let s = Segment::new((TARGET, 80), ([198, 19, 0, 1], 40000));
+    assert_eq!(h.verdict(&s.frame()), TC_ACT_SHOT);
 }

@@ -471,7 +471,7 @@ fn as_a_daemon_it_writes_its_pid_file_and_stops_cleanly_on_sigterm() {
     assert!(!xdp_attached(&scene.lab), "XDP detached at exit");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("final stats: "), "{text}");
-    assert!(text.contains("XDP detached"), "{text}");
+    assert!(text.contains("reply program detached"), "{text}");
 }
 
 #[test]

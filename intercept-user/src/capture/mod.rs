@@ -1,6 +1,75 @@
-//! Reply capture: the XDP side of intercept. [`xdp::ReplyProgram`] loads the
-//! drop-and-report program, fills its target table and attaches it;
-//! [`ring::ReplyRing`] reads the header records it reports.
+//! Reply capture: the kernel side of intercept. Two programs of one object
+//! (`intercept-ebpf`), one per deployment, behind one trait:
+//!
+//! - [`xdp::ReplyProgram`]: XDP on an assistant host, to which the target
+//!   routes the client range;
+//! - [`egress::EgressProgram`]: TC egress on the target itself (no
+//!   assistant, no route), which also needs to know the replayed clients:
+//!   client ranges and the [`egress::AnnouncedTable`].
+//!
+//! Both fill the same target table, count into the same counters and
+//! report the same header records through [`ring::ReplyRing`].
 
+pub mod egress;
 pub mod ring;
 pub mod xdp;
+
+use std::net::Ipv4Addr;
+
+use aya::maps::RingBuf;
+use tcpcopy_common::{counters::InterceptCounter, table::EndpointKey};
+use tcpcopy_runtime::{object::BpfObject, xdp::XdpError};
+
+use self::ring::ReplyRing;
+
+/// The `intercept-ebpf` object, built by `ebpf-build` (see `build.rs`).
+pub static INTERCEPT_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-ebpf"));
+
+/// Name of the ring buffer map of header records.
+pub const RECORDS_MAP: &str = "RECORDS";
+
+/// Default ring buffer size: 4 MiB, about 58 000 records (72 bytes each with
+/// the ring's own header): over 50 ms of replies at 1 M replies/s.
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+
+/// A loaded reply program, wherever it is attached.
+pub trait ReplyCapture {
+    fn object(&self) -> &BpfObject;
+
+    fn object_mut(&mut self) -> &mut BpfObject;
+
+    /// Detaches from every interface (also happens when dropped).
+    fn detach_all(&mut self) -> Result<(), XdpError>;
+
+    /// Intercepts replies from `port` on `addr`, or on any address when `None`.
+    fn add_target(&mut self, addr: Option<Ipv4Addr>, port: u16) -> Result<(), XdpError> {
+        let octets = addr.map_or([0; 4], |a| a.octets());
+        self.object_mut()
+            .insert_target(EndpointKey::new(octets, port), 0)
+    }
+
+    fn counter(&self, counter: InterceptCounter) -> Result<u64, XdpError> {
+        self.object().counter(counter as u32)
+    }
+
+    /// Every counter, in [`InterceptCounter::ALL`] order.
+    fn counters(&self) -> Result<[(InterceptCounter, u64); InterceptCounter::ALL.len()], XdpError> {
+        let mut out = InterceptCounter::ALL.map(|c| (c, 0));
+        for (counter, value) in &mut out {
+            *value = self.counter(*counter)?;
+        }
+        Ok(out)
+    }
+
+    /// Takes the ring buffer of header records out of the object (once).
+    fn take_ring(&mut self) -> Result<ReplyRing, XdpError> {
+        let map = self
+            .object_mut()
+            .ebpf_mut()
+            .take_map(RECORDS_MAP)
+            .ok_or(XdpError::Missing(RECORDS_MAP))?;
+        let ring = RingBuf::try_from(map).map_err(|e| XdpError::map(RECORDS_MAP, e))?;
+        Ok(ReplyRing::new(ring))
+    }
+}

@@ -1,0 +1,87 @@
+//! TC egress drop-and-report, on the target host itself: a packet leaving
+//! the target whose source is a `TARGETS` endpoint and whose destination is
+//! a replayed client (in a `CLIENTS` range, or an address `ANNOUNCED` for
+//! that target) is a reply to a replayed session. Its header record goes
+//! into `RECORDS` (see [`crate::record`]) and the packet is shot, so it
+//! never leaves the host. Replies the kernel makes itself (RSTs to stray
+//! segments) pass through here too and are treated alike.
+//!
+//! Everything else passes untouched (verdict "unspecified", so other TC
+//! programs on the device still run): the target's other traffic, replies to
+//! unclaimed clients (counted `unclaimed`, remembered in `UNCLAIMED`), and
+//! anything to a loopback address (a target talking to itself; it never
+//! crosses a real device anyway).
+//!
+//! Invariants: a matched reply is always shot, also when the ring is full.
+//! A malformed packet is counted and passed. Headers are read from the
+//! skb's linear part; when the stack left them outside it (never for
+//! locally built TCP), they are pulled in first. A GSO packet is one
+//! record whose IPv4 total length covers all of its segments.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    macros::classifier,
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use tcpcopy_common::{
+    counters::InterceptCounter,
+    pkt::{Frame, Malformed, parse_ipv4_tcp},
+    table::AnnouncedKey,
+};
+
+use crate::{ANNOUNCED, CLIENTS, UNCLAIMED, count, is_target, record::report};
+
+/// The verdict for every packet that is not a claimed reply: no opinion,
+/// so the next TC program on the device (TCX or a classic filter) and then
+/// the stack decide, as if this program were not there.
+const NOT_OURS: i32 = TC_ACT_UNSPEC;
+
+/// Bytes of headers the parser may need: Ethernet, two VLAN tags, IPv4 and
+/// TCP with their longest options.
+const HEADERS_MAX: u32 = 14 + 8 + 60 + 60;
+
+#[classifier]
+pub fn intercept_egress(ctx: TcContext) -> i32 {
+    match try_intercept_egress(&ctx) {
+        Ok(verdict) => verdict,
+        Err(Malformed) => {
+            count(InterceptCounter::Malformed);
+            NOT_OURS
+        }
+    }
+}
+
+#[inline(always)]
+fn try_intercept_egress(ctx: &TcContext) -> Result<i32, Malformed> {
+    count(InterceptCounter::Seen);
+    let want = if ctx.len() < HEADERS_MAX {
+        ctx.len()
+    } else {
+        HEADERS_MAX
+    };
+    if ((ctx.data_end() - ctx.data()) as u32) < want {
+        // Headers outside the linear part: pull them in (may fail for
+        // lack of memory; the parser then sees a short packet).
+        let _ = ctx.pull_data(want);
+    }
+    // SAFETY: the skb's linear data range, valid for this run (read after
+    // any pull, which moves it).
+    let frame = unsafe { Frame::new(ctx.data(), ctx.data_end()) };
+    let Some(view) = parse_ipv4_tcp(&frame)? else {
+        return Ok(NOT_OURS);
+    };
+    let ip = view.ip();
+    if !is_target(ip.saddr, view.tcp().source) || ip.daddr[0] == 127 {
+        return Ok(NOT_OURS);
+    }
+    let key = AnnouncedKey::from_wire(ip.daddr, ip.saddr, view.tcp().source);
+    let claimed = CLIENTS.get(Key::new(32, ip.daddr)).is_some() || ANNOUNCED.get_ptr(key).is_some();
+    if !claimed {
+        count(InterceptCounter::Unclaimed);
+        let _ = UNCLAIMED.insert(key, 1, 0);
+        return Ok(NOT_OURS);
+    }
+    report(&frame, &view);
+    Ok(TC_ACT_SHOT as i32)
+}

@@ -1,0 +1,156 @@
+//! The TC egress reply program, for the target host itself.
+//!
+//! Attached at the egress of the target's devices, the program shoots every
+//! packet from a target endpoint to a replayed client and reports its
+//! header record (see `intercept-ebpf/src/egress.rs`). A replayed client is
+//! an address in one of the client ranges ([`EgressProgram::add_client_net`],
+//! `--clients`) or a client address a tcpcopy announced for that target
+//! ([`AnnouncedTable`]). The target needs no route for the clients and no
+//! assistant host.
+
+use aya::{
+    EbpfLoader,
+    maps::{HashMap, LpmTrie, MapData, lpm_trie::Key},
+};
+use tcpcopy_common::table::{AnnouncedKey, ClientNetKey};
+use tcpcopy_runtime::{
+    object::BpfObject,
+    tc::{EgressAttach, EgressObject},
+    xdp::XdpError,
+};
+
+use super::{INTERCEPT_OBJECT, RECORDS_MAP, ReplyCapture};
+use crate::{access::Cidr, route::table::RouteKey};
+
+/// Map of client ranges (LPM trie).
+pub const CLIENTS_MAP: &str = "CLIENTS";
+/// Map of announced client addresses per target endpoint (LRU hash).
+pub const ANNOUNCED_MAP: &str = "ANNOUNCED";
+/// Map of unclaimed replies' keys (LRU hash), filled by the program.
+pub const UNCLAIMED_MAP: &str = "UNCLAIMED";
+
+/// Announced client addresses kept at most (the oldest go first): 256 Ki,
+/// about 20 MiB of kernel memory.
+pub const ANNOUNCED_MAX: u32 = 1 << 18;
+
+/// Sets the egress program's tables to their smallest, for an object whose
+/// egress program is not used.
+pub(crate) fn shrink_egress_tables(loader: &mut EbpfLoader<'_>) {
+    loader.map_max_entries(ANNOUNCED_MAP, 1);
+    loader.map_max_entries(UNCLAIMED_MAP, 1);
+    loader.map_max_entries(CLIENTS_MAP, 1);
+}
+
+/// The TC egress reply program, loaded into the kernel.
+pub struct EgressProgram {
+    object: EgressObject,
+}
+
+impl EgressProgram {
+    /// Name of the program in the object.
+    pub const NAME: &'static str = "intercept_egress";
+
+    /// Loads the program with a ring buffer of `ring_bytes` (a power of two
+    /// multiple of the page size) and room for `announced_max` announced
+    /// client addresses (not attached yet).
+    pub fn load(ring_bytes: u32, announced_max: u32) -> Result<Self, XdpError> {
+        let object = EgressObject::load(INTERCEPT_OBJECT, Self::NAME, |loader| {
+            loader.map_max_entries(RECORDS_MAP, ring_bytes);
+            loader.map_max_entries(ANNOUNCED_MAP, announced_max.max(1));
+        })?;
+        Ok(Self { object })
+    }
+
+    /// Replies to any address of `net` are intercepted.
+    pub fn add_client_net(&mut self, net: Cidr) -> Result<(), XdpError> {
+        let map = self
+            .object
+            .object_mut()
+            .ebpf_mut()
+            .map_mut(CLIENTS_MAP)
+            .ok_or(XdpError::Missing(CLIENTS_MAP))?;
+        let mut trie: LpmTrie<_, ClientNetKey, u32> =
+            LpmTrie::try_from(map).map_err(|e| XdpError::map(CLIENTS_MAP, e))?;
+        let key = Key::new(u32::from(net.prefix()), net.network().octets());
+        trie.insert(&key, 0, 0)
+            .map_err(|e| XdpError::map(CLIENTS_MAP, e))
+    }
+
+    /// Attaches at the egress of `iface` in the calling thread's network
+    /// namespace.
+    pub fn attach_egress(&mut self, iface: &str) -> Result<EgressAttach, XdpError> {
+        self.object.attach_egress(iface)
+    }
+
+    /// Takes the announced-client tables out of the object (once), for the
+    /// daemon to fill from CLIENT_ADD messages.
+    pub fn take_announced(&mut self) -> Result<AnnouncedTable, XdpError> {
+        let ebpf = self.object.object_mut().ebpf_mut();
+        let mut take = |name: &'static str| {
+            let map = ebpf.take_map(name).ok_or(XdpError::Missing(name))?;
+            HashMap::try_from(map).map_err(|e| XdpError::map(name, e))
+        };
+        Ok(AnnouncedTable {
+            announced: take(ANNOUNCED_MAP)?,
+            unclaimed: take(UNCLAIMED_MAP)?,
+        })
+    }
+
+    pub fn tc(&self) -> &EgressObject {
+        &self.object
+    }
+}
+
+impl ReplyCapture for EgressProgram {
+    fn object(&self) -> &BpfObject {
+        self.object.object()
+    }
+
+    fn object_mut(&mut self) -> &mut BpfObject {
+        self.object.object_mut()
+    }
+
+    fn detach_all(&mut self) -> Result<(), XdpError> {
+        self.object.detach_all()
+    }
+}
+
+/// What one announcement did to the kernel's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimed {
+    /// The client address is claimed for the target from now on.
+    Now,
+    /// Claimed now, but a reply to it left the host before (its SYN-ACK
+    /// beat the announcement, or the address was served before replay).
+    AfterAReplyEscaped,
+}
+
+/// The program's `ANNOUNCED` and `UNCLAIMED` tables.
+///
+/// An announcement claims the client *address* for that target (every port
+/// of it), and stays until the table is full and it is the oldest: a
+/// withdrawal (session over) leaves it, so that the target's late
+/// retransmissions to a finished session never leave the host either.
+pub struct AnnouncedTable {
+    announced: HashMap<MapData, AnnouncedKey, u32>,
+    unclaimed: HashMap<MapData, AnnouncedKey, u32>,
+}
+
+impl AnnouncedTable {
+    /// Claims `route`'s client address for its target.
+    pub fn announce(&mut self, route: &RouteKey) -> Result<Claimed, XdpError> {
+        let key = AnnouncedKey::from_wire(
+            route.client_ip,
+            route.target_ip,
+            route.target_port.to_be_bytes(),
+        );
+        self.announced
+            .insert(key, 0, 0)
+            .map_err(|e| XdpError::map(ANNOUNCED_MAP, e))?;
+        Ok(if self.unclaimed.remove(&key).is_ok() {
+            Claimed::AfterAReplyEscaped
+        } else {
+            Claimed::Now
+        })
+    }
+}
