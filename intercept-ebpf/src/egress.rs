@@ -2,8 +2,16 @@
 //! the target whose source is a `TARGETS` endpoint and whose destination is
 //! a replayed client (in a `CLIENTS` range, or an address `ANNOUNCED` for
 //! that target) is a reply to a replayed session. Its header record goes
-//! into `RECORDS` (see [`crate::record`]) and the packet is shot, so it
-//! never leaves the host. Replies the kernel makes itself (RSTs to stray
+//! into `RECORDS` (see [`crate::record`]) and the packet is discarded, so
+//! it never leaves the host.
+//!
+//! How it is discarded matters: `TC_ACT_SHOT` would hand the sender
+//! `NET_XMIT_DROP`, and TCP takes a local drop for congestion: it does not
+//! count the segment as sent, sends it again and again, and never advances
+//! (a replayed session stalls). So the reply is redirected to no device
+//! (ifindex 0, which never exists): the kernel frees it and tells the
+//! sender it was sent, as for a reply that left toward an assistant. This
+//! works the same under TCX and a classic clsact filter. Replies the kernel makes itself (RSTs to stray
 //! segments) pass through here too and are treated alike.
 //!
 //! Everything else passes untouched (verdict "unspecified", so other TC
@@ -12,14 +20,16 @@
 //! anything to a loopback address (a target talking to itself; it never
 //! crosses a real device anyway).
 //!
-//! Invariants: a matched reply is always shot, also when the ring is full.
+//! Invariants: a matched reply is always discarded, also when the ring is
+//! full.
 //! A malformed packet is counted and passed. Headers are read from the
 //! skb's linear part; when the stack left them outside it (never for
 //! locally built TCP), they are pulled in first. A GSO packet is one
 //! record whose IPv4 total length covers all of its segments.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::TC_ACT_UNSPEC,
+    helpers::bpf_redirect,
     macros::classifier,
     maps::lpm_trie::Key,
     programs::TcContext,
@@ -83,5 +93,14 @@ fn try_intercept_egress(ctx: &TcContext) -> Result<i32, Malformed> {
         return Ok(NOT_OURS);
     }
     report(&frame, &view);
-    Ok(TC_ACT_SHOT as i32)
+    Ok(discard())
+}
+
+/// The verdict that frees a reply as sent (see the module docs): a
+/// redirect to ifindex 0, which no device has.
+#[inline(always)]
+fn discard() -> i32 {
+    // SAFETY: a helper that only records the redirect target for the
+    // kernel to act on after the program returns.
+    unsafe { bpf_redirect(0, 0) as i32 }
 }

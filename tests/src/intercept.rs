@@ -7,7 +7,7 @@
 use std::{
     collections::HashMap,
     io::{self, Read, Write},
-    net::{SocketAddrV4, TcpStream},
+    net::{Ipv4Addr, SocketAddrV4, TcpStream},
     path::{Path, PathBuf},
     process::{Child, ExitStatus, Stdio},
     sync::{
@@ -20,7 +20,7 @@ use tcpcopy_common::proto::{ClientMsg, HeaderRecord, INTERCEPT_PORT, RecordFrame
 
 use crate::{
     frames::{ACK, PSH, RST, SYN, Segment},
-    lab::{ASSISTANT_IP, Host, Lab},
+    lab::{ASSISTANT_IP, Host, Lab, TARGET_IP},
     wait::{DEADLINE, signal_and_wait, wait_until},
 };
 
@@ -72,15 +72,29 @@ impl InterceptProcess {
 
     /// As [`start`](Self::start), with a given intercept binary.
     pub fn start_binary(lab: &Lab, binary: &Path, args: &[&str]) -> Self {
+        let mut argv = vec!["-i", "eth0", "-b", "198.18.2.3"];
+        argv.extend_from_slice(args);
+        Self::spawn(lab, Host::Assistant, binary, ASSISTANT_IP, &argv)
+    }
+
+    /// Starts intercept on the target itself (`--egress eth0`, no
+    /// assistant) with `args` added (`--clients` among them); returns once
+    /// it listens on the target's address.
+    pub fn start_egress(lab: &Lab, args: &[&str]) -> Self {
+        let mut argv = vec!["--egress", "eth0", "-b", "198.18.2.2"];
+        argv.extend_from_slice(args);
+        Self::spawn(lab, Host::Target, intercept_binary(), TARGET_IP, &argv)
+    }
+
+    fn spawn(lab: &Lab, host: Host, binary: &Path, bind: Ipv4Addr, args: &[&str]) -> Self {
         let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
         let log = lab.dir().join(format!("intercept-{n}.log"));
         let out = lab.dir().join(format!("intercept-{n}.out"));
         let pid_file = lab.dir().join(format!("intercept-{n}.pid"));
         let out_file = std::fs::File::create(&out).expect("create intercept's output file");
         let bin = binary.to_string_lossy().into_owned();
-        let mut cmd = lab.command(Host::Assistant, &bin);
-        cmd.args(["-i", "eth0", "-b", &ASSISTANT_IP.to_string()])
-            .arg("-l")
+        let mut cmd = lab.command(host, &bin);
+        cmd.arg("-l")
             .arg(&log)
             .arg("-P")
             .arg(&pid_file)
@@ -95,12 +109,12 @@ impl InterceptProcess {
             out,
             pid_file,
         };
-        me.wait_listening(lab);
+        me.wait_listening(lab, host, SocketAddrV4::new(bind, INTERCEPT_PORT));
         me
     }
 
-    fn wait_listening(&mut self, lab: &Lab) {
-        let wanted = intercept_addr().to_string();
+    fn wait_listening(&mut self, lab: &Lab, host: Host, addr: SocketAddrV4) {
+        let wanted = addr.to_string();
         wait_until("intercept listening", DEADLINE, || {
             if let Some(status) = self
                 .child
@@ -114,7 +128,7 @@ impl InterceptProcess {
                     self.log_text()
                 );
             }
-            let listeners = lab.run(Host::Assistant, &["ss", "-Hltn"]);
+            let listeners = lab.run(host, &["ss", "-Hltn"]);
             if listeners.split_whitespace().any(|w| w == wanted) {
                 Ok(())
             } else {

@@ -109,6 +109,11 @@ pub struct LabSpec {
     /// The production server runs in a container: a namespace behind a
     /// veth pair on the online host, which routes to it (ip_forward on).
     pub container: bool,
+    /// No assistant host (intercept runs on the target, `--egress`): the
+    /// target has no route for the client range, only the default route
+    /// every real host has (here via the online host, which does not
+    /// forward: a reply that got out ends there, seen on the LAN).
+    pub no_assistant: bool,
 }
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
@@ -161,6 +166,7 @@ impl Lab {
         Host::ALL
             .into_iter()
             .filter(|h| *h != Host::Container || self.spec.container)
+            .filter(|h| *h != Host::Assistant || !self.spec.no_assistant)
     }
 
     fn build(&self) {
@@ -180,11 +186,15 @@ impl Lab {
         // The LAN: a bridge in the lan namespace, one port per LAN host.
         self.ip_in(Lan, &["link", "add", "br0", "type", "bridge"]);
         self.ip_in(Lan, &["link", "set", "br0", "up"]);
+        let lan_hosts: Vec<Host> = self.hosts().collect();
         for (host, iface, port) in [
             (Online, "eth1", "online"),
             (Target, "eth0", "target"),
             (Assistant, "eth0", "assistant"),
         ] {
+            if !lan_hosts.contains(&host) {
+                continue;
+            }
             self.veth(host, iface, Lan, port);
             self.ip_in(Lan, &["link", "set", port, "master", "br0"]);
             self.ip_in(Lan, &["link", "set", port, "up"]);
@@ -196,14 +206,21 @@ impl Lab {
             (Target, "eth0", "198.18.2.2/24"),
             (Assistant, "eth0", "198.18.2.3/24"),
         ] {
+            if !lan_hosts.contains(&host) {
+                continue;
+            }
             self.ip_in(host, &["addr", "add", addr, "dev", iface]);
             self.ip_in(host, &["link", "set", iface, "up"]);
         }
         self.ip_in(Client, &["route", "add", "default", "via", "198.18.1.1"]);
-        // The target answers the client range through the assistant ...
-        self.ip_in(Target, &["route", "add", CLIENT_NET, "via", "198.18.2.3"]);
-        // ... which never forwards them.
-        self.run(Assistant, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+        if self.spec.no_assistant {
+            self.ip_in(Target, &["route", "add", "default", "via", "198.18.2.1"]);
+        } else {
+            // The target answers the client range through the assistant ...
+            self.ip_in(Target, &["route", "add", CLIENT_NET, "via", "198.18.2.3"]);
+            // ... which never forwards them.
+            self.run(Assistant, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
+        }
         self.run(Online, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
         self.apply_spec();
     }
@@ -279,8 +296,9 @@ impl Lab {
             // A container host routes for its containers; the assistant
             // must reach a tcpcopy running in one.
             self.run(Online, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+            let intercept_host = if spec.no_assistant { Target } else { Assistant };
             self.ip_in(
-                Assistant,
+                intercept_host,
                 &["route", "add", "198.18.3.0/24", "via", "198.18.2.1"],
             );
         }

@@ -25,7 +25,8 @@ use tcpcopy_tests::{
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-const TC_ACT_SHOT: u32 = 2;
+/// The egress program discards a reply by redirecting it to no device.
+const TC_ACT_REDIRECT: u32 = 7;
 /// `TC_ACT_UNSPEC` (-1): no opinion, the next program or the stack decides.
 const TC_ACT_UNSPEC: u32 = u32::MAX;
 
@@ -126,7 +127,7 @@ impl Harness {
     fn drop(&self) -> u32 {
         match self.path {
             Path::Assistant => XDP_DROP,
-            Path::Egress => TC_ACT_SHOT,
+            Path::Egress => TC_ACT_REDIRECT,
         }
     }
 
@@ -470,7 +471,7 @@ fn egress_claims_replies_to_the_client_range_only() {
     for addr in [[198, 18, 1, 0], CLIENT, [198, 18, 1, 255]] {
         assert_eq!(
             h.verdict(&to(addr)),
-            TC_ACT_SHOT,
+            TC_ACT_REDIRECT,
             "{addr:?} is in {CLIENT_NET}"
         );
     }
@@ -496,7 +497,7 @@ fn egress_claims_an_announced_client_address_on_every_port() {
         "the announcement learns that a reply escaped before it"
     );
     for port in [40000, 40001, 65000] {
-        assert_eq!(h.verdict(&reply(port)), TC_ACT_SHOT, "port {port}");
+        assert_eq!(h.verdict(&reply(port)), TC_ACT_REDIRECT, "port {port}");
     }
     // Another client address, or the same one served from another target
     // port, is not claimed.
@@ -526,5 +527,5 @@ fn egress_never_touches_loopback_destinations() {
     assert!(h.records().is_empty());
     // Anything else to the whole-Internet range is claimed.
     let s = Segment::new((TARGET, 80), ([198, 19, 0, 1], 40000));
-    assert_eq!(h.verdict(&s.frame()), TC_ACT_SHOT);
+    assert_eq!(h.verdict(&s.frame()), TC_ACT_REDIRECT);
 }

@@ -12,6 +12,9 @@
 //! 9000 with the target link at 1500 (`-M 1500`); the production server in
 //! a container (tcpcopy beside it in its namespace); mirror capture of the
 //! client's traffic (a local stack's packets, mirrored by `tc mirred`).
+//! And the other deployment: no assistant, intercept on the target with
+//! its TC egress program (`--egress`), given the client range or only the
+//! clients tcpcopy announces.
 
 use std::net::Ipv4Addr;
 
@@ -51,6 +54,9 @@ struct Case {
     splits: bool,
     /// A mirror port carries the copy (`-i` is its interface).
     mirror: bool,
+    /// Intercept on the target (`--egress`, with these `--clients`)
+    /// instead of on the assistant; the lab has no assistant.
+    egress_clients: Option<&'static str>,
 }
 
 impl Case {
@@ -63,6 +69,7 @@ impl Case {
             checksums: Checksums::Completed,
             splits: false,
             mirror: false,
+            egress_clients: None,
         }
     }
 }
@@ -88,15 +95,22 @@ fn run(case: Case) -> StatsLine {
     let prod_kv = start_redis(&lab, case.production, prod_ip, 6379);
     let target_web = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
     let target_kv = start_redis(&lab, Host::Target, TARGET_IP, 6379);
-    let _intercept = InterceptProcess::start(
-        &lab,
-        &["--target", &format!("{TARGET_IP}:80,{TARGET_IP}:6379")],
-    );
+    let targets = format!("{TARGET_IP}:80,{TARGET_IP}:6379");
+    let (intercept, intercept_ip) = match case.egress_clients {
+        None => (
+            InterceptProcess::start(&lab, &["--target", &targets]),
+            "198.18.2.3",
+        ),
+        Some(clients) => (
+            InterceptProcess::start_egress(&lab, &["--target", &targets, "--clients", clients]),
+            "198.18.2.2",
+        ),
+    };
     let mut argv = args(&[
         "-x",
         &format!("80-{TARGET_IP}:80,6379-{TARGET_IP}:6379"),
         "-s",
-        "198.18.2.3",
+        intercept_ip,
     ]);
     argv.extend(case.tcpcopy.iter().cloned());
     if let Some(port) = mirror {
@@ -209,6 +223,17 @@ fn run(case: Case) -> StatsLine {
     }
     let (status, stats) = tcpcopy.stop();
     assert!(status.success(), "{}: tcpcopy exit {status}", case.name);
+    let (status, istats) = intercept.stop();
+    assert!(status.success(), "{}: intercept exit {status}", case.name);
+    if case.egress_clients.is_some() {
+        println!(
+            "matrix {}: intercept on the target: reported={} unclaimed={} escaped_before_announce={}",
+            case.name,
+            istats["xdp_reported"],
+            istats["xdp_unclaimed"],
+            istats["escaped_before_announce"]
+        );
+    }
     println!(
         "matrix {}: http {}/{} (100.00 %), redis {}/{} keys equal (100.00 %); \
          checksum_completed={} bad_checksum={} split_packets={} captured={}",
@@ -346,5 +371,33 @@ fn matrix_mirror_capture_of_local_traffic() {
     run(Case {
         mirror: true,
         ..Case::new("mirror", LabSpec::default())
+    });
+}
+
+#[test]
+fn matrix_no_assistant_intercept_on_the_target_with_the_client_range() {
+    run(Case {
+        egress_clients: Some("198.18.1.0/24"),
+        ..Case::new(
+            "no-assistant",
+            LabSpec {
+                no_assistant: true,
+                ..LabSpec::default()
+            },
+        )
+    });
+}
+
+#[test]
+fn matrix_no_assistant_intercept_on_the_target_with_announced_clients_only() {
+    run(Case {
+        egress_clients: Some("announced"),
+        ..Case::new(
+            "no-assistant-announced",
+            LabSpec {
+                no_assistant: true,
+                ..LabSpec::default()
+            },
+        )
     });
 }
