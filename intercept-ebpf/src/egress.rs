@@ -28,10 +28,7 @@
 //! record whose IPv4 total length covers all of its segments.
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
-    helpers::bpf_redirect,
-    macros::classifier,
-    maps::lpm_trie::Key,
+    bindings::TC_ACT_UNSPEC, helpers::bpf_redirect, macros::classifier, maps::lpm_trie::Key,
     programs::TcContext,
 };
 use tcpcopy_common::{

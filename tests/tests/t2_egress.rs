@@ -1,0 +1,204 @@
+//! T2: intercept on the target itself (`--egress`), in a lab with no
+//! assistant and no route for the client range (only the default route
+//! every host has). What it must never do: let a reply to a replayed
+//! client leave the target (a tcpdump on the LAN sees none), touch the
+//! target's other traffic, or keep dropping anything once it is gone.
+//! End-to-end completeness (nginx, Redis) is in `t2_matrix`'s
+//! `no_assistant` cases, beside the assistant deployment's.
+
+use aya::programs::{SchedClassifier, tc::TcAttachType};
+use tcpcopy_tests::{
+    capture::Tcpdump,
+    intercept::InterceptProcess,
+    lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
+    servers::start_nginx,
+    tcpcopy::TcpcopyProcess,
+    wait::{DEADLINE, wait_until},
+};
+
+fn lab() -> Lab {
+    Lab::with(LabSpec {
+        no_assistant: true,
+        ..LabSpec::default()
+    })
+}
+
+/// Packets in the capture `file` that match `filter`.
+fn count(file: &std::path::Path, filter: &str) -> usize {
+    let out = std::process::Command::new("tcpdump")
+        .arg("-nr")
+        .arg(file)
+        .args(filter.split_whitespace())
+        .output()
+        .expect("run tcpdump -r");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// TC programs at the egress of the target's eth0 (TCX links).
+fn egress_programs(lab: &Lab) -> usize {
+    let _ns = lab.enter(Host::Target);
+    let (_, programs) =
+        SchedClassifier::query_tcx("eth0", TcAttachType::Egress).expect("query TCX on eth0");
+    programs.len()
+}
+
+/// A curl in `host` (extra options first); whether it got an answer.
+fn curl_ok(lab: &Lab, host: Host, opts: &[&str], url: &str) -> bool {
+    let mut argv = vec!["curl", "-sf", "-o", "/dev/null", "--max-time", "2"];
+    argv.extend_from_slice(opts);
+    argv.push(url);
+    lab.output(host, &argv).status.success()
+}
+
+#[test]
+fn no_reply_leaves_the_target_and_its_other_traffic_is_untouched() {
+    let lab = lab();
+    let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    // Everything the target sends, as the LAN sees it.
+    let cap = Tcpdump::start(
+        &lab,
+        Host::Lan,
+        "target",
+        "egress.pcap",
+        &[],
+        "src host 198.18.2.2",
+    );
+    let intercept = InterceptProcess::start_egress(
+        &lab,
+        &["--target", "198.18.2.2:80", "--clients", "198.18.1.0/24"],
+    );
+    let tcpcopy = TcpcopyProcess::start(
+        &lab,
+        &[
+            "-x",
+            "80-198.18.2.2:80",
+            "-s",
+            "198.18.2.2",
+            "-i",
+            "eth0",
+            "-o",
+            "eth1",
+        ],
+    );
+    for c in 0..10 {
+        let a = format!("http://{ONLINE_IP}/egress/{c}/a");
+        let b = format!("http://{ONLINE_IP}/egress/{c}/b");
+        lab.run(
+            Host::Client,
+            &["curl", "-sf", "-o", "/dev/null", &a, "-o", "/dev/null", &b],
+        );
+    }
+    assert_eq!(online.requests().len(), 20);
+    wait_until(
+        "the target's access log equal to production's",
+        DEADLINE,
+        || {
+            let (mut got, mut want) = (target.requests(), online.requests());
+            got.sort();
+            want.sort();
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{} of {}", got.len(), want.len()))
+            }
+        },
+    );
+    // The target's other traffic: its own clients outside the range (the
+    // online host's LAN address), itself, and its own connections out.
+    assert!(
+        curl_ok(
+            &lab,
+            Host::Online,
+            &[],
+            &format!("http://{TARGET_IP}/own/lan")
+        ),
+        "a client of the target outside the replayed range is answered"
+    );
+    assert!(
+        curl_ok(
+            &lab,
+            Host::Target,
+            &[],
+            &format!("http://{TARGET_IP}/own/self")
+        ),
+        "the target talking to itself"
+    );
+    assert!(
+        curl_ok(
+            &lab,
+            Host::Target,
+            &[],
+            &format!("http://{ONLINE_IP}/own/out")
+        ),
+        "the target as a client of another host"
+    );
+    let (status, _) = tcpcopy.stop();
+    assert!(status.success(), "tcpcopy exit {status}");
+    let (status, istats) = intercept.stop();
+    assert!(status.success(), "intercept exit {status}");
+    let file = cap.finish();
+
+    let leaked = count(&file, "src port 80 and dst net 198.18.1.0/24");
+    let to_lan_client = count(&file, "src port 80 and dst host 198.18.2.1");
+    println!(
+        "egress: 20/20 replayed, replies on the LAN to replayed clients: {leaked}, to the \
+         target's own client: {to_lan_client}; intercept reported={} unclaimed={}",
+        istats["xdp_reported"], istats["xdp_unclaimed"]
+    );
+    assert_eq!(
+        leaked, 0,
+        "replies to replayed clients left the target: {istats:?}"
+    );
+    assert!(
+        to_lan_client > 0,
+        "the capture sees the target's replies when they do leave"
+    );
+    assert!(istats["xdp_reported"] > 40, "{istats:?}");
+    assert!(
+        istats["xdp_unclaimed"] > 0,
+        "the LAN client's replies: {istats:?}"
+    );
+    assert_eq!(istats["xdp_ring_full"], 0, "{istats:?}");
+}
+
+#[test]
+fn killing_intercept_takes_its_program_away_and_replies_flow_again() {
+    let lab = lab();
+    let _target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    assert_eq!(egress_programs(&lab), 0);
+    let intercept = InterceptProcess::start_egress(
+        &lab,
+        &["--target", "198.18.2.2:80", "--clients", "198.18.1.0/24"],
+    );
+    assert_eq!(egress_programs(&lab), 1, "the TC program is attached");
+    // A client in the claimed range that is not replayed: the online host
+    // from its production address. Its replies are taken while intercept
+    // runs (as the assistant's route would take them) ...
+    let from_range = ["--interface", "198.18.1.1"];
+    let url = format!("http://{TARGET_IP}/claimed");
+    assert!(
+        !curl_ok(&lab, Host::Online, &from_range, &url),
+        "replies to the client range are taken while intercept runs"
+    );
+    let status = intercept.kill();
+    assert!(!status.success(), "killed: {status}");
+    // ... and the moment it is gone (however it died), nothing is.
+    wait_until(
+        "the TC program to go with intercept",
+        DEADLINE,
+        || match egress_programs(&lab) {
+            0 => Ok(()),
+            n => Err(format!("{n} programs")),
+        },
+    );
+    assert!(
+        curl_ok(&lab, Host::Online, &from_range, &url),
+        "replies flow again once intercept is gone"
+    );
+}
