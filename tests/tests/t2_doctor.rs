@@ -6,7 +6,7 @@ use std::process::Output;
 
 use tcpcopy_tests::{
     intercept::{InterceptProcess, intercept_binary},
-    lab::{Host, Lab, ONLINE_IP, TARGET_IP},
+    lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
     servers::start_nginx,
     tcpcopy::tcpcopy_binary,
 };
@@ -159,4 +159,69 @@ fn intercept_doctor_passes_an_assistant_and_catches_forwarding() {
     let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
     let (_, text) = intercept_doctor(&lab);
     assert!(text.contains("already"), "{text}");
+}
+
+/// `intercept doctor` on the target itself (`--egress`, no assistant).
+fn intercept_egress_doctor(lab: &Lab) -> (Output, String) {
+    let bin = intercept_binary().to_string_lossy().into_owned();
+    let out = lab
+        .command(Host::Target, &bin)
+        .args(["doctor", "--egress", "eth0", "--target", "198.18.2.2:80"])
+        .args(["--clients", "198.18.1.0/24", "-b", "198.18.2.2"])
+        .output()
+        .expect("run intercept doctor");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("intercept doctor --egress:\n{text}");
+    (out, text)
+}
+
+#[test]
+fn intercept_doctor_on_the_target_checks_tc_and_that_replies_can_leave() {
+    let lab = Lab::with(LabSpec {
+        no_assistant: true,
+        ..LabSpec::default()
+    });
+    let (out, text) = intercept_egress_doctor(&lab);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        line(&text, "PASS  TC egress on eth0").contains("TCX"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "PASS  route to clients 198.18.1.0/24").contains("eth0"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ip_forward"),
+        "not a concern on the target: {text}"
+    );
+    // A target without any route to the clients cannot send its replies.
+    lab.run(Host::Target, &["ip", "route", "del", "default"]);
+    let (out, text) = intercept_egress_doctor(&lab);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        line(&text, "FAIL  route to clients 198.18.1.0/24").contains("no route"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tcpcopy_doctor_passes_with_intercept_on_the_target() {
+    let lab = Lab::with(LabSpec {
+        no_assistant: true,
+        ..LabSpec::default()
+    });
+    let _online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let _target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let _intercept = InterceptProcess::start_egress(
+        &lab,
+        &["--target", "198.18.2.2:80", "--clients", "198.18.1.0/24"],
+    );
+    let (out, text) = tcpcopy_doctor(&lab, &["-s", "198.18.2.2"]);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        line(&text, "PASS  probe SYN through intercept").contains("SYN-ACK"),
+        "{text}"
+    );
 }
