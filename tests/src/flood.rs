@@ -75,8 +75,19 @@ pub struct ReplyFlood {
 }
 
 impl ReplyFlood {
-    /// Opens the socket on `iface` of `host`, sending to `dst_mac`.
+    /// Opens the socket on `iface` of `host`, sending to `dst_mac`, past
+    /// the device's qdisc and TC programs (the fastest way onto the wire).
     pub fn open(lab: &Lab, host: Host, iface: &str, dst_mac: [u8; 6]) -> Self {
+        Self::open_with(lab, host, iface, dst_mac, true)
+    }
+
+    /// As [`open`](Self::open), with the frames going through the device's
+    /// egress path (qdisc and TC programs) like the host's own replies.
+    pub fn open_through_egress(lab: &Lab, host: Host, iface: &str, dst_mac: [u8; 6]) -> Self {
+        Self::open_with(lab, host, iface, dst_mac, false)
+    }
+
+    fn open_with(lab: &Lab, host: Host, iface: &str, dst_mac: [u8; 6], bypass: bool) -> Self {
         let src_mac = mac_of(lab, host, iface);
         let _ns = lab.enter(host);
         let name = CString::new(iface).expect("an interface name");
@@ -92,15 +103,17 @@ impl ReplyFlood {
         let one: libc::c_int = 1;
         // SAFETY: a valid option value of the given length. Best effort: the
         // qdisc path works too, only slower.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                PACKET_QDISC_BYPASS,
-                (&raw const one).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        if bypass {
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    PACKET_QDISC_BYPASS,
+                    (&raw const one).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+        }
         Self {
             fd,
             ifindex,

@@ -81,9 +81,14 @@ impl InterceptProcess {
     /// assistant) with `args` added (`--clients` among them); returns once
     /// it listens on the target's address.
     pub fn start_egress(lab: &Lab, args: &[&str]) -> Self {
+        Self::start_egress_binary(lab, intercept_binary(), args)
+    }
+
+    /// As [`start_egress`](Self::start_egress), with a given intercept binary.
+    pub fn start_egress_binary(lab: &Lab, binary: &Path, args: &[&str]) -> Self {
         let mut argv = vec!["--egress", "eth0", "-b", "198.18.2.2"];
         argv.extend_from_slice(args);
-        Self::spawn(lab, Host::Target, intercept_binary(), TARGET_IP, &argv)
+        Self::spawn(lab, Host::Target, binary, TARGET_IP, &argv)
     }
 
     fn spawn(lab: &Lab, host: Host, binary: &Path, bind: Ipv4Addr, args: &[&str]) -> Self {

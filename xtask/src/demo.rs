@@ -12,6 +12,10 @@ pub struct DemoArgs {
     /// Seconds of load.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// No assistant host: intercept runs on the target (`--egress`), its TC
+    /// egress program taking the replies; the target has no client route.
+    #[arg(long)]
+    no_assistant: bool,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
@@ -36,10 +40,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let release = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), Into::into)
         .join("release");
-    let status = Command::new(release.join("demo"))
-        .arg(args.seconds.to_string())
-        .status()
-        .context("starting the demo")?;
+    let mut demo = Command::new(release.join("demo"));
+    demo.arg(args.seconds.to_string());
+    if args.no_assistant {
+        demo.arg("--no-assistant");
+    }
+    let status = demo.status().context("starting the demo")?;
     if !status.success() {
         bail!("the demo did not replay everything ({status}); see the report above");
     }

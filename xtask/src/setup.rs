@@ -33,6 +33,8 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     // the lab's netfilter (bridge netfilter with a Kubernetes-like ruleset)
     "iptables",
+    // benchmarks: the kernel's run-time statistics of BPF programs
+    "bpftool",
 ];
 
 pub fn run() -> anyhow::Result<()> {

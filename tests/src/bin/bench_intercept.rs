@@ -1,15 +1,21 @@
-//! `bench-intercept`: reply packets per second through XDP -> ring buffer ->
-//! intercept -> TCP to tcpcopy peers, on the lab's veth links, with the loss
-//! rate and where it happens. Run it through `cargo xtask bench intercept`
-//! (which builds it and the `intercept` binary in release mode).
+//! `bench-intercept`: reply packets per second through the reply program
+//! -> ring buffer -> intercept -> TCP to tcpcopy peers, with the loss rate
+//! and where it happens, for either deployment (`--path`): XDP on an
+//! assistant, or TC egress on the target itself. Run it through `cargo
+//! xtask bench intercept` (which builds it and the `intercept` binary in
+//! release mode).
 //!
 //! For each offered rate, a fresh intercept (the real binary) runs in the
-//! assistant namespace; peers connected from the online host announce the
-//! sessions; a packet socket on the target's NIC floods reply-shaped frames
-//! (`tcpcopy_tests::flood`) that cross the veth pair and the bridge like
-//! real replies. Counters from every stage (veth/XDP driver, the XDP
-//! program, the daemon, the peers) say where frames were lost, and the
-//! daemon's CPU time says whether it was saturated.
+//! assistant namespace (or in the target's, `--egress`); peers connected
+//! from the online host announce the sessions; a packet socket on the
+//! target's NIC floods reply-shaped frames (`tcpcopy_tests::flood`). To the
+//! assistant they cross the veth pair and the bridge like real replies; on
+//! the target they go through the NIC's egress path (qdisc, TC) like the
+//! target's own replies. Counters from every stage (veth/XDP driver, the
+//! program, the daemon, the peers) say where frames were lost, the daemon's
+//! CPU time says whether it was saturated, and the kernel's run-time
+//! statistics of the program (`kernel.bpf_stats_enabled`, read with
+//! bpftool) what each reply cost in the program itself.
 
 use std::{
     io::Read,
@@ -27,8 +33,8 @@ use clap::Parser;
 use tcpcopy_common::proto::{ClientMsg, RecordFrameDecoder};
 use tcpcopy_tests::{
     flood::{FloodPlan, LiveFrames, ReplyFlood, mac_of},
-    intercept::{InterceptProcess, StatsLine, intercept_addr},
-    lab::{Host, Lab},
+    intercept::{InterceptProcess, StatsLine},
+    lab::{ASSISTANT_IP, Host, Lab, LabSpec, TARGET_IP},
     wait::{DEADLINE, wait_until},
 };
 
@@ -64,12 +70,65 @@ struct Args {
     /// intercept's attached program: XDP onwards only).
     #[arg(long, default_value = "veth")]
     source: Source,
+    /// Where intercept runs: `assistant` (XDP) or `egress` (TC egress on
+    /// the target; `veth` source only).
+    #[arg(long, default_value = "assistant")]
+    path: ReplyPath,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Source {
     Veth,
     Live,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ReplyPath {
+    Assistant,
+    Egress,
+}
+
+/// Run time and runs of the loaded programs named `name` (bpftool matches
+/// the whole name, from BTF), from `bpftool prog show name`; zeros without
+/// bpftool or statistics.
+fn program_stats(name: &str) -> (u64, u64) {
+    let Ok(out) = std::process::Command::new("bpftool")
+        .args(["prog", "show", "name", name])
+        .output()
+    else {
+        return (0, 0);
+    };
+    // "... run_time_ns 1234 run_cnt 56" on each program's first line.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (mut ns, mut runs) = (0, 0);
+    for pair in words.windows(2) {
+        let value = pair[1].parse::<u64>().unwrap_or(0);
+        match pair[0] {
+            "run_time_ns" => ns += value,
+            "run_cnt" => runs += value,
+            _ => {}
+        }
+    }
+    (ns, runs)
+}
+
+/// Keeps `kernel.bpf_stats_enabled` on while alive, then restores it.
+struct BpfStats(String);
+
+impl BpfStats {
+    fn enable() -> Self {
+        let path = "/proc/sys/kernel/bpf_stats_enabled";
+        let before = std::fs::read_to_string(path).unwrap_or_else(|_| "0".into());
+        let _ = std::fs::write(path, "1");
+        Self(before.trim().to_owned())
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
+    }
 }
 
 /// One peer's receiving side, in its own thread.
@@ -136,8 +195,12 @@ struct VethXdp {
     ring_drops: u64,
 }
 
-fn veth_xdp(lab: &Lab) -> VethXdp {
+fn veth_xdp(lab: &Lab, path: ReplyPath) -> VethXdp {
     let mut v = VethXdp::default();
+    if path == ReplyPath::Egress {
+        // No assistant: the frames never cross a veth to a program.
+        return v;
+    }
     for line in lab.run(Host::Assistant, &["ethtool", "-S", "eth0"]).lines() {
         let Some((k, val)) = line.trim().split_once(": ") else {
             continue;
@@ -212,15 +275,30 @@ struct RunResult {
     sender_cpu: f64,
     /// The machine's softirq CPU during the flood (the veth/bridge/XDP path).
     softirq: f64,
+    /// Nanoseconds per run of the reply program, by the kernel's statistics.
+    prog_ns: f64,
 }
 
 fn run_once(lab: &Lab, args: &Args, rate: Option<u64>) -> RunResult {
     let ring = format!("--ring-size={}", args.ring_size);
-    let intercept = InterceptProcess::start_binary(
-        lab,
-        &args.intercept,
-        &["--target", "198.18.2.2:80", "--stats-interval", "1", &ring],
-    );
+    let opts = ["--target", "198.18.2.2:80", "--stats-interval", "1", &ring];
+    let (intercept, intercept_ip, program) = match args.path {
+        ReplyPath::Assistant => (
+            InterceptProcess::start_binary(lab, &args.intercept, &opts),
+            ASSISTANT_IP,
+            "intercept_reply",
+        ),
+        ReplyPath::Egress => {
+            let mut egress = opts.to_vec();
+            egress.extend(["--clients", "198.18.1.0/24"]);
+            (
+                InterceptProcess::start_egress_binary(lab, &args.intercept, &egress),
+                TARGET_IP,
+                "intercept_egress",
+            )
+        }
+    };
+    let intercept_addr = std::net::SocketAddrV4::new(intercept_ip, 36524);
     let clients: Vec<([u8; 4], u16)> = (0..args.sessions)
         .map(|i| ([198, 18, 1, 200], 50000 + i))
         .collect();
@@ -228,7 +306,7 @@ fn run_once(lab: &Lab, args: &Args, rate: Option<u64>) -> RunResult {
     {
         let _ns = lab.enter(Host::Online);
         for _ in 0..args.peers {
-            let s = TcpStream::connect_timeout(&intercept_addr().into(), DEADLINE)
+            let s = TcpStream::connect_timeout(&intercept_addr.into(), DEADLINE)
                 .expect("connect to intercept");
             streams.push(s);
         }
@@ -245,9 +323,19 @@ fn run_once(lab: &Lab, args: &Args, rate: Option<u64>) -> RunResult {
         s.get("announced") == Some(&u64::from(args.sessions))
     });
 
-    let assistant_mac = mac_of(lab, Host::Assistant, "eth0");
-    let target_mac = mac_of(lab, Host::Target, "eth0");
-    let before = veth_xdp(lab);
+    let (next_hop, target_mac) = match args.path {
+        ReplyPath::Assistant => (
+            mac_of(lab, Host::Assistant, "eth0"),
+            mac_of(lab, Host::Target, "eth0"),
+        ),
+        ReplyPath::Egress => (
+            mac_of(lab, Host::Online, "eth1"),
+            mac_of(lab, Host::Target, "eth0"),
+        ),
+    };
+    let assistant_mac = next_hop;
+    let before = veth_xdp(lab, args.path);
+    let prog_before = program_stats(program);
     let cpu_before = cpu_seconds(intercept.pid());
     let sender_cpu_before = thread_cpu_seconds();
     let softirq_before = softirq_seconds();
@@ -263,7 +351,13 @@ fn run_once(lab: &Lab, args: &Args, rate: Option<u64>) -> RunResult {
         rate,
     };
     let report = match args.source {
+        Source::Veth if args.path == ReplyPath::Egress => {
+            ReplyFlood::open_through_egress(lab, Host::Target, "eth0", next_hop).run(&plan)
+        }
         Source::Veth => ReplyFlood::open(lab, Host::Target, "eth0", assistant_mac).run(&plan),
+        Source::Live if args.path == ReplyPath::Egress => {
+            panic!("live frames enter at XDP: use --source veth with --path egress")
+        }
         Source::Live => {
             let live = LiveFrames::attached_to(lab, Host::Assistant, "eth0");
             let _ns = lab.enter(Host::Assistant);
@@ -294,7 +388,10 @@ fn run_once(lab: &Lab, args: &Args, rate: Option<u64>) -> RunResult {
         }
     });
     let daemon_cpu = cpu_seconds(intercept.pid()) - cpu_before;
-    let after = veth_xdp(lab);
+    let after = veth_xdp(lab, args.path);
+    let prog_after = program_stats(program);
+    let prog_runs = prog_after.1.saturating_sub(prog_before.1);
+    let prog_ns = prog_after.0.saturating_sub(prog_before.0) as f64 / prog_runs.max(1) as f64;
     let (_, stats) = intercept.stop();
     let received = total();
     let last_at = readers
@@ -327,6 +424,7 @@ fn run_once(lab: &Lab, args: &Args, rate: Option<u64>) -> RunResult {
         daemon_cpu,
         sender_cpu,
         softirq,
+        prog_ns,
     }
 }
 
@@ -337,7 +435,11 @@ fn stat(stats: &StatsLine, key: &str) -> u64 {
 fn main() {
     let args = Args::parse();
     tcpcopy_tests::require_root();
-    let lab = Lab::new();
+    let lab = Lab::with(LabSpec {
+        no_assistant: args.path == ReplyPath::Egress,
+        ..LabSpec::default()
+    });
+    let _stats = BpfStats::enable();
     // As in t2_intercept: the lab's replies leave the target like a wire,
     // so the loss accounting can compare what the target sent (read by a
     // tap on its NIC, before any offload) with what intercept reported.
@@ -352,6 +454,10 @@ fn main() {
         args.frames, args.sessions, args.peers, args.ring_size
     );
     match args.source {
+        Source::Veth if args.path == ReplyPath::Egress => println!(
+            "path: packet socket (target eth0) -> egress (qdisc, TC program of intercept on the \
+             target) -> ring -> intercept -> TCP -> peers (online)\n"
+        ),
         Source::Veth => println!(
             "path: packet socket (target eth0) -> veth -> bridge -> veth (assistant eth0, native \
              XDP) -> ring -> intercept -> TCP -> peers (online)\n"
@@ -362,7 +468,7 @@ fn main() {
         ),
     }
     println!(
-        "{:>8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>5} {:>7} | {:>5} {:>5}",
+        "{:>8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>5} {:>7} | {:>5} {:>5} | {:>6}",
         "offered",
         "delivered",
         "loss",
@@ -375,10 +481,11 @@ fn main() {
         "cpu",
         "ns/rec",
         "gen",
-        "sirq"
+        "sirq",
+        "prog"
     );
     println!(
-        "{:>8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>5} {:>7} | {:>5} {:>5}",
+        "{:>8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>5} {:>7} | {:>5} {:>5} | {:>6}",
         "(fps)",
         "(rec/s)",
         "",
@@ -391,7 +498,8 @@ fn main() {
         "(d.)",
         "(d.)",
         "(cpu)",
-        "(cpu)"
+        "(cpu)",
+        "(ns)"
     );
     for rate in &args.rates {
         let rate = match rate.as_str() {
@@ -418,7 +526,7 @@ fn main() {
         let cpu = r.daemon_cpu / r.delivery_secs.max(1e-9);
         let ns_per = r.daemon_cpu * 1e9 / (ring_read.max(1) as f64);
         println!(
-            "{:>8} {:>9} {:>7.3}% | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>4.0}% {:>7.0} | {:>4.0}% {:>4.0}%",
+            "{:>8} {:>9} {:>7.3}% | {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>4.0}% {:>7.0} | {:>4.0}% {:>4.0}% | {:>6.0}",
             format!("{:.0}k", r.offered / 1e3),
             format!("{:.0}k", rate_out / 1e3),
             loss * 100.0,
@@ -431,7 +539,8 @@ fn main() {
             cpu * 100.0,
             ns_per,
             r.sender_cpu * 100.0,
-            r.softirq * 100.0
+            r.softirq * 100.0,
+            r.prog_ns
         );
         let limit = if pre_xdp > r.sent / 1000 {
             "the veth/bridge path before XDP (the generator outran it; see the veth ring drops)"

@@ -3,7 +3,9 @@
 //! Production (nginx and Redis on the online host) serves real load from
 //! the client for about 20 s (wrk and redis-benchmark). tcpcopy on the
 //! online host copies it to the same services on the target host, with
-//! intercept on the assistant closing the loop. Then: how much of
+//! intercept on the assistant closing the loop (or, with `--no-assistant`,
+//! intercept on the target itself, its TC egress program taking the
+//! replies: no assistant host, no route for the clients). Then: how much of
 //! production's traffic reached the target, how fast tcpcopy captured, and
 //! the target's response times next to production's. Everything runs in
 //! network namespaces with addresses from 198.18.0.0/15, and is removed at
@@ -16,7 +18,7 @@ use std::{
 
 use tcpcopy_tests::{
     intercept::{InterceptProcess, last_stats},
-    lab::{Host, Lab, ONLINE_IP, TARGET_IP},
+    lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
     servers::{start_nginx, start_redis},
     tcpcopy::TcpcopyProcess,
     wait::wait_until,
@@ -25,26 +27,43 @@ use tcpcopy_tests::{
 const LOAD: Duration = Duration::from_secs(20);
 
 fn main() {
-    let seconds = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let no_assistant = args.iter().any(|a| a == "--no-assistant");
+    let seconds = args
+        .iter()
+        .find_map(|s| s.parse().ok())
         .map_or(LOAD, Duration::from_secs);
     println!(
-        "tcpcopy demo: building the lab (client, online, LAN, target, assistant; 198.18.0.0/15)"
+        "tcpcopy demo: building the lab (client, online, LAN, target{}; 198.18.0.0/15)",
+        if no_assistant {
+            ", no assistant"
+        } else {
+            ", assistant"
+        }
     );
-    let lab = Lab::new();
+    let lab = Lab::with(LabSpec {
+        no_assistant,
+        ..LabSpec::default()
+    });
     let online_web = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
     let target_web = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
     let online_kv = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
     let target_kv = start_redis(&lab, Host::Target, TARGET_IP, 6379);
-    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80,198.18.2.2:6379"]);
+    let targets = ["--target", "198.18.2.2:80,198.18.2.2:6379"];
+    let (_intercept, intercept_ip) = if no_assistant {
+        let mut argv = targets.to_vec();
+        argv.extend(["--clients", "198.18.1.0/24"]);
+        (InterceptProcess::start_egress(&lab, &argv), "198.18.2.2")
+    } else {
+        (InterceptProcess::start(&lab, &targets), "198.18.2.3")
+    };
     let tcpcopy = TcpcopyProcess::start(
         &lab,
         &[
             "-x",
             "80-198.18.2.2:80,6379-198.18.2.2:6379",
             "-s",
-            "198.18.2.3",
+            intercept_ip,
             "-i",
             "eth0",
             "-o",
@@ -53,7 +72,12 @@ fn main() {
     );
     println!("production: nginx and redis on 198.18.1.1; target: the same on 198.18.2.2");
     println!(
-        "tcpcopy on the online host, intercept on 198.18.2.3; driving load for {} s ...",
+        "tcpcopy on the online host, intercept on {intercept_ip}{}; driving load for {} s ...",
+        if no_assistant {
+            " (the target itself: TC egress)"
+        } else {
+            " (the assistant: XDP)"
+        },
         seconds.as_secs()
     );
 

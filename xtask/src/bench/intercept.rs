@@ -1,7 +1,8 @@
 //! `cargo xtask bench intercept`: builds the `intercept` binary and the
 //! `bench-intercept` driver (tests crate) in release mode and runs the
 //! driver, which measures the real binary in the lab (see
-//! `tests/src/bin/bench_intercept.rs` for the method).
+//! `tests/src/bin/bench_intercept.rs` for the method), for both
+//! deployments: XDP on an assistant and TC egress on the target.
 
 use std::process::Command;
 
@@ -28,6 +29,10 @@ pub struct InterceptBench {
     /// intercept's ring buffer size (e.g. 4M, 64M).
     #[arg(long, default_value = "4M")]
     ring_size: String,
+    /// Deployment: `assistant` (XDP on an assistant host), `egress` (TC
+    /// egress on the target, packet-socket frames only), or `both`.
+    #[arg(long, default_value = "both", value_parser = ["assistant", "egress", "both"])]
+    path: String,
 }
 
 pub fn run(args: &InterceptBench) -> anyhow::Result<()> {
@@ -43,18 +48,30 @@ pub fn run(args: &InterceptBench) -> anyhow::Result<()> {
         "live" => &[("live", "1000000,max")],
         _ => &[("veth", "100000,max"), ("live", "1000000,max")],
     };
-    for (source, default_rates) in sources {
+    let paths: &[&str] = match args.path.as_str() {
+        "assistant" => &["assistant"],
+        "egress" => &["egress"],
+        _ => &["assistant", "egress"],
+    };
+    // The egress path takes the target's own frames (live frames enter at XDP).
+    let runs = paths.iter().flat_map(|path| {
+        sources
+            .iter()
+            .filter(move |(source, _)| *path == "assistant" || *source == "veth")
+            .map(move |s| (*path, *s))
+    });
+    for (path, (source, default_rates)) in runs {
         let rates = args.rates.as_deref().unwrap_or(default_rates);
         println!();
         let mut cmd = Command::new(release.join("bench-intercept"));
         cmd.arg("--intercept")
             .arg(release.join("intercept"))
-            .args(["--source", source, "--rates", rates])
+            .args(["--source", source, "--rates", rates, "--path", path])
             .args(["--frames", &args.frames.to_string()])
             .args(["--peers", &args.peers.to_string()])
             .args(["--sessions", &args.sessions.to_string()])
             .args(["--ring-size", &args.ring_size]);
-        super::run_driver(cmd, &format!("bench-intercept ({source})"))?;
+        super::run_driver(cmd, &format!("bench-intercept ({path}, {source})"))?;
     }
     Ok(())
 }
