@@ -3,12 +3,15 @@
 //! every host has). What it must never do: let a reply to a replayed
 //! client leave the target (a tcpdump on the LAN sees none), touch the
 //! target's other traffic, or keep dropping anything once it is gone.
+//! The kernel's own replies (an RST to a stray segment) are taken like any.
 //! End-to-end completeness (nginx, Redis) is in `t2_matrix`'s
 //! `no_assistant` cases, beside the assistant deployment's.
 
 use aya::programs::{SchedClassifier, tc::TcAttachType};
 use tcpcopy_tests::{
     capture::Tcpdump,
+    frames::{ACK, Segment},
+    raw::RawIpSender,
     intercept::InterceptProcess,
     lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
     servers::start_nginx,
@@ -71,7 +74,14 @@ fn no_reply_leaves_the_target_and_its_other_traffic_is_untouched() {
     );
     let intercept = InterceptProcess::start_egress(
         &lab,
-        &["--target", "198.18.2.2:80", "--clients", "198.18.1.0/24"],
+        &[
+            "--target",
+            "198.18.2.2:80",
+            "--clients",
+            "198.18.1.0/24",
+            "--stats-interval",
+            "1",
+        ],
     );
     let tcpcopy = TcpcopyProcess::start(
         &lab,
@@ -138,6 +148,15 @@ fn no_reply_leaves_the_target_and_its_other_traffic_is_untouched() {
         ),
         "the target as a client of another host"
     );
+    // A reply the kernel makes itself: the RST to a stray segment from a
+    // client address no socket knows. It must not leave either.
+    let parked_before = intercept.wait_stats("a statistics line", |_| true)["parked"];
+    let mut stray = Segment::new(([198, 18, 1, 77], 40123), (TARGET_IP.octets(), 80));
+    stray.flags = ACK;
+    RawIpSender::open(&lab, Host::Online).send(&stray.packet());
+    intercept.wait_stats("the target's RST to the stray segment", |s| {
+        s["parked"] > parked_before
+    });
     let (status, _) = tcpcopy.stop();
     assert!(status.success(), "tcpcopy exit {status}");
     let (status, istats) = intercept.stop();
