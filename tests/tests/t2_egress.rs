@@ -11,9 +11,9 @@ use aya::programs::{SchedClassifier, tc::TcAttachType};
 use tcpcopy_tests::{
     capture::Tcpdump,
     frames::{ACK, Segment},
-    raw::RawIpSender,
     intercept::InterceptProcess,
     lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
+    raw::RawIpSender,
     servers::start_nginx,
     tcpcopy::TcpcopyProcess,
     wait::{DEADLINE, wait_until},
