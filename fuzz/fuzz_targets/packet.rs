@@ -1,9 +1,12 @@
 //! Arbitrary bytes through every parser: the packet view, TCP options, the
-//! reply record reader and the intercept stream decoders. None may panic.
+//! reply record reader and the intercept stream decoders (1.x and with
+//! extensions). None may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcpcopy_common::proto::{ClientMsgDecoder, HEADER_RECORD_LEN, HeaderRecord, RecordFrameDecoder};
+use tcpcopy_common::proto::{
+    ClientMsgDecoder, HEADER_RECORD_LEN, HeaderRecord, RecordFrameDecoder, ReplyStreamDecoder,
+};
 use tcpcopy_user::{engine::reply::Reply, packet::{Ipv4TcpPacket, TcpOptions}};
 
 fuzz_target!(|data: &[u8]| {
@@ -18,5 +21,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = Reply::parse(&rec);
     }
     let _ = RecordFrameDecoder::new().push(data, |_| {});
+    let _ = Box::new(ReplyStreamDecoder::new()).push(data, |_| {});
     let _ = ClientMsgDecoder::new().push(data, |_| {});
 });

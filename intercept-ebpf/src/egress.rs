@@ -28,7 +28,10 @@
 //! record whose IPv4 total length covers all of its segments.
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC, helpers::bpf_redirect, macros::classifier, maps::lpm_trie::Key,
+    bindings::TC_ACT_UNSPEC,
+    helpers::{bpf_redirect, bpf_skb_load_bytes},
+    macros::classifier,
+    maps::lpm_trie::Key,
     programs::TcContext,
 };
 use tcpcopy_common::{
@@ -89,7 +92,18 @@ fn try_intercept_egress(ctx: &TcContext) -> Result<i32, Malformed> {
         let _ = UNCLAIMED.insert(key, 1, 0);
         return Ok(NOT_OURS);
     }
-    report(&frame, &view);
+    report(&frame, &view, |offset, dst, len| {
+        // SAFETY: the helper bounds-checks the skb (linear part and frags)
+        // and writes `len` bytes to `dst`, which the caller sized.
+        unsafe {
+            bpf_skb_load_bytes(
+                ctx.skb.skb as *const _,
+                offset,
+                dst as *mut core::ffi::c_void,
+                len,
+            )
+        }
+    });
     Ok(discard())
 }
 

@@ -19,7 +19,7 @@ mod reply;
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use tcpcopy_common::{
     counters::{COUNTER_SLOTS, InterceptCounter},
@@ -38,6 +38,20 @@ static TARGETS: HashMap<EndpointKey, u32> = HashMap::with_max_entries(1024, 0);
 /// userspace sets the real one at load time (`--ring-size`).
 #[map]
 static RECORDS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Payload bytes copied per reply (entry 0): the largest cap a connected
+/// tcpcopy was granted; 0 (the default): headers only.
+#[map]
+static PAYLOAD_CAP: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Bytes of one CPU's staging buffer for a reply with payload: the entry
+/// head and the most payload a record carries.
+pub const SCRATCH_BYTES: usize = tcpcopy_common::proto::PAYLOAD_ENTRY_HEAD + 65_536;
+
+/// One staging buffer per CPU (indexed by CPU; userspace sizes the array
+/// to the CPUs), for ring entries too large to reserve by type.
+#[map]
+static SCRATCH: Array<[u8; SCRATCH_BYTES]> = Array::with_max_entries(1, 0);
 
 /// Egress: client ranges (`--clients`) whose replies are intercepted.
 #[map]

@@ -10,7 +10,11 @@
 //! frame's first buffer), and accepts multi-buffer frames (`xdp.frags`), so
 //! it attaches natively to links with an MTU above a page.
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_xdp_load_bytes, macros::xdp, programs::XdpContext,
+};
 use tcpcopy_common::{
     counters::InterceptCounter,
     pkt::{Frame, Malformed, parse_ipv4_tcp},
@@ -40,6 +44,10 @@ fn try_intercept_reply(ctx: &XdpContext) -> Result<u32, Malformed> {
     if !is_target(view.ip().saddr, view.tcp().source) {
         return Ok(xdp_action::XDP_PASS);
     }
-    report(&frame, &view);
+    report(&frame, &view, |offset, dst, len| {
+        // SAFETY: the helper bounds-checks the frame (all its buffers) and
+        // writes `len` bytes to `dst`, which the caller sized.
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, offset, dst as *mut c_void, len) }
+    });
     Ok(xdp_action::XDP_DROP)
 }

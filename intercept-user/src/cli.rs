@@ -146,6 +146,11 @@ pub struct Cli {
     #[arg(long = "xdp-mode", value_name = "MODE")]
     pub xdp_mode: Option<XdpModePolicy>,
 
+    /// Most reply payload bytes per reply sent to a tcpcopy that asks for
+    /// them (response comparison; 0: never).
+    #[arg(long = "max-payload", value_name = "BYTES", default_value = "64K", value_parser = parse_max_payload)]
+    pub max_payload: u32,
+
     /// Most unsent bytes per tcpcopy connection before its records are dropped (e.g. 2M).
     #[arg(long = "peer-buffer", value_name = "BYTES", default_value = "2M", value_parser = parse_peer_buffer)]
     pub peer_buffer: u32,
@@ -202,6 +207,7 @@ impl Cli {
             stats_interval: (self.stats_interval > 0)
                 .then(|| Duration::from_secs(self.stats_interval)),
             hello_timeout: Duration::from_secs(self.hello_timeout_secs),
+            max_payload: self.max_payload,
             limits: RouterLimits {
                 route_idle: Duration::from_secs(self.route_idle_secs),
                 max_routes: self.max_routes as usize,
@@ -210,6 +216,14 @@ impl Cli {
             },
         }
     }
+}
+
+fn parse_max_payload(s: &str) -> Result<u32, String> {
+    let v = parse_size(s)?;
+    if v > u64::from(tcpcopy_common::proto::MAX_RECORD_PAYLOAD) + 1 {
+        return Err(format!("`{s}`: at most 64K (an IPv4 packet's payload)"));
+    }
+    Ok((v as u32).min(tcpcopy_common::proto::MAX_RECORD_PAYLOAD))
 }
 
 /// One item of `--clients`.

@@ -26,7 +26,7 @@ use mio::{
     net::{TcpListener, TcpStream},
     unix::SourceFd,
 };
-use tcpcopy_common::proto::HeaderRecord;
+use tcpcopy_common::proto::MAX_RECORD_PAYLOAD;
 use tcpcopy_runtime::process::StopSignal;
 use tcpcopy_runtime::xdp::{XdpError, XdpModePolicy};
 
@@ -35,7 +35,7 @@ use crate::{
     capture::{
         ReplyCapture,
         egress::{ANNOUNCED_MAX, AnnouncedTable, Claimed, EgressProgram},
-        ring::ReplyRing,
+        ring::{Reply, ReplyRing},
         xdp::ReplyProgram,
     },
     peer::{Peer, PeerClosed, PeerEvent, ReadProgress},
@@ -91,6 +91,9 @@ pub struct DaemonConfig {
     /// sends it at once; a silent connection would hold a slot forever).
     pub hello_timeout: Duration,
     pub limits: RouterLimits,
+    /// Extension: the most payload bytes per reply granted to a tcpcopy
+    /// that asks (0: payloads are never granted).
+    pub max_payload: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +230,8 @@ impl Intercept {
             hello_timeout: config.hello_timeout,
             announced,
             escape_warned: false,
+            max_payload: config.max_payload.min(MAX_RECORD_PAYLOAD),
+            payload_cap: 0,
         };
         let mut next_stats = config.stats_interval.map(|i| now + i);
         let mut events = Events::with_capacity(1024);
@@ -291,6 +296,7 @@ impl Intercept {
                 state.accept_all(&mut listener, &poll, &config, now);
             }
             state.read_peers(&poll, now);
+            state.update_payload_cap(program.as_mut());
             let mut input_idle = true;
             if ring_ready || ring_pending {
                 let read = state.read_ring(&mut ring, now);
@@ -338,7 +344,7 @@ struct LoopState {
     /// Peers with bytes to write and no known reason to wait.
     writing: BTreeSet<PeerId>,
     scratch: Vec<u8>,
-    records: Vec<HeaderRecord>,
+    records: Vec<Reply>,
     /// When to try `accept` again after it failed (e.g. out of descriptors).
     accept_retry: Option<Instant>,
     /// (hello deadline, peer) in accept order.
@@ -348,6 +354,11 @@ struct LoopState {
     announced: Option<AnnouncedTable>,
     /// Whether the warning about replies that beat their announcement was logged.
     escape_warned: bool,
+    /// The most payload bytes per reply a peer may be granted.
+    max_payload: u32,
+    /// The payload cap the reply program copies now (the largest grant of
+    /// the connected peers; 0: headers only, the fast path).
+    payload_cap: u32,
 }
 
 fn token(id: PeerId) -> Token {
@@ -446,10 +457,20 @@ impl LoopState {
                     PeerEvent::Announce(key) => {
                         self.claim(&key);
                         for rec in self.router.announce(key, id, now) {
-                            self.enqueue(id, rec, now);
+                            self.enqueue(id, Reply::header_only(rec), now);
                         }
                     }
                     PeerEvent::Withdraw(key) => self.router.withdraw(&key, id),
+                    PeerEvent::PayloadRequest(cap) => {
+                        let granted = cap.min(self.max_payload);
+                        if let Some(peer) = self.peers.get_mut(&id) {
+                            peer.grant_payloads(granted);
+                            tracing::info!(peer = id.0, asked = cap, granted, "payloads granted");
+                            if !peer.write_blocked {
+                                self.writing.insert(id);
+                            }
+                        }
+                    }
                     PeerEvent::VersionQuery => {
                         if let Some(peer) = self.peers.get_mut(&id) {
                             peer.answer_version();
@@ -473,6 +494,27 @@ impl LoopState {
                     self.close_peer(poll, id, &reason);
                 }
             }
+        }
+    }
+
+    /// Sets the reply program's payload cap to the largest grant among the
+    /// connected peers, when that changed (a peer asked, or went away).
+    fn update_payload_cap(&mut self, program: &mut dyn ReplyCapture) {
+        let want = self
+            .peers
+            .values()
+            .filter_map(|p| p.payload_cap)
+            .max()
+            .unwrap_or(0);
+        if want == self.payload_cap {
+            return;
+        }
+        match program.set_payload_cap(want) {
+            Ok(()) => {
+                tracing::info!(cap = want, "reply program copies payloads up to cap bytes");
+                self.payload_cap = want;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot set the reply program's payload cap"),
         }
     }
 
@@ -509,12 +551,15 @@ impl LoopState {
     fn read_ring(&mut self, ring: &mut ReplyRing, now: Instant) -> usize {
         let mut records = std::mem::take(&mut self.records);
         records.clear();
-        let read = ring.drain(RING_BUDGET, |rec| records.push(rec));
+        let read = ring.drain_replies(RING_BUDGET, |rec| records.push(rec));
         self.stats.ring_records += records.len() as u64;
-        for rec in &records {
+        for reply in records.drain(..) {
             let peers = &self.peers;
-            match self.router.route(rec, now, |p| peers.contains_key(&p)) {
-                Routed::Deliver(id) => self.enqueue(id, *rec, now),
+            match self
+                .router
+                .route(&reply.record, now, |p| peers.contains_key(&p))
+            {
+                Routed::Deliver(id) => self.enqueue(id, reply, now),
                 Routed::Parked | Routed::Unrouted | Routed::ParkingFull(_) => {}
             }
         }
@@ -523,7 +568,7 @@ impl LoopState {
     }
 
     /// Adds `rec` to `id`'s batch; a full batch goes to the outbox at once.
-    fn enqueue(&mut self, id: PeerId, rec: HeaderRecord, now: Instant) {
+    fn enqueue(&mut self, id: PeerId, rec: Reply, now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };

@@ -15,7 +15,8 @@ use std::{
 
 use mio::net::TcpStream;
 use tcpcopy_common::proto::{
-    CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType, ProtoError, VersionInfo,
+    CAP_PAYLOADS, CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType, PayloadRecordHead,
+    ProtoError, VersionInfo, encode_payload_grant,
 };
 
 use crate::{
@@ -32,6 +33,9 @@ pub enum PeerEvent {
     Withdraw(RouteKey),
     /// Extension: the peer asks who we are (answered with our version).
     VersionQuery,
+    /// Extension: the peer asks for reply payloads, up to this many bytes
+    /// per reply.
+    PayloadRequest(u32),
 }
 
 /// Why a connection ended.
@@ -105,6 +109,9 @@ impl Inbound {
                     // A repeated hello changes nothing.
                     MsgType::Hello => {}
                     MsgType::VersionQuery => on_event(PeerEvent::VersionQuery),
+                    MsgType::PayloadRequest => {
+                        on_event(PeerEvent::PayloadRequest(msg.requested_cap()))
+                    }
                 }
             })
             .map_err(PeerClosed::Protocol)?;
@@ -135,6 +142,9 @@ pub struct Peer {
     /// The last write hit `WouldBlock`: wait for a writable event.
     pub write_blocked: bool,
     pub counts: PeerCounts,
+    /// Extension: payload bytes per reply this peer was granted (`None`:
+    /// it never asked, and gets 1.x frames only).
+    pub payload_cap: Option<u32>,
 }
 
 impl Peer {
@@ -148,6 +158,7 @@ impl Peer {
             outbox: Outbox::new(outbox_limit),
             write_blocked: false,
             counts: PeerCounts::default(),
+            payload_cap: None,
         }
     }
 
@@ -187,21 +198,52 @@ impl Peer {
         if self.batcher.is_empty() {
             return 0;
         }
-        let records = self.batcher.take();
-        match self.outbox.push_frame(&records) {
-            Ok(()) => 0,
-            Err(overflow) => {
-                self.counts.dropped_slow += overflow.records as u64;
-                overflow.records
+        let replies = self.batcher.take();
+        let Some(cap) = self.payload_cap else {
+            let records: Vec<_> = replies.iter().map(|r| r.record).collect();
+            return match self.outbox.push_frame(&records) {
+                Ok(()) => 0,
+                Err(overflow) => {
+                    self.counts.dropped_slow += overflow.records as u64;
+                    overflow.records
+                }
+            };
+        };
+        // Payload records, one frame each, in order. A reply reported
+        // without its bytes (copied before this peer asked, or a parked
+        // SYN/RST) says so: 0 stored of its payload length.
+        let mut dropped = 0;
+        for reply in &replies {
+            let (len, bytes) = match &reply.payload {
+                Some(p) => (p.len, &p.bytes[..p.bytes.len().min(cap as usize)]),
+                None => (reply.record.payload_len().unwrap_or(0) as u32, &[][..]),
+            };
+            let head = PayloadRecordHead {
+                record: reply.record,
+                payload_len: len,
+                stored: bytes.len() as u32,
+            };
+            if self.outbox.push_payload_record(&head, bytes).is_err() {
+                dropped += 1;
             }
         }
+        self.counts.dropped_slow += dropped as u64;
+        dropped
+    }
+
+    /// Extension: grants this peer payloads of up to `granted` bytes per
+    /// reply (0: none) and tells it so, after the records already waiting.
+    pub fn grant_payloads(&mut self, granted: u32) {
+        self.flush_batch();
+        self.payload_cap = (granted > 0).then_some(granted);
+        let _ = self.outbox.push_raw(&encode_payload_grant(granted));
     }
 
     /// Queues our [`VersionInfo`] (after the records already waiting, so
     /// the stream stays a sequence of whole frames).
     pub fn answer_version(&mut self) {
         self.flush_batch();
-        let info = VersionInfo::new(env!("CARGO_PKG_VERSION"), 0);
+        let info = VersionInfo::new(env!("CARGO_PKG_VERSION"), CAP_PAYLOADS);
         // An outbox too full for 66 bytes belongs to a peer that is not
         // reading: it will not miss the answer.
         let _ = self.outbox.push_raw(&info.encode());
@@ -266,6 +308,23 @@ mod tests {
             events(&mut fresh, &wire(&[ClientMsg::version_query()])),
             Err(PeerClosed::NoHello(_))
         ));
+    }
+
+    #[test]
+    fn a_payload_request_after_the_hello_carries_its_cap() {
+        let mut inbound = Inbound::default();
+        let got = events(
+            &mut inbound,
+            &wire(&[ClientMsg::hello(), ClientMsg::payload_request(4096), add(1)]),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                PeerEvent::PayloadRequest(4096),
+                PeerEvent::Announce(RouteKey::of_msg(&add(1)))
+            ]
+        );
     }
 
     #[test]

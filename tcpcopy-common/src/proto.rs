@@ -35,6 +35,15 @@
 //! (never a record count: those are at most 16), then 64 bytes. The C
 //! intercept logs an unknown type and answers nothing, which tells an asker
 //! it is talking to a 1.x intercept.
+//!
+//! [`MsgType::PayloadRequest`] asks for the replies' payload bytes as well
+//! (for response comparison), up to a cap per reply carried in the
+//! message's client address field. This intercept answers with a
+//! [`PAYLOAD_GRANT_MARK`] frame holding the cap it grants (0: none), and
+//! from then on sends that peer every record as a payload record frame
+//! ([`PAYLOAD_RECORD_MARK`], [`PayloadRecordHead`], then the bytes). A peer
+//! that never asks sees only 1.x frames. [`ReplyStreamDecoder`] reads every
+//! frame kind.
 
 /// The TCP port intercept listens on.
 pub const INTERCEPT_PORT: u16 = 36524;
@@ -62,6 +71,9 @@ pub enum MsgType {
     Hello,
     /// Extension: who are you? (Answered with a [`VersionInfo`] frame.)
     VersionQuery,
+    /// Extension: send me the replies' payloads too, up to this many bytes
+    /// per reply (answered with a grant frame).
+    PayloadRequest,
 }
 
 impl MsgType {
@@ -71,6 +83,7 @@ impl MsgType {
             Self::Del => 2,
             Self::Hello => 6,
             Self::VersionQuery => VERSION_QUERY_TYPE,
+            Self::PayloadRequest => PAYLOAD_REQUEST_TYPE,
         }
     }
 
@@ -80,6 +93,7 @@ impl MsgType {
             2 => Some(Self::Del),
             6 => Some(Self::Hello),
             VERSION_QUERY_TYPE => Some(Self::VersionQuery),
+            PAYLOAD_REQUEST_TYPE => Some(Self::PayloadRequest),
             _ => None,
         }
     }
@@ -93,6 +107,64 @@ pub const VERSION_FRAME_MARK: u16 = 0x8076;
 /// Bytes of a [`VersionInfo`] frame: the mark and 64 bytes.
 pub const VERSION_FRAME_LEN: usize = 2 + 64;
 const VERSION_MAGIC: [u8; 8] = *b"tcpcp-rs";
+
+/// The wire type of [`MsgType::PayloadRequest`] (`"tp"`).
+pub const PAYLOAD_REQUEST_TYPE: u16 = 0x7470;
+/// The count field of a payload grant frame: then the granted cap (`u32`).
+pub const PAYLOAD_GRANT_MARK: u16 = 0x8070;
+/// Bytes of a payload grant frame.
+pub const PAYLOAD_GRANT_LEN: usize = 6;
+/// The count field of a payload record frame: then a [`PayloadRecordHead`]
+/// and its stored bytes.
+pub const PAYLOAD_RECORD_MARK: u16 = 0x8071;
+/// The most payload bytes one record carries (an IPv4 packet's limit).
+pub const MAX_RECORD_PAYLOAD: u32 = 65_535;
+/// Capability bit of [`VersionInfo::capabilities`]: payload records.
+pub const CAP_PAYLOADS: u32 = 1;
+
+/// A reply program's ring entry with payload bytes: the header record, then
+/// the reply's payload length and the stored count (both `u32` in the
+/// host's byte order: kernel and reader share the machine), then the
+/// stored bytes. An entry of exactly [`HEADER_RECORD_LEN`] bytes is a
+/// record without payload.
+pub const PAYLOAD_ENTRY_HEAD: usize = HEADER_RECORD_LEN + 8;
+
+/// The payload grant frame: mark, then the cap granted per reply.
+pub fn encode_payload_grant(granted: u32) -> [u8; PAYLOAD_GRANT_LEN] {
+    let mut b = [0u8; PAYLOAD_GRANT_LEN];
+    b[0..2].copy_from_slice(&PAYLOAD_GRANT_MARK.to_be_bytes());
+    b[2..6].copy_from_slice(&granted.to_be_bytes());
+    b
+}
+
+/// The fixed part of a payload record frame after its mark: the header
+/// record, the reply's payload length and how many of its bytes follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayloadRecordHead {
+    pub record: HeaderRecord,
+    /// Payload bytes the reply had.
+    pub payload_len: u32,
+    /// Payload bytes that follow (at most `payload_len`, at most
+    /// [`MAX_RECORD_PAYLOAD`]; fewer: the reply was cut at the cap).
+    pub stored: u32,
+}
+
+/// Bytes of a payload record frame before its payload (mark included).
+pub const PAYLOAD_HEAD_LEN: usize = 2 + HEADER_RECORD_LEN + 8;
+
+impl PayloadRecordHead {
+    /// The frame's first [`PAYLOAD_HEAD_LEN`] bytes; the stored payload
+    /// bytes follow.
+    pub fn encode(&self) -> [u8; PAYLOAD_HEAD_LEN] {
+        let mut b = [0u8; PAYLOAD_HEAD_LEN];
+        b[0..2].copy_from_slice(&PAYLOAD_RECORD_MARK.to_be_bytes());
+        b[2..2 + HEADER_RECORD_LEN].copy_from_slice(&self.record.bytes);
+        let at = 2 + HEADER_RECORD_LEN;
+        b[at..at + 4].copy_from_slice(&self.payload_len.to_be_bytes());
+        b[at + 4..at + 8].copy_from_slice(&self.stored.to_be_bytes());
+        b
+    }
+}
 
 /// What an intercept says about itself, answering [`MsgType::VersionQuery`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +221,10 @@ pub enum ProtoError {
     UnknownType(u16),
     /// A record frame announcing more than [`MAX_RECORDS_PER_FRAME`] records.
     TooManyRecords(u16),
+    /// A payload record storing more than it had, or than a record carries.
+    BadPayload { payload_len: u32, stored: u32 },
+    /// An extension frame this side did not ask for, or a corrupt one.
+    UnexpectedFrame(u16),
 }
 
 impl core::error::Error for ProtoError {}
@@ -161,6 +237,15 @@ impl core::fmt::Display for ProtoError {
                 f,
                 "record frame announces {n} records (at most {MAX_RECORDS_PER_FRAME})"
             ),
+            Self::BadPayload {
+                payload_len,
+                stored,
+            } => write!(
+                f,
+                "payload record stores {stored} of {payload_len} bytes (at most the reply's, \
+                 at most {MAX_RECORD_PAYLOAD})"
+            ),
+            Self::UnexpectedFrame(mark) => write!(f, "unexpected or corrupt frame {mark:#06x}"),
         }
     }
 }
@@ -188,6 +273,23 @@ impl ClientMsg {
             target_ip: [0; 4],
             target_port: 0,
         }
+    }
+
+    /// Extension: asks intercept for reply payloads, up to `cap` bytes per
+    /// reply (carried in the client address field).
+    pub const fn payload_request(cap: u32) -> Self {
+        Self {
+            client_ip: cap.to_be_bytes(),
+            client_port: 0,
+            kind: MsgType::PayloadRequest,
+            target_ip: [0; 4],
+            target_port: 0,
+        }
+    }
+
+    /// The cap a [`MsgType::PayloadRequest`] asks for.
+    pub const fn requested_cap(&self) -> u32 {
+        u32::from_be_bytes(self.client_ip)
     }
 
     /// Extension: asks intercept for its [`VersionInfo`].
@@ -529,6 +631,212 @@ impl RecordFrameDecoder {
     }
 }
 
+/// One thing [`ReplyStreamDecoder`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplyEvent<'a> {
+    /// A reply's record; `payload` for a payload record frame (the stored
+    /// bytes, and the reply's whole payload length).
+    Record {
+        record: &'a HeaderRecord,
+        payload: Option<(&'a [u8], u32)>,
+    },
+    /// The answer to a [`MsgType::VersionQuery`].
+    Version(VersionInfo),
+    /// The answer to a [`MsgType::PayloadRequest`]: the cap granted.
+    PayloadGranted(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyState {
+    /// Reading a frame's first two bytes.
+    Mark,
+    /// A 1.x frame: this many records still to come.
+    Records(u16),
+    /// The rest of an extension frame of fixed size after its mark.
+    Fixed { mark: u16, len: usize },
+    /// A payload record's bytes: this many still to come.
+    Payload(u32),
+}
+
+/// A stream decoder for everything intercept sends a tcpcopy: 1.x record
+/// frames and this protocol's extension frames (see the module docs).
+/// Holds up to one record's payload, so it is large: box it.
+pub struct ReplyStreamDecoder {
+    state: ReplyState,
+    /// Bytes of the current fixed-size part (mark, record, extension frame).
+    fixed: [u8; PAYLOAD_HEAD_LEN],
+    have: usize,
+    head: PayloadRecordHead,
+    payload: [u8; MAX_RECORD_PAYLOAD as usize],
+    payload_have: usize,
+}
+
+impl Default for ReplyStreamDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReplyStreamDecoder {
+    pub const fn new() -> Self {
+        Self {
+            state: ReplyState::Mark,
+            fixed: [0; PAYLOAD_HEAD_LEN],
+            have: 0,
+            head: PayloadRecordHead {
+                record: HeaderRecord {
+                    bytes: [0; HEADER_RECORD_LEN],
+                },
+                payload_len: 0,
+                stored: 0,
+            },
+            payload: [0; MAX_RECORD_PAYLOAD as usize],
+            payload_have: 0,
+        }
+    }
+
+    /// Takes up to `want` bytes into `fixed`; whether it now holds `want`.
+    fn fill(&mut self, input: &mut &[u8], want: usize) -> bool {
+        let take = (want - self.have).min(input.len());
+        self.fixed[self.have..self.have + take].copy_from_slice(&input[..take]);
+        self.have += take;
+        *input = &input[take..];
+        self.have == want
+    }
+
+    /// Feeds received bytes; calls `on_event` for everything complete. On
+    /// error the stream is beyond repair (the caller closes it).
+    pub fn push(
+        &mut self,
+        mut input: &[u8],
+        mut on_event: impl FnMut(ReplyEvent<'_>),
+    ) -> Result<(), ProtoError> {
+        while !input.is_empty() {
+            match self.state {
+                ReplyState::Mark => {
+                    if !self.fill(&mut input, 2) {
+                        continue;
+                    }
+                    self.have = 0;
+                    let mark = u16::from_be_bytes([self.fixed[0], self.fixed[1]]);
+                    self.state = match mark {
+                        0 => ReplyState::Mark,
+                        n if n as usize <= MAX_RECORDS_PER_FRAME => ReplyState::Records(n),
+                        VERSION_FRAME_MARK => ReplyState::Fixed {
+                            mark,
+                            len: VERSION_FRAME_LEN - 2,
+                        },
+                        PAYLOAD_GRANT_MARK => ReplyState::Fixed {
+                            mark,
+                            len: PAYLOAD_GRANT_LEN - 2,
+                        },
+                        PAYLOAD_RECORD_MARK => ReplyState::Fixed {
+                            mark,
+                            len: PAYLOAD_HEAD_LEN - 2,
+                        },
+                        n => return Err(ProtoError::TooManyRecords(n)),
+                    };
+                }
+                ReplyState::Records(n) => {
+                    if !self.fill(&mut input, HEADER_RECORD_LEN) {
+                        continue;
+                    }
+                    self.have = 0;
+                    let mut record = HeaderRecord::default();
+                    record
+                        .bytes
+                        .copy_from_slice(&self.fixed[..HEADER_RECORD_LEN]);
+                    on_event(ReplyEvent::Record {
+                        record: &record,
+                        payload: None,
+                    });
+                    self.state = if n > 1 {
+                        ReplyState::Records(n - 1)
+                    } else {
+                        ReplyState::Mark
+                    };
+                }
+                ReplyState::Fixed { mark, len } => {
+                    if !self.fill(&mut input, len) {
+                        continue;
+                    }
+                    self.have = 0;
+                    self.state = ReplyState::Mark;
+                    let b = &self.fixed[..len];
+                    match mark {
+                        VERSION_FRAME_MARK => {
+                            let mut frame = [0u8; VERSION_FRAME_LEN];
+                            frame[..2].copy_from_slice(&mark.to_be_bytes());
+                            frame[2..].copy_from_slice(b);
+                            let info = VersionInfo::decode(&frame)
+                                .ok_or(ProtoError::UnexpectedFrame(mark))?;
+                            on_event(ReplyEvent::Version(info));
+                        }
+                        PAYLOAD_GRANT_MARK => {
+                            let granted = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                            on_event(ReplyEvent::PayloadGranted(granted));
+                        }
+                        _ => {
+                            let mut record = HeaderRecord::default();
+                            record.bytes.copy_from_slice(&b[..HEADER_RECORD_LEN]);
+                            let at = HEADER_RECORD_LEN;
+                            let payload_len =
+                                u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+                            let stored =
+                                u32::from_be_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]);
+                            if stored > payload_len || stored > MAX_RECORD_PAYLOAD {
+                                return Err(ProtoError::BadPayload {
+                                    payload_len,
+                                    stored,
+                                });
+                            }
+                            self.head = PayloadRecordHead {
+                                record,
+                                payload_len,
+                                stored,
+                            };
+                            self.payload_have = 0;
+                            if stored == 0 {
+                                on_event(ReplyEvent::Record {
+                                    record: &self.head.record,
+                                    payload: Some((&[], payload_len)),
+                                });
+                            } else {
+                                self.state = ReplyState::Payload(stored);
+                            }
+                        }
+                    }
+                }
+                ReplyState::Payload(stored) => {
+                    let want = stored as usize - self.payload_have;
+                    let take = want.min(input.len());
+                    self.payload[self.payload_have..self.payload_have + take]
+                        .copy_from_slice(&input[..take]);
+                    self.payload_have += take;
+                    input = &input[take..];
+                    if self.payload_have == stored as usize {
+                        self.state = ReplyState::Mark;
+                        on_event(ReplyEvent::Record {
+                            record: &self.head.record,
+                            payload: Some((
+                                &self.payload[..self.payload_have],
+                                self.head.payload_len,
+                            )),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the stream stopped at a frame boundary (false at EOF = cut
+    /// mid-frame).
+    pub fn at_boundary(&self) -> bool {
+        self.state == ReplyState::Mark && self.have == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -792,5 +1100,127 @@ mod tests {
         let mut bad = rec;
         bad.bytes[2..4].copy_from_slice(&30u16.to_be_bytes());
         assert_eq!(bad.payload_len(), None);
+    }
+
+    #[test]
+    fn the_payload_request_and_its_frames_are_byte_exact() {
+        let req = ClientMsg::payload_request(65_536);
+        assert_eq!(
+            req.encode(),
+            [0, 1, 0, 0, 0, 0, 0x74, 0x70, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(ClientMsg::decode(&req.encode()), Ok(req));
+        assert_eq!(req.requested_cap(), 65_536);
+        assert_eq!(encode_payload_grant(1500), [0x80, 0x70, 0, 0, 0x05, 0xdc]);
+        let head = PayloadRecordHead {
+            record: record(7),
+            payload_len: 300,
+            stored: 2,
+        }
+        .encode();
+        assert_eq!(&head[..2], &[0x80, 0x71]);
+        assert_eq!(&head[2..66], &record(7).bytes);
+        assert_eq!(&head[66..], &[0, 0, 1, 44, 0, 0, 0, 2]);
+    }
+
+    /// Every frame kind in one stream: a 1.x frame, a grant, a version
+    /// answer, payload records (cut at the cap, empty), another 1.x frame.
+    fn mixed_stream() -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut frame = [0u8; MAX_FRAME_LEN];
+        let n = encode_frame(&[record(1), record(2)], &mut frame);
+        wire.extend_from_slice(&frame[..n]);
+        wire.extend_from_slice(&encode_payload_grant(4));
+        wire.extend_from_slice(&VersionInfo::new("0.1.0", CAP_PAYLOADS).encode());
+        let head = PayloadRecordHead {
+            record: record(3),
+            payload_len: 6,
+            stored: 4,
+        };
+        wire.extend_from_slice(&head.encode());
+        wire.extend_from_slice(b"HTTP");
+        let empty = PayloadRecordHead {
+            record: record(4),
+            payload_len: 0,
+            stored: 0,
+        };
+        wire.extend_from_slice(&empty.encode());
+        let n = encode_frame(&[record(5)], &mut frame);
+        wire.extend_from_slice(&frame[..n]);
+        wire
+    }
+
+    fn decode_all(wire: &[u8], step: usize) -> Vec<std::string::String> {
+        let mut d = std::boxed::Box::new(ReplyStreamDecoder::new());
+        let mut got = Vec::new();
+        for chunk in wire.chunks(step) {
+            d.push(chunk, |e| {
+                got.push(match e {
+                    ReplyEvent::Record { record, payload } => std::format!(
+                        "rec {} {:?}",
+                        record.bytes[0],
+                        payload.map(|(b, n)| (
+                            std::string::String::from_utf8_lossy(b).into_owned(),
+                            n
+                        ))
+                    ),
+                    ReplyEvent::Version(v) => std::format!("version {}", v.version_str()),
+                    ReplyEvent::PayloadGranted(n) => std::format!("granted {n}"),
+                })
+            })
+            .unwrap();
+        }
+        assert!(d.at_boundary());
+        got
+    }
+
+    #[test]
+    fn the_reply_stream_decoder_reads_every_frame_kind_across_any_split() {
+        let wire = mixed_stream();
+        let want = decode_all(&wire, wire.len());
+        assert_eq!(
+            want,
+            [
+                "rec 1 None",
+                "rec 2 None",
+                "granted 4",
+                "version 0.1.0",
+                "rec 3 Some((\"HTTP\", 6))",
+                "rec 4 Some((\"\", 0))",
+                "rec 5 None"
+            ]
+        );
+        for step in 1..wire.len() {
+            assert_eq!(decode_all(&wire, step), want, "split every {step} bytes");
+        }
+    }
+
+    #[test]
+    fn bad_extension_frames_are_errors_not_panics() {
+        let mut d = std::boxed::Box::new(ReplyStreamDecoder::new());
+        let bad = PayloadRecordHead {
+            record: record(1),
+            payload_len: 2,
+            stored: 3,
+        };
+        assert_eq!(
+            d.push(&bad.encode(), |_| {}),
+            Err(ProtoError::BadPayload {
+                payload_len: 2,
+                stored: 3
+            })
+        );
+        let mut d = std::boxed::Box::new(ReplyStreamDecoder::new());
+        assert_eq!(
+            d.push(&[0x80, 0x99], |_| {}),
+            Err(ProtoError::TooManyRecords(0x8099))
+        );
+        let mut d = std::boxed::Box::new(ReplyStreamDecoder::new());
+        let mut fake_version = VersionInfo::new("x", 0).encode();
+        fake_version[2] = b'X';
+        assert_eq!(
+            d.push(&fake_version, |_| {}),
+            Err(ProtoError::UnexpectedFrame(VERSION_FRAME_MARK))
+        );
     }
 }

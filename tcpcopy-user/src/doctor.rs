@@ -333,9 +333,14 @@ fn check_intercepts(r: &mut Report, cli: &Cli) -> Vec<Probe> {
         let version = read_version(&mut stream);
         let found = match &version {
             Ok(Some(v)) => format!(
-                "connected in {:.1} ms; tcpcopy-rs intercept {}",
+                "connected in {:.1} ms; tcpcopy-rs intercept {}{}",
                 connected.as_secs_f64() * 1e3,
-                v.version_str()
+                v.version_str(),
+                if v.capabilities & tcpcopy_common::proto::CAP_PAYLOADS != 0 {
+                    " (reply payloads on request)"
+                } else {
+                    ""
+                }
             ),
             Ok(None) => format!(
                 "connected in {:.1} ms; no answer to the version query in {VERSION_WAIT:?}: \

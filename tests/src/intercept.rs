@@ -16,7 +16,9 @@ use std::{
     },
 };
 
-use tcpcopy_common::proto::{ClientMsg, HeaderRecord, INTERCEPT_PORT, RecordFrameDecoder};
+use tcpcopy_common::proto::{
+    ClientMsg, HeaderRecord, INTERCEPT_PORT, RecordFrameDecoder, ReplyEvent, ReplyStreamDecoder,
+};
 
 use crate::{
     frames::{ACK, PSH, RST, SYN, Segment},
@@ -204,9 +206,21 @@ impl Drop for InterceptProcess {
 /// collects the records intercept sends.
 pub struct TcpcopyPeer {
     stream: TcpStream,
-    decoder: RecordFrameDecoder,
+    decoder: PeerDecoder,
     pub records: Vec<HeaderRecord>,
+    /// Extension peers: each record's payload (stored bytes, the reply's
+    /// payload length), in the order of `records`.
+    pub payloads: Vec<Option<(Vec<u8>, u32)>>,
+    /// Extension peers: the payload cap intercept granted.
+    pub granted: Option<u32>,
     closed: Option<String>,
+}
+
+/// A 1.x peer decodes 1.x frames only (any extension frame is an error);
+/// one that asked for payloads reads every frame kind.
+enum PeerDecoder {
+    Legacy(RecordFrameDecoder),
+    Extended(Box<ReplyStreamDecoder>),
 }
 
 impl TcpcopyPeer {
@@ -220,10 +234,19 @@ impl TcpcopyPeer {
         stream.set_nonblocking(true).expect("non-blocking");
         Self {
             stream,
-            decoder: RecordFrameDecoder::new(),
+            decoder: PeerDecoder::Legacy(RecordFrameDecoder::new()),
             records: Vec::new(),
+            payloads: Vec::new(),
+            granted: None,
             closed: None,
         }
+    }
+
+    /// Asks for reply payloads of up to `cap` bytes (after the hello);
+    /// from now on this peer reads extension frames.
+    pub fn request_payloads(&mut self, cap: u32) {
+        self.decoder = PeerDecoder::Extended(Box::new(ReplyStreamDecoder::new()));
+        self.send_bytes(&ClientMsg::payload_request(cap).encode());
     }
 
     /// Sends raw bytes (blocking until all are written).
@@ -259,10 +282,23 @@ impl TcpcopyPeer {
             match self.stream.read(&mut buf) {
                 Ok(0) => self.closed = Some("EOF".into()),
                 Ok(n) => {
-                    let records = &mut self.records;
-                    self.decoder
-                        .push(&buf[..n], |r| records.push(*r))
-                        .expect("intercept sent a malformed record stream");
+                    let (records, payloads, granted) =
+                        (&mut self.records, &mut self.payloads, &mut self.granted);
+                    match &mut self.decoder {
+                        PeerDecoder::Legacy(d) => d.push(&buf[..n], |r| {
+                            records.push(*r);
+                            payloads.push(None);
+                        }),
+                        PeerDecoder::Extended(d) => d.push(&buf[..n], |e| match e {
+                            ReplyEvent::Record { record, payload } => {
+                                records.push(*record);
+                                payloads.push(payload.map(|(b, n)| (b.to_vec(), n)));
+                            }
+                            ReplyEvent::PayloadGranted(cap) => *granted = Some(cap),
+                            ReplyEvent::Version(_) => {}
+                        }),
+                    }
+                    .expect("intercept sent a malformed record stream");
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -270,10 +306,11 @@ impl TcpcopyPeer {
             }
         }
         if self.closed.is_some() {
-            assert!(
-                self.decoder.at_boundary(),
-                "intercept's stream ended mid-frame"
-            );
+            let at_boundary = match &self.decoder {
+                PeerDecoder::Legacy(d) => d.at_boundary(),
+                PeerDecoder::Extended(d) => d.at_boundary(),
+            };
+            assert!(at_boundary, "intercept's stream ended mid-frame");
         }
         self.closed.is_none()
     }

@@ -529,3 +529,80 @@ fn egress_never_touches_loopback_destinations() {
     let s = Segment::new((TARGET, 80), ([198, 19, 0, 1], 40000));
     assert_eq!(h.verdict(&s.frame()), TC_ACT_REDIRECT);
 }
+
+impl Harness {
+    /// Everything in the ring now, with payloads.
+    fn replies(&mut self) -> Vec<intercept_user::capture::ring::Reply> {
+        let mut got = Vec::new();
+        self.ring.drain_replies(usize::MAX, |r| got.push(r));
+        assert_eq!(self.ring.bad_entries(), 0, "ring entries of no known shape");
+        got
+    }
+}
+
+#[test]
+fn payloads_are_copied_up_to_the_cap_only_while_asked_for() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let seg = reply();
+        let body = seg.payload.clone();
+        // Nobody asked: headers only, as always.
+        assert_eq!(h.verdict(&seg.frame()), h.drop());
+        let got = h.replies();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].payload, None, "{path:?}");
+        assert_eq!(got[0].record.bytes, expected_record(&seg));
+
+        h.program.capture().set_payload_cap(65_535).unwrap();
+        assert_eq!(h.verdict(&seg.frame()), h.drop());
+        // A pure ACK has no payload: still a plain record.
+        let mut ack = reply();
+        ack.payload.clear();
+        ack.flags = ACK;
+        assert_eq!(h.verdict(&ack.frame()), h.drop());
+        h.program.capture().set_payload_cap(5).unwrap();
+        assert_eq!(h.verdict(&seg.frame()), h.drop());
+        let got = h.replies();
+        assert_eq!(got.len(), 3, "{path:?}");
+        let whole = got[0].payload.as_ref().expect("the payload");
+        assert_eq!(
+            (whole.len as usize, &*whole.bytes),
+            (body.len(), &body[..]),
+            "{path:?}"
+        );
+        assert_eq!(got[0].record.bytes, expected_record(&seg), "{path:?}");
+        assert_eq!(got[1].payload, None, "{path:?}");
+        let cut = got[2].payload.as_ref().expect("the payload, cut");
+        assert_eq!(
+            (cut.len as usize, &*cut.bytes),
+            (body.len(), &body[..5]),
+            "{path:?}"
+        );
+        assert_eq!(h.counters(), (4, 4, 4, 0, 0), "{path:?}");
+    }
+}
+
+#[test]
+fn large_payloads_are_copied_whole_across_both_chunks() {
+    for path in BOTH {
+        // Room for the largest entry (a 64 KiB ring would not hold it).
+        let mut h = Harness::with_ring(path, 1 << 20);
+        h.program.capture().set_payload_cap(65_535).unwrap();
+        // BPF_PROG_TEST_RUN builds an skb of at most about a page: the
+        // egress program's large payloads (GSO packets) are a T2 matter.
+        let lens: &[usize] = match path {
+            Path::Assistant => &[1, 1448, 32_768, 40_000, 65_495],
+            Path::Egress => &[1, 1448, 3000],
+        };
+        for &len in lens {
+            let mut seg = reply();
+            seg.payload = (0..len).map(|i| (i % 251) as u8).collect();
+            assert_eq!(h.verdict(&seg.frame()), h.drop(), "{path:?} {len}");
+            let got = h.replies();
+            assert_eq!(got.len(), 1, "{path:?} {len}");
+            let p = got[0].payload.as_ref().expect("the payload");
+            assert_eq!(p.len as usize, len, "{path:?}");
+            assert!(*p.bytes == seg.payload[..], "{path:?} {len}: bytes differ");
+        }
+    }
+}

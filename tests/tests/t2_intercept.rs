@@ -562,3 +562,50 @@ fn a_slow_peer_loses_its_own_records_and_never_holds_up_the_others() {
     );
     assert!(stat(&stats, "dropped_slow") > PER_SESSION / 2, "{stats:?}");
 }
+
+#[test]
+fn a_peer_that_asks_gets_reply_payloads_and_a_1x_peer_keeps_1x_frames() {
+    let mut scene = Scene::new();
+    let intercept = scene.intercept(&["--stats-interval", "1"]);
+    let mut legacy = TcpcopyPeer::connect(&scene.lab);
+    let mut asking = TcpcopyPeer::connect(&scene.lab);
+    legacy.hello();
+    asking.hello();
+    asking.request_payloads(16);
+    let l1 = ClientSession::new(([198, 18, 1, 111], 40001), TARGET);
+    let p1 = ClientSession::new(([198, 18, 1, 112], 40001), TARGET);
+    legacy.announce(&l1);
+    asking.announce(&p1);
+    intercept.wait_log("payloads granted");
+    intercept.wait_stats("two announcements", |s| stat(s, "announced") == 2);
+    scene.run_http_session(&mut legacy, &l1, "/legacy");
+    scene.run_http_session(&mut asking, &p1, "/asking");
+    scene.assert_peer_got_exactly(&mut legacy, &l1);
+    scene.assert_peer_got_exactly(&mut asking, &p1);
+    asking.poll();
+    assert_eq!(asking.granted, Some(16));
+    // The 1.x peer decoded everything as 1.x frames (an extension frame
+    // would have failed its decoder) and never got a payload.
+    legacy.poll();
+    assert!(legacy.payloads.iter().all(Option::is_none));
+    // The asking peer got every record as a payload record; the one with
+    // the HTTP response carries its first 16 bytes and the whole length.
+    assert!(asking.payloads.iter().all(Option::is_some));
+    let with_data: Vec<&(Vec<u8>, u32)> = asking
+        .payloads
+        .iter()
+        .flatten()
+        .filter(|(_, len)| *len > 0)
+        .collect();
+    assert!(!with_data.is_empty(), "{:?}", asking.payloads);
+    let (bytes, len) = with_data[0];
+    assert_eq!(
+        &bytes[..],
+        b"HTTP/1.1 200 OK\r",
+        "cut at the 16 granted bytes"
+    );
+    assert!(*len > 100, "the whole response length: {len}");
+    let (status, stats) = intercept.stop();
+    assert!(status.success());
+    assert_eq!(stat(&stats, "dropped"), 0, "{stats:?}");
+}

@@ -12,7 +12,9 @@ pub mod outbox;
 
 use std::time::{Duration, Instant};
 
-use tcpcopy_common::proto::{HeaderRecord, MAX_RECORDS_PER_FRAME};
+use tcpcopy_common::proto::MAX_RECORDS_PER_FRAME;
+
+use crate::capture::ring::Reply;
 
 /// The longest a record waits for its frame to fill.
 pub const MAX_BATCH_WAIT: Duration = Duration::from_millis(2);
@@ -20,7 +22,7 @@ pub const MAX_BATCH_WAIT: Duration = Duration::from_millis(2);
 /// Records waiting for one peer's next frame.
 #[derive(Debug)]
 pub struct Batcher {
-    records: Vec<HeaderRecord>,
+    records: Vec<Reply>,
     oldest: Option<Instant>,
     max_wait: Duration,
 }
@@ -41,7 +43,7 @@ impl Batcher {
     }
 
     /// Adds a record. The caller must flush first when [`is_full`](Self::is_full).
-    pub fn push(&mut self, rec: HeaderRecord, now: Instant) {
+    pub fn push(&mut self, rec: Reply, now: Instant) {
         debug_assert!(!self.is_full());
         self.oldest.get_or_insert(now);
         self.records.push(rec);
@@ -71,7 +73,7 @@ impl Batcher {
     }
 
     /// Takes the waiting records (one frame's worth at most).
-    pub fn take(&mut self) -> Vec<HeaderRecord> {
+    pub fn take(&mut self) -> Vec<Reply> {
         self.oldest = None;
         std::mem::replace(&mut self.records, Vec::with_capacity(MAX_RECORDS_PER_FRAME))
     }
@@ -79,12 +81,14 @@ impl Batcher {
 
 #[cfg(test)]
 mod tests {
+    use tcpcopy_common::proto::HeaderRecord;
+
     use super::*;
 
-    fn rec(n: u8) -> HeaderRecord {
+    fn rec(n: u8) -> Reply {
         let mut r = HeaderRecord::default();
         r.bytes[0] = n;
-        r
+        Reply::header_only(r)
     }
 
     #[test]

@@ -13,7 +13,10 @@ use std::{
     io::{self, Write},
 };
 
-use tcpcopy_common::proto::{HeaderRecord, MAX_FRAME_LEN, MAX_RECORDS_PER_FRAME, encode_frame};
+use tcpcopy_common::proto::{
+    HeaderRecord, MAX_FRAME_LEN, MAX_RECORDS_PER_FRAME, PAYLOAD_HEAD_LEN, PayloadRecordHead,
+    encode_frame,
+};
 
 /// The frame did not fit in the outbox; its records are dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +72,23 @@ impl Outbox {
         self.buf.extend_from_slice(&frame[..len]);
         let n = records.len().min(MAX_RECORDS_PER_FRAME) as u16;
         self.frames.push_back((self.buf.len(), n));
+        Ok(())
+    }
+
+    /// Queues one payload record frame (the extension): `head` then the
+    /// stored bytes, counted as one record.
+    pub fn push_payload_record(
+        &mut self,
+        head: &PayloadRecordHead,
+        bytes: &[u8],
+    ) -> Result<(), Overflow> {
+        let len = PAYLOAD_HEAD_LEN + bytes.len();
+        if self.pending_bytes() + len > self.limit {
+            return Err(Overflow { records: 1 });
+        }
+        self.buf.extend_from_slice(&head.encode());
+        self.buf.extend_from_slice(bytes);
+        self.frames.push_back((self.buf.len(), 1));
         Ok(())
     }
 
@@ -238,6 +258,39 @@ mod tests {
         completed += ob.write_to(&mut sock).unwrap();
         assert_eq!(completed, 800);
         assert_eq!(decode(&sock.got).len(), 800);
+    }
+
+    #[test]
+    fn payload_records_go_out_whole_and_count_as_one_record_each() {
+        let mut outbox = Outbox::new(1 << 16);
+        outbox.push_frame(&[rec(1)]).unwrap();
+        let head = PayloadRecordHead {
+            record: rec(2),
+            payload_len: 10,
+            stored: 3,
+        };
+        outbox.push_payload_record(&head, b"abc").unwrap();
+        assert_eq!(outbox.pending_records(), 2);
+        let mut sink = Vec::new();
+        assert_eq!(outbox.write_to(&mut sink).unwrap(), 2);
+        let mut got = Vec::new();
+        let mut decoder = Box::new(tcpcopy_common::proto::ReplyStreamDecoder::new());
+        decoder
+            .push(&sink, |e| {
+                if let tcpcopy_common::proto::ReplyEvent::Record { record, payload } = e {
+                    got.push((record.bytes[0], payload.map(|(b, n)| (b.to_vec(), n))));
+                }
+            })
+            .unwrap();
+        assert_eq!(got, [(1, None), (2, Some((b"abc".to_vec(), 10)))]);
+        // A payload record that does not fit is refused whole.
+        let mut small = Outbox::new(MAX_FRAME_LEN);
+        let big = vec![0u8; MAX_FRAME_LEN];
+        assert_eq!(
+            small.push_payload_record(&head, &big),
+            Err(Overflow { records: 1 })
+        );
+        assert!(small.is_empty());
     }
 
     #[test]

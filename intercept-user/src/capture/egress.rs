@@ -19,7 +19,7 @@ use tcpcopy_runtime::{
     xdp::XdpError,
 };
 
-use super::{INTERCEPT_OBJECT, RECORDS_MAP, ReplyCapture};
+use super::{INTERCEPT_OBJECT, RECORDS_MAP, ReplyCapture, SCRATCH_MAP, possible_cpus};
 use crate::{access::Cidr, route::table::RouteKey};
 
 /// Map of client ranges (LPM trie).
@@ -55,8 +55,10 @@ impl EgressProgram {
     /// client addresses (not attached yet).
     pub fn load(ring_bytes: u32, announced_max: u32) -> Result<Self, XdpError> {
         let object = EgressObject::load(INTERCEPT_OBJECT, Self::NAME, |loader| {
-            loader.map_max_entries(RECORDS_MAP, ring_bytes);
-            loader.map_max_entries(ANNOUNCED_MAP, announced_max.max(1));
+            loader
+                .map_max_entries(RECORDS_MAP, ring_bytes)
+                .map_max_entries(SCRATCH_MAP, possible_cpus())
+                .map_max_entries(ANNOUNCED_MAP, announced_max.max(1));
         })?;
         Ok(Self { object })
     }

@@ -16,7 +16,7 @@ pub mod xdp;
 
 use std::net::Ipv4Addr;
 
-use aya::maps::RingBuf;
+use aya::maps::{Array, RingBuf};
 use tcpcopy_common::{counters::InterceptCounter, table::EndpointKey};
 use tcpcopy_runtime::{object::BpfObject, xdp::XdpError};
 
@@ -28,6 +28,17 @@ pub static INTERCEPT_OBJECT: &[u8] =
 
 /// Name of the ring buffer map of header records.
 pub const RECORDS_MAP: &str = "RECORDS";
+/// Name of the per-CPU staging buffers (an array indexed by CPU).
+pub const SCRATCH_MAP: &str = "SCRATCH";
+
+/// CPUs the kernel may run a program on (`/sys/devices/system/cpu/possible`):
+/// the entries of [`SCRATCH_MAP`].
+pub fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u32
+}
+
+/// Name of the one-entry array holding the payload cap (bytes per reply).
+pub const PAYLOAD_CAP_MAP: &str = "PAYLOAD_CAP";
 
 /// Default ring buffer size: 4 MiB, about 58 000 records (72 bytes each with
 /// the ring's own header): over 50 ms of replies at 1 M replies/s.
@@ -60,6 +71,21 @@ pub trait ReplyCapture {
             *value = self.counter(*counter)?;
         }
         Ok(out)
+    }
+
+    /// Payload bytes the program copies per reply from now on (0: none,
+    /// headers only).
+    fn set_payload_cap(&mut self, cap: u32) -> Result<(), XdpError> {
+        let map = self
+            .object_mut()
+            .ebpf_mut()
+            .map_mut(PAYLOAD_CAP_MAP)
+            .ok_or(XdpError::Missing(PAYLOAD_CAP_MAP))?;
+        let mut array: Array<_, u32> =
+            Array::try_from(map).map_err(|e| XdpError::map(PAYLOAD_CAP_MAP, e))?;
+        array
+            .set(0, cap, 0)
+            .map_err(|e| XdpError::map(PAYLOAD_CAP_MAP, e))
     }
 
     /// Takes the ring buffer of header records out of the object (once).

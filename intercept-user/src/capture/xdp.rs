@@ -10,7 +10,10 @@ use tcpcopy_runtime::{
     xdp::{AttachMode, XdpError, XdpModePolicy, XdpObject},
 };
 
-use super::{DEFAULT_RING_BYTES, INTERCEPT_OBJECT, RECORDS_MAP, ReplyCapture, egress};
+use super::{
+    DEFAULT_RING_BYTES, INTERCEPT_OBJECT, RECORDS_MAP, ReplyCapture, SCRATCH_MAP, egress,
+    possible_cpus,
+};
 
 /// The XDP reply program, loaded into the kernel.
 pub struct ReplyProgram {
@@ -30,7 +33,9 @@ impl ReplyProgram {
     /// of two multiple of the page size; the kernel refuses anything else).
     pub fn load_with_ring(ring_bytes: u32) -> Result<Self, XdpError> {
         let object = XdpObject::load(INTERCEPT_OBJECT, Self::NAME, |loader| {
-            loader.map_max_entries(RECORDS_MAP, ring_bytes);
+            loader
+                .map_max_entries(RECORDS_MAP, ring_bytes)
+                .map_max_entries(SCRATCH_MAP, possible_cpus());
             // The egress program's tables, unused here: as small as can be.
             egress::shrink_egress_tables(loader);
         })?;
