@@ -12,6 +12,7 @@
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod compare;
 #[cfg(feature = "xdp")]
 pub mod daemon;
 pub mod diagnose;
