@@ -26,7 +26,7 @@ use mio::{
     net::{TcpListener, TcpStream},
     unix::SourceFd,
 };
-use tcpcopy_common::proto::MAX_RECORD_PAYLOAD;
+use tcpcopy_common::proto::{CAP_ON_TARGET, MAX_RECORD_PAYLOAD};
 use tcpcopy_runtime::process::StopSignal;
 use tcpcopy_runtime::xdp::{XdpError, XdpModePolicy};
 
@@ -232,6 +232,10 @@ impl Intercept {
             escape_warned: false,
             max_payload: config.max_payload.min(MAX_RECORD_PAYLOAD),
             payload_cap: 0,
+            capabilities: match config.path {
+                ReplyPath::Assistant { .. } => 0,
+                ReplyPath::Egress { .. } => CAP_ON_TARGET,
+            },
         };
         let mut next_stats = config.stats_interval.map(|i| now + i);
         let mut events = Events::with_capacity(1024);
@@ -356,6 +360,8 @@ struct LoopState {
     escape_warned: bool,
     /// The most payload bytes per reply a peer may be granted.
     max_payload: u32,
+    /// Capability bits of our version answer (where we run).
+    capabilities: u32,
     /// The payload cap the reply program copies now (the largest grant of
     /// the connected peers; 0: headers only, the fast path).
     payload_cap: u32,
@@ -473,7 +479,7 @@ impl LoopState {
                     }
                     PeerEvent::VersionQuery => {
                         if let Some(peer) = self.peers.get_mut(&id) {
-                            peer.answer_version();
+                            peer.answer_version(self.capabilities);
                             if !peer.write_blocked {
                                 self.writing.insert(id);
                             }

@@ -239,11 +239,12 @@ impl Peer {
         let _ = self.outbox.push_raw(&encode_payload_grant(granted));
     }
 
-    /// Queues our [`VersionInfo`] (after the records already waiting, so
-    /// the stream stays a sequence of whole frames).
-    pub fn answer_version(&mut self) {
+    /// Queues our [`VersionInfo`] with `capabilities` (beyond payloads,
+    /// which every deployment offers), after the records already waiting,
+    /// so the stream stays a sequence of whole frames.
+    pub fn answer_version(&mut self, capabilities: u32) {
         self.flush_batch();
-        let info = VersionInfo::new(env!("CARGO_PKG_VERSION"), CAP_PAYLOADS);
+        let info = VersionInfo::new(env!("CARGO_PKG_VERSION"), CAP_PAYLOADS | capabilities);
         // An outbox too full for 66 bytes belongs to a peer that is not
         // reading: it will not miss the answer.
         let _ = self.outbox.push_raw(&info.encode());

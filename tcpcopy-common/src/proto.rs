@@ -121,6 +121,9 @@ pub const PAYLOAD_RECORD_MARK: u16 = 0x8071;
 pub const MAX_RECORD_PAYLOAD: u32 = 65_535;
 /// Capability bit of [`VersionInfo::capabilities`]: payload records.
 pub const CAP_PAYLOADS: u32 = 1;
+/// Capability bit of [`VersionInfo::capabilities`]: this intercept runs on
+/// the target itself (TC egress), not on an assistant host.
+pub const CAP_ON_TARGET: u32 = 2;
 
 /// A reply program's ring entry with payload bytes: the header record, then
 /// the reply's payload length and the stored count (both `u32` in the
@@ -693,6 +696,14 @@ impl ReplyStreamDecoder {
             payload: [0; MAX_RECORD_PAYLOAD as usize],
             payload_have: 0,
         }
+    }
+
+    /// Back to the start of a stream (a new connection), keeping the
+    /// buffers.
+    pub fn reset(&mut self) {
+        self.state = ReplyState::Mark;
+        self.have = 0;
+        self.payload_have = 0;
     }
 
     /// Takes up to `want` bytes into `fixed`; whether it now holds `want`.

@@ -38,6 +38,8 @@ pub struct Observation {
     /// Connections to intercepts up, of all.
     pub links_up: u64,
     pub links_total: u64,
+    /// Connections whose intercept runs on the target (`--egress`).
+    pub links_on_target: u64,
     /// Frames the sender dropped for want of the next hop's MAC, and all
     /// frames it put out.
     pub no_next_hop: u64,
@@ -170,20 +172,40 @@ impl HandshakeWatch {
                  addresses (give each its own -f, or -c)"
             ));
         }
-        causes.push(format!(
-            "the target has no route for the client addresses via the assistant host, so its \
-             replies go elsewhere: on the target, `ip route add <client range> via <the \
-             assistant's address>` (intercept at {intercepts})"
-        ));
-        causes.push(format!(
-            "intercept's filter does not match the target's replies: run it with --target \
-             {targets} (or -F 'tcp and src port P and src host H')"
-        ));
-        causes.push(
-            "the assistant host forwards the replies instead of dropping them, so the real \
-             clients get them: `sysctl -w net.ipv4.ip_forward=0` there"
-                .to_owned(),
-        );
+        if now.links_on_target > 0 {
+            // intercept runs on the target (--egress): no route, no assistant.
+            causes.push(
+                "the target has no route at all for the client addresses, so it cannot send \
+                 its replies (any route will do, e.g. a default route; `intercept doctor \
+                 --egress ...` checks it), or they leave by an interface intercept is not on \
+                 (add it to --egress)"
+                    .to_owned(),
+            );
+            causes.push(format!(
+                "intercept's filter does not match the target's replies: run it with --target \
+                 {targets}"
+            ));
+            causes.push(format!(
+                "intercept on the target does not claim these clients: it claims the addresses \
+                 this tcpcopy announces and its --clients ranges (with -c, give that pool) \
+                 (intercept at {intercepts})"
+            ));
+        } else {
+            causes.push(format!(
+                "the target has no route for the client addresses via the assistant host, so \
+                 its replies go elsewhere: on the target, `ip route add <client range> via <the \
+                 assistant's address>` (intercept at {intercepts})"
+            ));
+            causes.push(format!(
+                "intercept's filter does not match the target's replies: run it with --target \
+                 {targets} (or -F 'tcp and src port P and src host H')"
+            ));
+            causes.push(
+                "the assistant host forwards the replies instead of dropping them, so the real \
+                 clients get them: `sysctl -w net.ipv4.ip_forward=0` there"
+                    .to_owned(),
+            );
+        }
         if no_hop == 0 {
             causes.push(format!(
                 "the target is unreachable from {}: check that {targets} is up and on the path of \
@@ -382,5 +404,26 @@ mod tests {
         let hop = text.find("next hop").unwrap();
         let route = text.find("no route").unwrap();
         assert!(link < hop && hop < route, "{text}");
+    }
+
+    #[test]
+    fn with_intercept_on_the_target_the_causes_are_its_own() {
+        let mut w = watch();
+        let on_target = |syns| Observation {
+            links_on_target: 1,
+            ..obs(syns, 0)
+        };
+        assert!(w.observe(at(0), on_target(0)).is_none());
+        let text = w
+            .observe(at(3100), on_target(25))
+            .expect("a warning after 3 s of unanswered SYNs");
+        assert!(text.contains("--clients"), "{text}");
+        let route = text.find("no route at all").expect(&text);
+        assert!(
+            route < text.find("filter does not match").expect(&text),
+            "{text}"
+        );
+        assert!(!text.contains("via the assistant"), "{text}");
+        assert!(!text.contains("ip_forward"), "{text}");
     }
 }

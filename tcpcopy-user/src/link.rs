@@ -22,7 +22,9 @@ use std::{
 };
 
 use mio::{Interest, Registry, Token, net::TcpStream};
-use tcpcopy_common::proto::{ClientMsg, HeaderRecord, ProtoError, RecordFrameDecoder};
+use tcpcopy_common::proto::{
+    CAP_ON_TARGET, ClientMsg, HeaderRecord, ProtoError, ReplyEvent, ReplyStreamDecoder, VersionInfo,
+};
 
 use crate::engine::Instant;
 
@@ -81,9 +83,21 @@ pub struct InterceptLink {
     connecting: Option<(TcpStream, Instant)>,
     pending: Vec<u8>,
     written: usize,
-    decoder: RecordFrameDecoder,
+    decoder: Box<ReplyStreamDecoder>,
     retry_at: Instant,
+    /// What the intercept said of itself (`None`: not yet, or a 1.x
+    /// intercept, which never answers the version query).
+    info: Option<VersionInfo>,
     pub stats: LinkStats,
+}
+
+/// The first bytes on every connection: the hello, then the version query
+/// (an original intercept logs its type as unknown and carries on).
+fn greeting() -> [u8; 28] {
+    let mut b = [0u8; 28];
+    b[..14].copy_from_slice(&ClientMsg::hello().encode());
+    b[14..].copy_from_slice(&ClientMsg::version_query().encode());
+    b
 }
 
 /// Resolves `host:port` to its first IPv4 address.
@@ -115,8 +129,9 @@ impl InterceptLink {
             connecting: None,
             pending: Vec::new(),
             written: 0,
-            decoder: RecordFrameDecoder::new(),
+            decoder: Box::new(ReplyStreamDecoder::new()),
             retry_at: Instant::ZERO,
+            info: None,
             stats: LinkStats::default(),
         };
         link.open(registry)?;
@@ -137,6 +152,17 @@ impl InterceptLink {
 
     /// When a down link needs the worker next: its next connect attempt,
     /// or when the one under way gives up (`None`: it is up).
+    /// What the intercept said of itself, if it did.
+    pub fn intercept_info(&self) -> Option<&VersionInfo> {
+        self.info.as_ref()
+    }
+
+    /// Whether the intercept said it runs on the target itself.
+    pub fn intercept_on_target(&self) -> bool {
+        self.info
+            .is_some_and(|i| i.capabilities & CAP_ON_TARGET != 0)
+    }
+
     pub fn retry_at(&self) -> Option<Instant> {
         if self.stream.is_some() {
             return None;
@@ -153,8 +179,7 @@ impl InterceptLink {
         let mut std =
             StdTcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT).map_err(connect_err)?;
         std.set_nodelay(true).map_err(connect_err)?;
-        std.write_all(&ClientMsg::hello().encode())
-            .map_err(connect_err)?;
+        std.write_all(&greeting()).map_err(connect_err)?;
         std.set_nonblocking(true).map_err(connect_err)?;
         let mut stream = TcpStream::from_std(std);
         registry
@@ -167,7 +192,8 @@ impl InterceptLink {
         self.stream = Some(stream);
         self.pending.clear();
         self.written = 0;
-        self.decoder = RecordFrameDecoder::new();
+        self.decoder.reset();
+        self.info = None;
         Ok(())
     }
 
@@ -210,8 +236,9 @@ impl InterceptLink {
             self.stream = Some(stream);
             self.pending.clear();
             self.written = 0;
-            self.pending.extend_from_slice(&ClientMsg::hello().encode());
-            self.decoder = RecordFrameDecoder::new();
+            self.pending.extend_from_slice(&greeting());
+            self.decoder.reset();
+            self.info = None;
             self.stats.reconnects += 1;
             tracing::info!(intercept = %self.name, "reconnected to intercept");
             return true;
@@ -296,10 +323,24 @@ impl InterceptLink {
                 }
                 Ok(n) => {
                     let name = &self.name;
+                    let info = &mut self.info;
                     self.decoder
-                        .push(&buf[..n], |r| {
-                            records += 1;
-                            on_record(r);
+                        .push(&buf[..n], |event| match event {
+                            ReplyEvent::Record { record, .. } => {
+                                records += 1;
+                                on_record(record);
+                            }
+                            ReplyEvent::Version(v) => {
+                                tracing::info!(
+                                    intercept = %name,
+                                    version = v.version_str(),
+                                    on_target = v.capabilities & CAP_ON_TARGET != 0,
+                                    "intercept answered the version query"
+                                );
+                                *info = Some(v);
+                            }
+                            // Never asked for (yet): nothing changes.
+                            ReplyEvent::PayloadGranted(_) => {}
                         })
                         .map_err(|source| LinkError::Protocol {
                             name: name.clone(),
@@ -339,17 +380,22 @@ mod tests {
         let (mut peer, _) = listener.accept().unwrap();
         link.announce(&ClientMsg::add([198, 18, 1, 2], 40000, [198, 18, 2, 2], 80));
         link.flush().unwrap();
-        let mut got = [0u8; 2 * CLIENT_MSG_LEN];
+        let mut got = [0u8; 3 * CLIENT_MSG_LEN];
         peer.read_exact(&mut got).unwrap();
         let mut msgs = Vec::new();
         ClientMsgDecoder::new()
             .push(&got, |m| msgs.push(m))
             .unwrap();
         assert_eq!(msgs[0].kind, MsgType::Hello);
+        assert_eq!(msgs[1].kind, MsgType::VersionQuery);
         assert_eq!(
-            msgs[1],
+            msgs[2],
             ClientMsg::add([198, 18, 1, 2], 40000, [198, 18, 2, 2], 80)
         );
+        // The answer tells where intercept runs; records flow as before.
+        assert!(!link.intercept_on_target());
+        let info = tcpcopy_common::proto::VersionInfo::new("0.1.0", CAP_ON_TARGET);
+        peer.write_all(&info.encode()).unwrap();
 
         let mut rec = HeaderRecord::default();
         rec.bytes[0] = 0x45;
@@ -366,6 +412,11 @@ mod tests {
         }
         assert_eq!(seen, 2);
         assert_eq!(link.stats.records, 2);
+        assert!(link.intercept_on_target());
+        assert_eq!(
+            link.intercept_info().map(|i| i.version_str()),
+            Some("0.1.0")
+        );
 
         // Garbage (a count over 16) is a protocol error, not a panic.
         peer.write_all(&[0xff, 0xff]).unwrap();
@@ -421,14 +472,15 @@ mod tests {
             link.flush().unwrap();
             std::thread::sleep(Duration::from_millis(2));
         }
-        let mut got = [0u8; 2 * CLIENT_MSG_LEN];
+        let mut got = [0u8; 3 * CLIENT_MSG_LEN];
         peer.read_exact(&mut got).unwrap();
         let mut msgs = Vec::new();
         ClientMsgDecoder::new()
             .push(&got, |m| msgs.push(m))
             .unwrap();
         assert_eq!(msgs[0].kind, MsgType::Hello);
-        assert_eq!(msgs[1].kind, MsgType::Add);
+        assert_eq!(msgs[1].kind, MsgType::VersionQuery);
+        assert_eq!(msgs[2].kind, MsgType::Add);
     }
 
     #[test]

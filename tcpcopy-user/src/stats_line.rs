@@ -32,6 +32,7 @@ impl Snapshot {
             report.links.add(&r.links);
             report.links_up += r.links_up;
             report.links_total += r.links_total;
+            report.links_on_target += r.links_on_target;
             report.sink.add(&r.sink);
             report.source_dropped.add(&r.source_dropped);
         }
@@ -56,6 +57,7 @@ impl Snapshot {
             replies_unknown: e.replies_unknown,
             links_up: r.links_up,
             links_total: r.links_total,
+            links_on_target: r.links_on_target,
             no_next_hop: r.sink.dropped(DropReason::NoNextHop),
             frames_out: r.sink.frames,
             checksum_completed: e.checksum_completed,

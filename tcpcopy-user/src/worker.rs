@@ -134,6 +134,8 @@ pub struct WorkerReport {
     pub links: LinkStats,
     pub links_up: u64,
     pub links_total: u64,
+    /// Links whose intercept said it runs on the target (`--egress`).
+    pub links_on_target: u64,
     pub sink: SenderStats,
     pub source_dropped: SourceDrops,
 }
@@ -447,10 +449,11 @@ impl Worker {
 
     fn publish(&mut self) -> WorkerReport {
         let mut links = LinkStats::default();
-        let (mut up, mut total) = (0, 0);
+        let (mut up, mut total, mut on_target) = (0, 0, 0);
         for link in self.links.iter().flatten() {
             links.add(&link.stats);
             up += u64::from(link.is_up());
+            on_target += u64::from(link.intercept_on_target());
             total += 1;
         }
         let report = WorkerReport {
@@ -460,6 +463,7 @@ impl Worker {
             links,
             links_up: up,
             links_total: total,
+            links_on_target: on_target,
             sink: self.sink.stats(),
             source_dropped: self.source.dropped(),
         };

@@ -221,3 +221,44 @@ fn killing_intercept_takes_its_program_away_and_replies_flow_again() {
         "replies flow again once intercept is gone"
     );
 }
+
+#[test]
+fn a_target_that_cannot_answer_is_diagnosed_with_the_egress_causes() {
+    let lab = lab();
+    let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let _target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    // No route at all for the clients: the target cannot send a reply.
+    lab.run(Host::Target, &["ip", "route", "del", "default"]);
+    let _intercept = InterceptProcess::start_egress(
+        &lab,
+        &["--target", "198.18.2.2:80", "--clients", "198.18.1.0/24"],
+    );
+    let mut tcpcopy = TcpcopyProcess::start(
+        &lab,
+        &[
+            "-x",
+            "80-198.18.2.2:80",
+            "-s",
+            "198.18.2.2",
+            "-i",
+            "eth0",
+            "-o",
+            "eth1",
+        ],
+    );
+    tcpcopy.wait_log("intercept answered the version query");
+    for i in 0..25 {
+        let url = format!("http://{ONLINE_IP}/missed/{i}");
+        lab.run(Host::Client, &["curl", "-sf", "-o", "/dev/null", &url]);
+    }
+    assert_eq!(online.requests().len(), 25, "production is not affected");
+    let line = tcpcopy.wait_log("no handshake answered");
+    println!("diagnosed: {line}");
+    let route = line.find("no route at all").expect(&line);
+    let filter = line.find("filter does not match").expect(&line);
+    assert!(route < filter, "the missing route first: {line}");
+    assert!(line.contains("does not claim these clients"), "{line}");
+    assert!(!line.contains("via the assistant"), "{line}");
+    let (status, _) = tcpcopy.stop();
+    assert!(status.success());
+}
