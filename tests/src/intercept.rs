@@ -226,10 +226,15 @@ enum PeerDecoder {
 impl TcpcopyPeer {
     /// Connects from the online host (198.18.2.1) to intercept.
     pub fn connect(lab: &Lab) -> Self {
+        Self::connect_to(lab, intercept_addr())
+    }
+
+    /// Connects from the online host to an intercept at `addr` (e.g. one
+    /// on the target).
+    pub fn connect_to(lab: &Lab, addr: SocketAddrV4) -> Self {
         let stream = {
             let _ns = lab.enter(Host::Online);
-            TcpStream::connect_timeout(&intercept_addr().into(), DEADLINE)
-                .expect("connect to intercept")
+            TcpStream::connect_timeout(&addr.into(), DEADLINE).expect("connect to intercept")
         };
         stream.set_nonblocking(true).expect("non-blocking");
         Self {

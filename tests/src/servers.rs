@@ -13,6 +13,8 @@ pub struct Nginx {
     pub addr: SocketAddrV4,
     /// One line per request: `$request_method $request_uri $status`.
     pub access_log: PathBuf,
+    /// Files served as `/files/<name>`.
+    pub files: PathBuf,
 }
 
 impl Nginx {
@@ -32,7 +34,7 @@ pub fn start_nginx(lab: &Lab, host: Host, addr: Ipv4Addr, ports: &[u16]) -> Ngin
     let dir = lab
         .dir()
         .join(format!("nginx-{host:?}-{addr}-{}", ports[0]));
-    std::fs::create_dir_all(&dir).expect("create the nginx directory");
+    std::fs::create_dir_all(dir.join("files")).expect("create the nginx directory");
     let access_log = dir.join("access.log");
     let listens: String = ports
         .iter()
@@ -59,6 +61,7 @@ pub fn start_nginx(lab: &Lab, host: Host, addr: Ipv4Addr, ports: &[u16]) -> Ngin
          \x20   server {{\n\
          {listens}\
          \x20       location / {{ return 200 \"ok\\n\"; }}\n\
+         \x20       location /files/ {{ alias {d}/files/; }}\n\
          \x20   }}\n\
          }}\n"
     );
@@ -78,6 +81,7 @@ pub fn start_nginx(lab: &Lab, host: Host, addr: Ipv4Addr, ports: &[u16]) -> Ngin
     Nginx {
         addr: SocketAddrV4::new(addr, ports[0]),
         access_log,
+        files: dir.join("files"),
     }
 }
 

@@ -10,8 +10,8 @@
 use aya::programs::{SchedClassifier, tc::TcAttachType};
 use tcpcopy_tests::{
     capture::Tcpdump,
-    frames::{ACK, Segment},
-    intercept::InterceptProcess,
+    frames::{ACK, SYN, Segment},
+    intercept::{ClientSession, InterceptProcess, TcpcopyPeer},
     lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
     raw::RawIpSender,
     servers::start_nginx,
@@ -261,4 +261,74 @@ fn a_target_that_cannot_answer_is_diagnosed_with_the_egress_causes() {
     assert!(!line.contains("via the assistant"), "{line}");
     let (status, _) = tcpcopy.stop();
     assert!(status.success());
+}
+
+#[test]
+fn payloads_of_large_replies_are_copied_whole_on_the_target() {
+    let lab = lab();
+    let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let body: Vec<u8> = (0..12_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(target.files.join("big.txt"), &body).unwrap();
+    let _intercept = InterceptProcess::start_egress(
+        &lab,
+        &["--target", "198.18.2.2:80", "--clients", "198.18.1.0/24"],
+    );
+    let mut peer = TcpcopyPeer::connect_to(
+        &lab,
+        std::net::SocketAddrV4::new(TARGET_IP, tcpcopy_common::proto::INTERCEPT_PORT),
+    );
+    peer.hello();
+    peer.request_payloads(65_535);
+    let session = ClientSession::new(([198, 18, 1, 120], 40000), (TARGET_IP.octets(), 80));
+    peer.announce(&session);
+    wait_until("the payload grant", DEADLINE, || {
+        peer.poll();
+        peer.granted.ok_or_else(|| "no grant yet".to_owned())
+    });
+    let sender = RawIpSender::open(&lab, Host::Online);
+    sender.send(&session.syn().packet());
+    let syn_ack = peer.wait_record(&session, "the SYN-ACK record", |r| {
+        r.tcp_flags() & (SYN | ACK) == SYN | ACK
+    });
+    let request = b"GET /files/big.txt HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
+    sender.send(&session.request(&syn_ack, request).packet());
+    // The response's bytes, placed by sequence number (the window of the
+    // SYN covers it all: no ACKs needed).
+    let start = syn_ack.seq().wrapping_add(1);
+    let response = wait_until("the whole response in payload records", DEADLINE, || {
+        peer.poll();
+        let mut bytes = Vec::new();
+        let mut largest = 0;
+        for (rec, payload) in peer.records.iter().zip(&peer.payloads) {
+            let Some((stored, len)) = payload else {
+                continue;
+            };
+            if !session.owns(rec) || *len == 0 {
+                continue;
+            }
+            assert_eq!(stored.len() as u32, *len, "cut below the granted cap");
+            largest = largest.max(*len);
+            let at = rec.seq().wrapping_sub(start) as usize;
+            if bytes.len() < at + stored.len() {
+                bytes.resize(at + stored.len(), 0);
+            }
+            bytes[at..at + stored.len()].copy_from_slice(stored);
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        match text.find("\r\n\r\n") {
+            Some(h) if bytes.len() >= h + 4 + body.len() => Ok((bytes[h + 4..].to_vec(), largest)),
+            _ => Err(format!("{} bytes so far", bytes.len())),
+        }
+    });
+    let (got, largest) = response;
+    println!(
+        "egress payloads: response body {} bytes, largest record {largest} bytes",
+        got.len()
+    );
+    assert!(got == body, "the body as nginx sent it");
+    assert!(
+        largest > 4096,
+        "a GSO packet (larger than a page, its payload in page fragments) was copied whole: \
+         largest {largest}"
+    );
 }
