@@ -381,9 +381,60 @@ fn main() {
         median.seconds * 1e9 / median.captured as f64,
         median.seconds * 1e9 / median.inputs as f64
     );
+    compare_cost();
     if std::env::var_os("ENGINE_BENCH_NO_MEMORY").is_some() {
         return;
     }
     let (bytes, sessions) = idle_session_bytes();
     println!("  idle established sessions: {sessions}, heap bytes each: {bytes:.0} (goal <= 512)");
+}
+
+/// `--compare http`: CPU per compared exchange (both responses parsed from
+/// their streams, then compared), for a small text response and a 2 KB
+/// JSON one (compared by structure, members reordered on one side).
+fn compare_cost() {
+    use tcpcopy_user::compare::{CompareCounts, CompareMode, IgnoreRules, streams::SessionStreams};
+    let text = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 03 Dec 2026 14:00:00 GMT\r\nContent-Type: text/html\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\nhello world\n".to_vec();
+    let members: Vec<String> = (0..40)
+        .map(|i| format!("\"field{i}\":{{\"id\":{i},\"name\":\"item number {i}\"}}"))
+        .collect();
+    let body = format!("{{{}}}", members.join(","));
+    let mut reversed = members.clone();
+    reversed.reverse();
+    let body2 = format!("{{{}}}", reversed.join(","));
+    let json = |b: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )
+        .into_bytes()
+    };
+    let cases = [
+        ("text", text.clone(), text),
+        ("json 2 KB, identical", json(&body), json(&body)),
+        ("json 2 KB, members reordered", json(&body), json(&body2)),
+    ];
+    let rules = IgnoreRules::with_defaults();
+    for (name, prod, target) in cases {
+        const EXCHANGES: u32 = 100_000;
+        let mut counts = CompareCounts::default();
+        let mut s = SessionStreams::new(CompareMode::Http, 64 << 10);
+        s.production(&mut counts, true, 0, &[]);
+        s.target(&mut counts, true, 0, 0, None);
+        let (mut ps, mut ts) = (1u32, 1u32);
+        let started = std::time::Instant::now();
+        for _ in 0..EXCHANGES {
+            s.production(&mut counts, false, ps, &prod);
+            s.target(&mut counts, false, ts, target.len(), Some(&target));
+            ps = ps.wrapping_add(prod.len() as u32);
+            ts = ts.wrapping_add(target.len() as u32);
+            s.compare_ready(&rules, &mut counts, |_| {});
+        }
+        let ns = started.elapsed().as_nanos() as f64 / f64::from(EXCHANGES);
+        assert_eq!(counts.equal, u64::from(EXCHANGES), "{name}: {counts:?}");
+        println!(
+            "  --compare http, {name} ({} B responses): {ns:.0} ns per exchange",
+            prod.len()
+        );
+    }
 }

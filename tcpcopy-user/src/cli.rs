@@ -185,6 +185,25 @@ pub struct Cli {
     #[arg(long = "send", default_value = "afxdp")]
     pub send: SendBackend,
 
+    /// Offline: compare the target's responses with production's, as
+    /// recorded in the file: `http` (status, headers, body; JSON by
+    /// structure).
+    #[arg(long = "compare", value_name = "MODE", value_parser = parse_compare_mode)]
+    pub compare: Option<crate::compare::CompareMode>,
+
+    /// With --compare: header names or JSON paths ($.meta.ts, items[*].id) to leave out (repeatable, or a comma list).
+    #[arg(
+        long = "compare-ignore",
+        value_name = "ITEM[,ITEM]",
+        value_delimiter = ',',
+        requires = "compare"
+    )]
+    pub compare_ignore: Vec<String>,
+
+    /// With --compare: bytes of each response compared (the rest is counted truncated), e.g. 64K.
+    #[arg(long = "compare-cap", value_name = "BYTES", default_value = "64K", value_parser = parse_compare_cap)]
+    pub compare_cap: u32,
+
     /// Worker threads (session shards).
     #[arg(long = "workers", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
@@ -362,21 +381,43 @@ fn parse_speed(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_compare_mode(s: &str) -> Result<crate::compare::CompareMode, String> {
+    match s.parse()? {
+        crate::compare::CompareMode::Bytes => {
+            Err("`bytes` (any protocol, exchange by exchange) is not built yet: use `http`".into())
+        }
+        mode => Ok(mode),
+    }
+}
+
+fn parse_compare_cap(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if !(1..=16 << 20).contains(&n) {
+        return Err(format!("`{s}`: from 1 byte to 16M"));
+    }
+    Ok(n as u32)
+}
+
 /// Capture-file names offline mode recognizes even when the file is not
 /// there (so the error is about the file, not a missing interface).
 const CAPTURE_EXTENSIONS: [&str; 5] = ["pcap", "pcapng", "cap", "dump", "trace"];
 
-fn parse_ring_size(s: &str) -> Result<u32, String> {
+/// `4096`, `64K`, `16M`, `1G` (binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.trim().to_ascii_uppercase() {
         t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 1u64 << 10),
         t if t.ends_with('M') => (t[..t.len() - 1].to_owned(), 1 << 20),
         t if t.ends_with('G') => (t[..t.len() - 1].to_owned(), 1 << 30),
         t => (t, 1),
     };
-    let bytes = num
-        .parse::<u64>()
-        .map_err(|_| format!("{s:?} is not a size like 16M"))?
-        * mult;
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size like 16M"))
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let bytes = parse_size(s)?;
     if bytes < 4096 || !bytes.is_power_of_two() || bytes > 1 << 30 {
         return Err(format!(
             "{s:?}: the ring size must be a power of two from 4K to 1G"
@@ -436,6 +477,18 @@ impl Cli {
             only_full_sessions: self.only_full,
             default_rtt: Duration::from_millis(self.rtt_ms),
             memory_cap: (self.memory_mb << 20) as usize / usize::from(self.workers),
+            compare: self.compare.map(|mode| {
+                let mut rules = crate::compare::IgnoreRules::with_defaults();
+                for item in &self.compare_ignore {
+                    // Checked in `validate`.
+                    let _ = rules.add(item);
+                }
+                crate::engine::config::CompareSettings {
+                    mode,
+                    rules,
+                    cap: self.compare_cap as usize,
+                }
+            }),
             ..self.mode_defaults()
         }
     }
@@ -497,6 +550,29 @@ impl Cli {
         }
         if self.dry_run && self.workers > 1 {
             return Err("--dry-run runs one worker (--workers 1)".into());
+        }
+        if self.compare.is_some() {
+            if !offline {
+                return Err(
+                    "--compare replays a capture file for now (-i FILE): production's responses \
+                     come from the file; capturing them live is not built yet"
+                        .into(),
+                );
+            }
+            if self.dry_run {
+                return Err(
+                    "--compare needs the real target's responses: not with --dry-run".into(),
+                );
+            }
+            if self.workers > 1 {
+                return Err("--compare runs one worker for now (--workers 1)".into());
+            }
+            let mut rules = crate::compare::IgnoreRules::default();
+            for item in &self.compare_ignore {
+                rules
+                    .add(item)
+                    .map_err(|e| format!("--compare-ignore: {e}"))?;
+            }
         }
         if u32::from(self.rounds) * u32::from(self.replicas) > u32::from(u16::MAX) {
             return Err(format!(
@@ -649,5 +725,48 @@ mod tests {
             parse(&format!("{base} --ring-size 64M")).unwrap().ring_size,
             64 << 20
         );
+    }
+
+    #[test]
+    fn compare_is_offline_http_for_now_with_checked_ignore_items() {
+        let file = std::env::temp_dir().join(format!("cmp-{}.pcap", std::process::id()));
+        std::fs::write(&file, b"").unwrap();
+        let f = file.display();
+        let base = format!("-x 80-198.18.2.2:80 -s 198.18.2.3 -i {f} -o eth1");
+        let cli = parse(&format!(
+            "{base} --compare http --compare-ignore X-Request-Id,$.meta.ts --compare-cap 4K"
+        ))
+        .unwrap();
+        cli.validate().unwrap();
+        let settings = cli.engine_config().compare.expect("compare settings");
+        assert_eq!(settings.cap, 4096);
+        assert!(settings.rules.headers.contains(&"x-request-id".to_owned()));
+        assert!(
+            settings.rules.headers.contains(&"date".to_owned()),
+            "defaults kept"
+        );
+        assert_eq!(settings.rules.json_paths.len(), 1);
+        assert!(
+            parse(&format!("{base} --compare bytes")).is_err(),
+            "not built yet"
+        );
+        assert!(
+            parse(&format!("{base} --compare-ignore x")).is_err(),
+            "needs --compare"
+        );
+        let bad = |extra: &str| {
+            parse(&format!("{base} --compare http {extra}"))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+        };
+        assert!(bad("--workers 2").contains("one worker"));
+        assert!(bad("--compare-ignore a,b/c").contains("--compare-ignore"));
+        let live = parse("-x 80-198.18.2.2:80 -s 198.18.2.3 -i eth0 -o eth1 --compare http")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(live.contains("capture file"), "{live}");
+        std::fs::remove_file(&file).unwrap();
     }
 }

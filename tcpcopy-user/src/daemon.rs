@@ -113,11 +113,14 @@ impl Tcpcopy {
     /// builds the workers (no thread started yet).
     pub fn start(cli: &Cli) -> Result<Self, DaemonError> {
         if let Some(path) = cli.offline_file() {
-            let source = OfflineSource::open(
+            let mut source = OfflineSource::open(
                 &path,
                 cli.transfer.0.iter().map(|t| t.rule).collect(),
                 cli.timing(),
             )?;
+            if cli.compare.is_some() {
+                source = source.with_server_packets();
+            }
             let offline = Offline {
                 name: path.display().to_string(),
                 report: source.report(),
@@ -197,10 +200,15 @@ impl Tcpcopy {
             for addr in &intercepts {
                 let mut group = Vec::new();
                 for _ in 0..cli.connections {
-                    group.push(InterceptLink::connect(
+                    // --compare: the target's responses come as reply payloads.
+                    let payload_cap = cli
+                        .compare
+                        .map(|_| tcpcopy_common::proto::MAX_RECORD_PAYLOAD);
+                    group.push(InterceptLink::connect_asking(
                         *addr,
                         Token(token),
                         poll.registry(),
+                        payload_cap,
                     )?);
                     token += 1;
                 }

@@ -88,15 +88,23 @@ pub struct InterceptLink {
     /// What the intercept said of itself (`None`: not yet, or a 1.x
     /// intercept, which never answers the version query).
     info: Option<VersionInfo>,
+    /// `--compare`: reply payloads asked for, up to this many bytes each.
+    payload_cap: Option<u32>,
+    /// The payload cap intercept granted (0: none).
+    granted: Option<u32>,
     pub stats: LinkStats,
 }
 
 /// The first bytes on every connection: the hello, then the version query
-/// (an original intercept logs its type as unknown and carries on).
-fn greeting() -> [u8; 28] {
-    let mut b = [0u8; 28];
-    b[..14].copy_from_slice(&ClientMsg::hello().encode());
-    b[14..].copy_from_slice(&ClientMsg::version_query().encode());
+/// (an original intercept logs its type as unknown and carries on), then
+/// with `payload_cap` the payload request.
+fn greeting(payload_cap: Option<u32>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(42);
+    b.extend_from_slice(&ClientMsg::hello().encode());
+    b.extend_from_slice(&ClientMsg::version_query().encode());
+    if let Some(cap) = payload_cap {
+        b.extend_from_slice(&ClientMsg::payload_request(cap).encode());
+    }
     b
 }
 
@@ -121,6 +129,17 @@ impl InterceptLink {
     /// Connects (blocking, with a timeout), says hello and registers the
     /// stream with `registry` under `token`.
     pub fn connect(addr: SocketAddr, token: Token, registry: &Registry) -> Result<Self, LinkError> {
+        Self::connect_asking(addr, token, registry, None)
+    }
+
+    /// As [`connect`](Self::connect), asking for reply payloads of up to
+    /// `payload_cap` bytes when given (on every reconnect too).
+    pub fn connect_asking(
+        addr: SocketAddr,
+        token: Token,
+        registry: &Registry,
+        payload_cap: Option<u32>,
+    ) -> Result<Self, LinkError> {
         let mut link = Self {
             name: addr.to_string(),
             addr,
@@ -132,6 +151,8 @@ impl InterceptLink {
             decoder: Box::new(ReplyStreamDecoder::new()),
             retry_at: Instant::ZERO,
             info: None,
+            payload_cap,
+            granted: None,
             stats: LinkStats::default(),
         };
         link.open(registry)?;
@@ -179,7 +200,8 @@ impl InterceptLink {
         let mut std =
             StdTcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT).map_err(connect_err)?;
         std.set_nodelay(true).map_err(connect_err)?;
-        std.write_all(&greeting()).map_err(connect_err)?;
+        std.write_all(&greeting(self.payload_cap))
+            .map_err(connect_err)?;
         std.set_nonblocking(true).map_err(connect_err)?;
         let mut stream = TcpStream::from_std(std);
         registry
@@ -194,6 +216,7 @@ impl InterceptLink {
         self.written = 0;
         self.decoder.reset();
         self.info = None;
+        self.granted = None;
         Ok(())
     }
 
@@ -236,9 +259,10 @@ impl InterceptLink {
             self.stream = Some(stream);
             self.pending.clear();
             self.written = 0;
-            self.pending.extend_from_slice(&greeting());
+            self.pending.extend_from_slice(&greeting(self.payload_cap));
             self.decoder.reset();
             self.info = None;
+            self.granted = None;
             self.stats.reconnects += 1;
             tracing::info!(intercept = %self.name, "reconnected to intercept");
             return true;
@@ -306,9 +330,23 @@ impl InterceptLink {
         Ok(())
     }
 
+    /// The payload cap intercept granted, once it answered the request.
+    pub fn granted(&self) -> Option<u32> {
+        self.granted
+    }
+
     /// Reads every record waiting (until the socket would block), handing
     /// each to `on_record`. Returns how many.
     pub fn read(&mut self, mut on_record: impl FnMut(&HeaderRecord)) -> Result<usize, LinkError> {
+        self.read_payloads(|r, _| on_record(r))
+    }
+
+    /// As [`read`](Self::read), with each record's payload bytes when
+    /// intercept sent them.
+    pub fn read_payloads(
+        &mut self,
+        mut on_record: impl FnMut(&HeaderRecord, Option<&[u8]>),
+    ) -> Result<usize, LinkError> {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(0);
         };
@@ -324,11 +362,12 @@ impl InterceptLink {
                 Ok(n) => {
                     let name = &self.name;
                     let info = &mut self.info;
+                    let granted = &mut self.granted;
                     self.decoder
                         .push(&buf[..n], |event| match event {
-                            ReplyEvent::Record { record, .. } => {
+                            ReplyEvent::Record { record, payload } => {
                                 records += 1;
-                                on_record(record);
+                                on_record(record, payload.map(|(bytes, _)| bytes));
                             }
                             ReplyEvent::Version(v) => {
                                 tracing::info!(
@@ -339,8 +378,10 @@ impl InterceptLink {
                                 );
                                 *info = Some(v);
                             }
-                            // Never asked for (yet): nothing changes.
-                            ReplyEvent::PayloadGranted(_) => {}
+                            ReplyEvent::PayloadGranted(cap) => {
+                                tracing::info!(intercept = %name, cap, "reply payloads granted");
+                                *granted = Some(cap);
+                            }
                         })
                         .map_err(|source| LinkError::Protocol {
                             name: name.clone(),

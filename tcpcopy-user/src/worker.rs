@@ -372,7 +372,7 @@ impl Worker {
                 continue;
             }
             let engine = &mut self.engine;
-            match link.read(|rec| engine.on_reply(now, rec)) {
+            match link.read_payloads(|rec, payload| engine.on_reply_payload(now, rec, payload)) {
                 Ok(n) => total += n,
                 Err(e) => failed.push((link_index(link), e)),
             }

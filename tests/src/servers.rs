@@ -31,6 +31,18 @@ impl Nginx {
 /// Starts nginx in `host` listening on each of `ports` at `addr`; returns
 /// once the first port accepts.
 pub fn start_nginx(lab: &Lab, host: Host, addr: Ipv4Addr, ports: &[u16]) -> Nginx {
+    start_nginx_with(lab, host, addr, ports, "")
+}
+
+/// As [`start_nginx`], with `locations` (nginx `location` blocks) in the
+/// server before the catch-all one.
+pub fn start_nginx_with(
+    lab: &Lab,
+    host: Host,
+    addr: Ipv4Addr,
+    ports: &[u16],
+    locations: &str,
+) -> Nginx {
     let dir = lab
         .dir()
         .join(format!("nginx-{host:?}-{addr}-{}", ports[0]));
@@ -60,6 +72,7 @@ pub fn start_nginx(lab: &Lab, host: Host, addr: Ipv4Addr, ports: &[u16]) -> Ngin
          \x20   keepalive_requests 1000000;\n\
          \x20   server {{\n\
          {listens}\
+         {locations}\
          \x20       location / {{ return 200 \"ok\\n\"; }}\n\
          \x20       location /files/ {{ alias {d}/files/; }}\n\
          \x20   }}\n\

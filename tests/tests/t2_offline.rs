@@ -348,3 +348,101 @@ fn a_recording_made_on_a_host_with_gro_replays_completely() {
         done.stdout
     );
 }
+
+/// Production's answers, and the target's: the same on two URIs (one a
+/// JSON object with its members reordered), different on three: the
+/// status, the body (of the same length), an extra header.
+const PRODUCTION_LOCATIONS: &str = "\
+        location = /cmp/same { return 200 \"same\\n\"; }
+        location = /cmp/status { return 200 \"fine\\n\"; }
+        location = /cmp/body { return 200 \"production body\\n\"; }
+        location = /cmp/header { return 200 \"h\\n\"; }
+        location = /cmp/json { default_type application/json; return 200 '{\"a\":1,\"b\":[1,2],\"c\":{\"d\":\"x\"}}'; }
+";
+const TARGET_LOCATIONS: &str = "\
+        location = /cmp/same { return 200 \"same\\n\"; }
+        location = /cmp/status { return 503 \"fine\\n\"; }
+        location = /cmp/body { return 200 \"target   body!!\\n\"; }
+        location = /cmp/header { add_header X-Extra yes; return 200 \"h\\n\"; }
+        location = /cmp/json { default_type application/json; return 200 '{\"c\":{\"d\":\"x\"},\"b\":[1,2],\"a\":1}'; }
+";
+
+#[test]
+fn compare_finds_exactly_the_planted_differences_in_the_targets_responses() {
+    let lab = Lab::new();
+    let online = tcpcopy_tests::servers::start_nginx_with(
+        &lab,
+        Host::Online,
+        ONLINE_IP,
+        &[80],
+        PRODUCTION_LOCATIONS,
+    );
+    let _target = tcpcopy_tests::servers::start_nginx_with(
+        &lab,
+        Host::Target,
+        TARGET_IP,
+        &[80],
+        TARGET_LOCATIONS,
+    );
+    let cap = Tcpdump::start(&lab, Host::Online, "eth0", "cmp.pcap", &[], "tcp port 80");
+    let paths = ["same", "status", "body", "header", "json"];
+    // One keep-alive connection with all five, then one connection each.
+    let mut all = vec!["curl", "-s"];
+    let urls: Vec<String> = paths
+        .iter()
+        .map(|p| format!("http://{ONLINE_IP}/cmp/{p}"))
+        .collect();
+    for u in &urls {
+        all.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    lab.run(Host::Client, &all);
+    for u in &urls {
+        lab.run(Host::Client, &["curl", "-s", "-o", "/dev/null", u]);
+    }
+    assert_eq!(online.requests().len(), 10);
+    let file = cap.finish();
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let done = replay(&lab, 80, &file, &["--compare", "http", "--top-speed"]);
+    let line = done
+        .stdout
+        .lines()
+        .find(|l| l.contains("compared with production"))
+        .unwrap_or_else(|| panic!("no comparison in the summary:\n{}", done.stdout));
+    println!("{line}");
+    let stats = done.stats.expect("final statistics");
+    let got = |k: &str| stats.get(k).copied().unwrap_or(u64::MAX);
+    assert_eq!(got("compared"), 10, "{line}\n{}", done.log);
+    assert_eq!(
+        got("compare_equal"),
+        4,
+        "same and the reordered JSON, twice: {line}"
+    );
+    assert_eq!(got("compare_different"), 6, "{line}\n{}", done.log);
+    assert_eq!(
+        (
+            got("compare_status"),
+            got("compare_header"),
+            got("compare_body")
+        ),
+        (2, 2, 2),
+        "{line}\n{}",
+        done.log
+    );
+    assert_eq!(
+        (got("compare_unparsed"), got("compare_gaps")),
+        (0, 0),
+        "{line}"
+    );
+    // The log names what differed.
+    for what in [
+        "status 200 in production, 503 at the target",
+        "header x-extra",
+        "body differs",
+    ] {
+        assert!(
+            done.log.contains(what),
+            "{what:?} not in the log:\n{}",
+            done.log
+        );
+    }
+}

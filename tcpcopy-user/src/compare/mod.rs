@@ -23,6 +23,7 @@ pub mod diff;
 pub mod http;
 pub mod json;
 pub mod session;
+pub mod streams;
 
 /// How responses are compared (`--compare`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +145,8 @@ pub struct CompareCounts {
     pub truncated: u64,
     /// Streams that could not be parsed (counted once, then left).
     pub unparsed: u64,
+    /// Sessions left uncompared: a stream had a hole (counted once).
+    pub gaps: u64,
 }
 
 impl CompareCounts {
@@ -175,6 +178,7 @@ impl CompareCounts {
         self.body += o.body;
         self.truncated += o.truncated;
         self.unparsed += o.unparsed;
+        self.gaps += o.gaps;
     }
 }
 

@@ -80,6 +80,17 @@ pub struct Config {
     pub linger: Duration,
     /// New connections per session when the target closes early.
     pub max_reconnects: u8,
+    /// `--compare`: compare the target's responses with production's.
+    pub compare: Option<CompareSettings>,
+}
+
+/// What `--compare` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompareSettings {
+    pub mode: crate::compare::CompareMode,
+    pub rules: crate::compare::IgnoreRules,
+    /// Bytes of each response kept and compared.
+    pub cap: usize,
 }
 
 impl Default for Config {
@@ -99,6 +110,7 @@ impl Default for Config {
             default_rtt: Duration::ZERO,
             memory_cap: 1024 << 20,
             session_buffer_cap: 4 << 20,
+            compare: None,
             pipeline_backlog: 64 << 10,
             max_lag: Duration::from_secs(5),
             seed: 0x7463_7063_6f70_7921,

@@ -20,6 +20,7 @@
 //! outbox with rewrites applied in place.
 
 pub mod close;
+mod comparing;
 pub mod config;
 pub mod intake;
 pub mod outbox;
@@ -147,6 +148,8 @@ pub struct Engine {
     census: Census,
     /// Where intake completes a packet's offloaded checksums.
     intake_buf: Vec<u8>,
+    /// `--compare`: the sessions' response streams.
+    compare: Option<Box<comparing::Comparing>>,
 }
 
 /// Sessions by state, kept as they change (for flow control and the end
@@ -186,7 +189,6 @@ impl Engine {
         assert!(shards > 0 && shard < shards, "shard {shard} of {shards}");
         let hash = KeyHash(mix64(config.seed ^ 0x5eed));
         Self {
-            config,
             shard,
             shards,
             sessions: Slab::default(),
@@ -202,6 +204,11 @@ impl Engine {
             buffered: 0,
             census: Census::default(),
             intake_buf: Vec::new(),
+            compare: config
+                .compare
+                .clone()
+                .map(|c| Box::new(comparing::Comparing::new(c))),
+            config,
         }
     }
 
@@ -265,7 +272,19 @@ impl Engine {
             .rule_for(pkt.dst_addr(), pkt.dst_port())
             .copied()
         else {
-            self.stats.unmatched += 1;
+            if self.compare.is_some()
+                && self
+                    .config
+                    .rule_for(pkt.src_addr(), pkt.src_port())
+                    .is_some()
+            {
+                // Production's answer (offline `--compare`).
+                self.stats.captured -= 1;
+                self.stats.server_segments += 1;
+                self.compare_server_packet(&pkt, round);
+            } else {
+                self.stats.unmatched += 1;
+            }
             return;
         };
         let origin = Endpoint::new(pkt.src_addr(), pkt.src_port());
@@ -379,6 +398,7 @@ impl Engine {
             session.reuse_queue(q);
         }
         let idx = self.insert(session);
+        self.compare_open(idx);
         self.out.announcements.push(ClientMsg::add(
             client.addr,
             client.port,
@@ -416,6 +436,17 @@ impl Engine {
 
     /// A reply header from intercept.
     pub fn on_reply(&mut self, now: Instant, record: &HeaderRecord) {
+        self.on_reply_payload(now, record, None);
+    }
+
+    /// As [`on_reply`](Self::on_reply), with the reply's payload bytes when
+    /// intercept sent them (`--compare`).
+    pub fn on_reply_payload(
+        &mut self,
+        now: Instant,
+        record: &HeaderRecord,
+        payload: Option<&[u8]>,
+    ) {
         self.stats.replies += 1;
         let Ok(reply) = Reply::parse(record) else {
             self.stats.replies_malformed += 1;
@@ -432,6 +463,7 @@ impl Engine {
             self.stats.replies_unknown += 1;
             return;
         }
+        self.compare_reply(idx, &reply, payload);
         let step = self.run(idx, now, |s, cx| s.on_reply(cx, &reply));
         self.apply(idx, now, step);
     }
@@ -612,6 +644,7 @@ impl Engine {
     }
 
     fn remove(&mut self, idx: u32) {
+        self.compare_close(idx);
         let Some(mut s) = self.sessions.remove(idx) else {
             return;
         };
@@ -691,6 +724,8 @@ impl Engine {
 
     fn end(&mut self, idx: u32, now: Instant, reason: CloseReason) {
         self.run(idx, now, |s, cx| s.end(cx, reason));
+        // Ended (lingering now): its exchanges are complete.
+        self.compare_close(idx);
         self.rearm(idx);
     }
 

@@ -187,6 +187,24 @@ counters! {
         replies_malformed,
         /// ... for no session of this engine.
         replies_unknown,
+        /// `--compare`: production's server segments from the capture
+        /// (handed to the engine beside the client packets, not counted
+        /// as captured).
+        server_segments,
+        /// `--compare`: exchanges compared with production's, equal, and
+        /// different (by kind: one exchange may differ in several).
+        compared,
+        compare_equal,
+        compare_different,
+        compare_status,
+        compare_header,
+        compare_body,
+        /// ... compared on their first `--compare-cap` bytes only.
+        compare_truncated,
+        /// Sessions whose responses could not be parsed (not compared).
+        compare_unparsed,
+        /// Sessions not compared: a stream had a hole.
+        compare_gaps,
     }
 }
 

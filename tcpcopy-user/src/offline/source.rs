@@ -141,6 +141,9 @@ pub struct OfflineSource {
     flows: HashMap<FlowKey, Flow>,
     report: FileReport,
     shared: Arc<Mutex<FileReport>>,
+    /// `--compare`: production's server packets are handed out too (the
+    /// engine compares the target's responses with them).
+    server_packets: bool,
 }
 
 /// A client flow: (client address and port, server address and port).
@@ -195,11 +198,18 @@ impl OfflineSource {
             offset_ns: 0,
             flows: HashMap::new(),
             shared: Arc::new(Mutex::new(report.clone())),
+            server_packets: false,
             report,
         })
     }
 
     /// The report, shared (updated after every batch).
+    /// Hands out production's server packets too (`--compare`).
+    pub fn with_server_packets(mut self) -> Self {
+        self.server_packets = true;
+        self
+    }
+
     pub fn report(&self) -> Arc<Mutex<FileReport>> {
         self.shared.clone()
     }
@@ -349,6 +359,12 @@ impl OfflineSource {
                     .any(|rule| rule.matches(packet.src_addr(), packet.src_port()))
                 {
                     r.server_packets += 1;
+                    if self.server_packets {
+                        let ts = rec.ts_ns;
+                        self.pending.clear();
+                        self.pending.extend_from_slice(packet.as_bytes());
+                        return Ok(Some(ts));
+                    }
                 } else {
                     r.other_tcp += 1;
                 }

@@ -1,0 +1,166 @@
+//! `--compare` inside the engine: each session's [`SessionStreams`], fed
+//! with production's server segments (from the capture file) and the
+//! target's reply payloads (from intercept), compared as exchanges
+//! complete, finished when the session is removed. Counts go to the
+//! engine's statistics (`compared`, `compare_*`); the first differences are
+//! logged with what differed.
+
+use std::collections::HashMap;
+
+use crate::{
+    compare::{CompareCounts, Difference, session::DifferentExchange, streams::SessionStreams},
+    packet::Ipv4TcpPacket,
+};
+
+use super::{Endpoint, Engine, config::CompareSettings, reply::Reply};
+
+/// Differences logged per engine at most (the counters have them all).
+const LOGGED_DIFFERENCES: u32 = 20;
+
+/// The engine's comparison state.
+pub(super) struct Comparing {
+    settings: CompareSettings,
+    sessions: HashMap<u32, SessionStreams>,
+    counts: CompareCounts,
+    logged: u32,
+}
+
+impl Comparing {
+    pub(super) fn new(settings: CompareSettings) -> Self {
+        Self {
+            settings,
+            sessions: HashMap::new(),
+            counts: CompareCounts::default(),
+            logged: 0,
+        }
+    }
+
+    fn log(&mut self, client: Endpoint, d: &DifferentExchange) {
+        if self.logged >= LOGGED_DIFFERENCES {
+            return;
+        }
+        self.logged += 1;
+        let what: Vec<String> = d.differences.iter().map(describe).collect();
+        tracing::warn!(
+            %client,
+            exchange = d.index,
+            "response differs from production's: {}{}",
+            what.join("; "),
+            if self.logged == LOGGED_DIFFERENCES {
+                " (further differences are counted, not logged)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+fn describe(d: &Difference) -> String {
+    match d {
+        Difference::Status { production, target } => {
+            format!("status {production} in production, {target} at the target")
+        }
+        Difference::Header {
+            name,
+            production,
+            target,
+        } => format!("header {name}: {production:?} in production, {target:?} at the target"),
+        Difference::JsonField { path } => format!("JSON body differs at `{path}`"),
+        Difference::Bytes {
+            offset,
+            production_len,
+            target_len,
+        } => format!(
+            "body differs from byte {offset} ({production_len} bytes in production, {target_len} \
+             at the target)"
+        ),
+    }
+}
+
+impl Engine {
+    /// Copies the comparison counters into the statistics.
+    fn sync_compare_stats(&mut self) {
+        let Some(c) = &self.compare else { return };
+        let (k, s) = (&c.counts, &mut self.stats);
+        s.compared = k.compared;
+        s.compare_equal = k.equal;
+        s.compare_different = k.different;
+        s.compare_status = k.status;
+        s.compare_header = k.header;
+        s.compare_body = k.body;
+        s.compare_truncated = k.truncated;
+        s.compare_unparsed = k.unparsed;
+        s.compare_gaps = k.gaps;
+    }
+
+    /// A new session gets its streams.
+    pub(super) fn compare_open(&mut self, idx: u32) {
+        if let Some(c) = &mut self.compare {
+            let streams = SessionStreams::new(c.settings.mode, c.settings.cap);
+            c.sessions.insert(idx, streams);
+        }
+    }
+
+    /// Runs `f` on session `idx`'s streams, then compares what is ready.
+    fn with_streams(
+        &mut self,
+        idx: u32,
+        finish: bool,
+        f: impl FnOnce(&mut SessionStreams, &mut CompareCounts),
+    ) {
+        let client = match self.sessions.get(idx) {
+            Some(s) => s.client,
+            None => return,
+        };
+        let Some(c) = &mut self.compare else { return };
+        let Some(mut streams) = c.sessions.remove(&idx) else {
+            return;
+        };
+        f(&mut streams, &mut c.counts);
+        let mut different = Vec::new();
+        if finish {
+            streams.finish(&c.settings.rules, &mut c.counts, |d| different.push(d));
+        } else {
+            streams.compare_ready(&c.settings.rules, &mut c.counts, |d| different.push(d));
+            c.sessions.insert(idx, streams);
+        }
+        for d in &different {
+            c.log(client, d);
+        }
+        self.sync_compare_stats();
+    }
+
+    /// A target reply of session `idx`, with the payload intercept sent.
+    pub(super) fn compare_reply(&mut self, idx: u32, reply: &Reply, payload: Option<&[u8]>) {
+        if self.compare.is_none() {
+            return;
+        }
+        let syn = reply.flags.syn();
+        let (seq, len) = (reply.seq.0, reply.payload_len as usize);
+        self.with_streams(idx, false, |s, counts| {
+            s.target(counts, syn, seq, len, payload)
+        });
+    }
+
+    /// A production server segment of the capture (`round` of the file).
+    pub(super) fn compare_server_packet(&mut self, pkt: &Ipv4TcpPacket<&[u8]>, round: u16) {
+        let origin = Endpoint::new(pkt.dst_addr(), pkt.dst_port());
+        let syn = pkt.flags().syn();
+        let seq = pkt.seq().0;
+        let replicas = self.config.replicas.max(1);
+        let first = round.saturating_mul(replicas);
+        for copy in first..first.saturating_add(replicas) {
+            let Some(idx) = self.find_origin(origin, copy) else {
+                continue;
+            };
+            self.with_streams(idx, false, |s, counts| {
+                s.production(counts, syn, seq, pkt.payload())
+            });
+        }
+    }
+
+    /// Session `idx` is going away: its last exchanges are complete.
+    pub(super) fn compare_close(&mut self, idx: u32) {
+        self.with_streams(idx, true, |_, _| {});
+    }
+}
