@@ -187,7 +187,8 @@ pub struct Cli {
 
     /// Offline: compare the target's responses with production's, as
     /// recorded in the file: `http` (status, headers, body; JSON by
-    /// structure).
+    /// structure) or `bytes` (any request/response protocol, exchange by
+    /// exchange).
     #[arg(long = "compare", value_name = "MODE", value_parser = parse_compare_mode)]
     pub compare: Option<crate::compare::CompareMode>,
 
@@ -381,13 +382,13 @@ fn parse_speed(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--compare bytes`: the target's response to a request is whole once it
+/// sent as much as production did, or has been quiet this long (more than
+/// intercept's 2 ms batching).
+const COMPARE_BYTES_QUIET: Duration = Duration::from_millis(5);
+
 fn parse_compare_mode(s: &str) -> Result<crate::compare::CompareMode, String> {
-    match s.parse()? {
-        crate::compare::CompareMode::Bytes => {
-            Err("`bytes` (any protocol, exchange by exchange) is not built yet: use `http`".into())
-        }
-        mode => Ok(mode),
-    }
+    s.parse()
 }
 
 fn parse_compare_cap(s: &str) -> Result<u32, String> {
@@ -489,6 +490,13 @@ impl Cli {
                     cap: self.compare_cap as usize,
                 }
             }),
+            // Bytes mode cuts the target's stream where the next request
+            // goes: that must wait until the response is whole.
+            min_response_quiet: if self.compare == Some(crate::compare::CompareMode::Bytes) {
+                COMPARE_BYTES_QUIET
+            } else {
+                Duration::ZERO
+            },
             ..self.mode_defaults()
         }
     }
@@ -746,10 +754,8 @@ mod tests {
             "defaults kept"
         );
         assert_eq!(settings.rules.json_paths.len(), 1);
-        assert!(
-            parse(&format!("{base} --compare bytes")).is_err(),
-            "not built yet"
-        );
+        assert!(parse(&format!("{base} --compare bytes")).is_ok());
+        assert!(parse(&format!("{base} --compare xml")).is_err());
         assert!(
             parse(&format!("{base} --compare-ignore x")).is_err(),
             "needs --compare"

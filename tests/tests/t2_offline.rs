@@ -446,3 +446,75 @@ fn compare_finds_exactly_the_planted_differences_in_the_targets_responses() {
         );
     }
 }
+
+#[test]
+fn compare_bytes_finds_the_one_key_the_target_holds_differently() {
+    let lab = Lab::new();
+    let _online = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
+    let _target = start_redis(&lab, Host::Target, TARGET_IP, 6379);
+    // The same keys on both, before any recording; one value differs.
+    for (host, addr) in [(Host::Online, "198.18.1.1"), (Host::Target, "198.18.2.2")] {
+        for k in 1..=5 {
+            let value = if k == 3 && host == Host::Target {
+                "changed".to_owned()
+            } else {
+                format!("value-{k}")
+            };
+            lab.run(
+                host,
+                &["redis-cli", "-h", addr, "SET", &format!("k{k}"), &value],
+            );
+        }
+    }
+    let cap = Tcpdump::start(
+        &lab,
+        Host::Online,
+        "eth0",
+        "cmp-redis.pcap",
+        &[],
+        "tcp port 6379",
+    );
+    // One connection per GET, then one connection with all five in turn
+    // (each answered before the next; bash's /dev/tcp: redis-cli would
+    // begin with COMMAND DOCS, whose answer lists commands in an order
+    // of each server's own).
+    for k in 1..=5 {
+        lab.run(
+            Host::Client,
+            &["redis-cli", "-h", "198.18.1.1", "GET", &format!("k{k}")],
+        );
+    }
+    lab.run(
+        Host::Client,
+        &[
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/198.18.1.1/6379; for k in 1 2 3 4 5; do printf 'GET k%s\\r\\n' $k >&3; \
+             read -r a <&3; read -r b <&3; echo \"$b\"; done; exec 3>&-",
+        ],
+    );
+    let file = cap.finish();
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
+    let done = replay(&lab, 6379, &file, &["--compare", "bytes", "--top-speed"]);
+    let stats = done.stats.expect("final statistics");
+    let got = |k: &str| stats.get(k).copied().unwrap_or(u64::MAX);
+    let line = done
+        .stdout
+        .lines()
+        .find(|l| l.contains("compared with production"))
+        .unwrap_or_else(|| panic!("no comparison in the summary:\n{}", done.stdout))
+        .to_owned();
+    println!("{line}");
+    assert_eq!(got("compared"), 10, "{line}\n{}", done.log);
+    assert_eq!(
+        (
+            got("compare_equal"),
+            got("compare_different"),
+            got("compare_body")
+        ),
+        (8, 2, 2),
+        "GET k3, twice: {line}\n{}",
+        done.log
+    );
+    assert!(done.log.contains("body differs from byte"), "{}", done.log);
+}

@@ -141,6 +141,18 @@ impl SessionStreams {
         );
     }
 
+    /// Bytes mode: the client sent its next request in the capture, so
+    /// production's response to the one before is complete.
+    pub fn production_exchange_end(&mut self) {
+        self.compare.production_exchange_end();
+    }
+
+    /// Bytes mode: tcpcopy sent the target the next request, so the
+    /// target's response to the one before is complete.
+    pub fn target_exchange_end(&mut self) {
+        self.compare.target_exchange_end();
+    }
+
     /// Compares what both sides completed.
     pub fn compare_ready(
         &mut self,

@@ -1,7 +1,9 @@
 //! `--compare` inside the engine: each session's [`SessionStreams`], fed
 //! with production's server segments (from the capture file) and the
 //! target's reply payloads (from intercept), compared as exchanges
-//! complete, finished when the session is removed. Counts go to the
+//! complete, finished when the session ends. In bytes mode an exchange
+//! ends, in production, when the capture holds the client's next data,
+//! and at the target when the engine starts the next request there. Counts go to the
 //! engine's statistics (`compared`, `compare_*`); the first differences are
 //! logged with what differed.
 
@@ -157,6 +159,17 @@ impl Engine {
                 s.production(counts, syn, seq, pkt.payload())
             });
         }
+    }
+
+    /// Bytes mode: session `idx` started a request at the target.
+    pub(super) fn compare_request_sent(&mut self, idx: u32) {
+        self.with_streams(idx, false, |s, _| s.target_exchange_end());
+    }
+
+    /// Bytes mode: the capture holds the client's next data for session
+    /// `idx`.
+    pub(super) fn compare_client_data(&mut self, idx: u32) {
+        self.with_streams(idx, false, |s, _| s.production_exchange_end());
     }
 
     /// Session `idx` is going away: its last exchanges are complete.

@@ -82,6 +82,10 @@ pub struct Config {
     pub max_reconnects: u8,
     /// `--compare`: compare the target's responses with production's.
     pub compare: Option<CompareSettings>,
+    /// A response shorter than production's is complete only after the
+    /// target has been quiet this long (`--compare bytes` needs whole
+    /// exchanges; on a LAN the quiet time is otherwise zero).
+    pub min_response_quiet: Duration,
 }
 
 /// What `--compare` asks for.
@@ -111,6 +115,7 @@ impl Default for Config {
             memory_cap: 1024 << 20,
             session_buffer_cap: 4 << 20,
             compare: None,
+            min_response_quiet: Duration::ZERO,
             pipeline_backlog: 64 << 10,
             max_lag: Duration::from_secs(5),
             seed: 0x7463_7063_6f70_7921,

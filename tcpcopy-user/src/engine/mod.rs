@@ -335,6 +335,9 @@ impl Engine {
             self.start(now, pkt, opts, origin, copy, target);
             return;
         };
+        if self.compare.is_some() && pkt.payload_len() > 0 {
+            self.compare_client_data(idx);
+        }
         let flags = pkt.flags();
         let new_syn = flags.syn() && !flags.ack();
         let s = self.session(idx);
@@ -662,6 +665,20 @@ impl Engine {
 
     /// Runs `f` on session `idx` with the engine's context.
     fn run<R>(
+        &mut self,
+        idx: u32,
+        now: Instant,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+    ) -> R {
+        let requests = self.stats.requests;
+        let r = self.run_session(idx, now, f);
+        if self.compare.is_some() && self.stats.requests != requests {
+            self.compare_request_sent(idx);
+        }
+        r
+    }
+
+    fn run_session<R>(
         &mut self,
         idx: u32,
         now: Instant,

@@ -181,10 +181,11 @@ impl Session {
         } else {
             cx.config.default_rtt
         };
-        if rtt.as_micros() <= u128::from(LAN_RTT_US) {
+        let quiet = if rtt.as_micros() <= u128::from(LAN_RTT_US) {
             std::time::Duration::ZERO
         } else {
             rtt
-        }
+        };
+        quiet.max(cx.config.min_response_quiet)
     }
 }
