@@ -98,6 +98,17 @@ impl ResponseStream {
         self.ready.pop_front()
     }
 
+    /// Complete responses waiting to be popped.
+    pub fn waiting(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Drops everything and ignores the rest of the stream.
+    pub fn abandon(&mut self, why: &str) {
+        self.ready.clear();
+        self.fail(why.to_owned());
+    }
+
     /// Puts a response taken by [`pop`](Self::pop) back in front.
     pub fn unpop(&mut self, resp: HttpResponse) {
         self.ready.push_front(resp);

@@ -84,6 +84,10 @@ pub enum Exchange {
     Bytes(Vec<u8>),
 }
 
+/// Exchanges one side may have complete while the other has not caught
+/// up; beyond, the session is left (its memory is bounded).
+pub const MAX_WAITING: usize = 256;
+
 /// One session's comparison.
 #[derive(Debug)]
 pub struct SessionCompare {
@@ -146,8 +150,18 @@ impl SessionCompare {
                     if !self.unparsed_counted && (p.failure().is_some() || t.failure().is_some()) {
                         self.unparsed_counted = true;
                         counts.unparsed += 1;
+                        // Neither side is compared any more: free both.
+                        p.abandon("the other side is not HTTP");
+                        t.abandon("the other side is not HTTP");
                     }
                     if self.unparsed_counted {
+                        return;
+                    }
+                    if p.waiting().max(t.waiting()) > MAX_WAITING {
+                        self.unparsed_counted = true;
+                        counts.gaps += 1;
+                        p.abandon("the other side fell too far behind");
+                        t.abandon("the other side fell too far behind");
                         return;
                     }
                     // Pop only when both have one, so none is lost.
@@ -169,6 +183,12 @@ impl SessionCompare {
                     }
                 }
                 (Side::Bytes { done: p, .. }, Side::Bytes { done: t, .. }) => {
+                    if p.len().max(t.len()) > MAX_WAITING {
+                        p.clear();
+                        t.clear();
+                        counts.gaps += 1;
+                        return;
+                    }
                     if p.is_empty() || t.is_empty() {
                         return;
                     }
@@ -254,6 +274,22 @@ mod tests {
         );
         assert_eq!(counts.equal, 1);
         assert_eq!(counts.different, 1, "their first 6 bytes differ");
+    }
+
+    #[test]
+    fn a_side_that_never_answers_costs_bounded_memory() {
+        let rules = IgnoreRules::default();
+        let mut counts = CompareCounts::default();
+        let mut s = SessionCompare::new(CompareMode::Http, 100);
+        for _ in 0..=MAX_WAITING {
+            s.production(b"HTTP/1.1 204 No Content\r\n\r\n");
+            s.compare_ready(&rules, &mut counts, |_| {});
+        }
+        assert_eq!(counts.gaps, 1);
+        s.production(b"HTTP/1.1 204 No Content\r\n\r\n");
+        s.target(b"HTTP/1.1 204 No Content\r\n\r\n");
+        s.compare_ready(&rules, &mut counts, |_| {});
+        assert_eq!((counts.gaps, counts.compared), (1, 0), "left for good");
     }
 
     #[test]
