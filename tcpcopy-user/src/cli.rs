@@ -201,6 +201,10 @@ pub struct Cli {
     )]
     pub compare_ignore: Vec<String>,
 
+    /// With --compare: write every differing exchange to DIR/differences.jsonl (one JSON object per line).
+    #[arg(long = "compare-report", value_name = "DIR", requires = "compare")]
+    pub compare_report: Option<PathBuf>,
+
     /// With --compare: bytes of each response compared (the rest is counted truncated), e.g. 64K.
     #[arg(long = "compare-cap", value_name = "BYTES", default_value = "64K", value_parser = parse_compare_cap)]
     pub compare_cap: u32,
@@ -488,6 +492,7 @@ impl Cli {
                     mode,
                     rules,
                     cap: self.compare_cap as usize,
+                    report_dir: self.compare_report.clone(),
                 }
             }),
             // Bytes mode cuts the target's stream where the next request
@@ -756,6 +761,10 @@ mod tests {
         assert_eq!(settings.rules.json_paths.len(), 1);
         assert!(parse(&format!("{base} --compare bytes")).is_ok());
         assert!(parse(&format!("{base} --compare xml")).is_err());
+        assert!(
+            parse(&format!("{base} --compare-report /tmp/r")).is_err(),
+            "needs --compare"
+        );
         assert!(
             parse(&format!("{base} --compare-ignore x")).is_err(),
             "needs --compare"

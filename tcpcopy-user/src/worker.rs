@@ -162,6 +162,8 @@ pub struct Worker {
     finish_timeout: Duration,
     /// The longest sleep when idle.
     max_sleep: Duration,
+    /// `--compare-report`: the differences file.
+    compare_report: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Worker {
@@ -180,6 +182,19 @@ impl Worker {
             poll.registry()
                 .register(&mut SourceFd(&fd), SOURCE_TOKEN, Interest::READABLE)?;
         }
+        let compare_report = match engine
+            .config()
+            .compare
+            .as_ref()
+            .and_then(|c| c.report_dir.as_ref())
+        {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                let file = std::fs::File::create(dir.join("differences.jsonl"))?;
+                Some(std::io::BufWriter::new(file))
+            }
+            None => None,
+        };
         Ok(Self {
             engine,
             links,
@@ -191,7 +206,30 @@ impl Worker {
             lonely,
             finish_timeout: DEFAULT_FINISH_TIMEOUT,
             max_sleep: MAX_SLEEP,
+            compare_report,
         })
+    }
+
+    /// `--compare-report`: appends the differences found since the last
+    /// call. A write error is logged once and ends the report, never the
+    /// replay.
+    fn write_compare_records(&mut self) {
+        let records = self.engine.take_compare_records();
+        let Some(out) = self.compare_report.as_mut() else {
+            return;
+        };
+        use std::io::Write;
+        let mut result = Ok(());
+        for line in &records {
+            result = writeln!(out, "{line}");
+            if result.is_err() {
+                break;
+            }
+        }
+        if let Err(e) = result.and_then(|()| out.flush()) {
+            tracing::warn!(error = %e, "cannot write the comparison report; it ends here");
+            self.compare_report = None;
+        }
     }
 
     /// How long open sessions may take to finish once a capture file has
@@ -250,6 +288,7 @@ impl Worker {
             }
             if now >= next_report {
                 self.publish();
+                self.write_compare_records();
                 next_report = now + REPORT_EVERY;
             }
             if self.source.finished() {
@@ -346,6 +385,7 @@ impl Worker {
         let now = clock::now();
         self.engine.shutdown(now);
         self.drain_outbox();
+        self.write_compare_records();
         for _ in 0..100 {
             self.sink.poll();
         }

@@ -402,7 +402,20 @@ fn compare_finds_exactly_the_planted_differences_in_the_targets_responses() {
     assert_eq!(online.requests().len(), 10);
     let file = cap.finish();
     let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
-    let done = replay(&lab, 80, &file, &["--compare", "http", "--top-speed"]);
+    let report = lab.dir().join("cmp-report");
+    let report_arg = report.to_string_lossy().into_owned();
+    let done = replay(
+        &lab,
+        80,
+        &file,
+        &[
+            "--compare",
+            "http",
+            "--top-speed",
+            "--compare-report",
+            &report_arg,
+        ],
+    );
     let line = done
         .stdout
         .lines()

@@ -10,7 +10,11 @@
 use std::collections::HashMap;
 
 use crate::{
-    compare::{CompareCounts, Difference, session::DifferentExchange, streams::SessionStreams},
+    compare::{
+        CompareCounts, Difference,
+        session::{DifferentExchange, Exchange},
+        streams::SessionStreams,
+    },
     packet::Ipv4TcpPacket,
 };
 
@@ -18,6 +22,11 @@ use super::{Endpoint, Engine, config::CompareSettings, reply::Reply};
 
 /// Differences logged per engine at most (the counters have them all).
 const LOGGED_DIFFERENCES: u32 = 20;
+/// Differences waiting for the worker to write them, at most (a worker
+/// drains them every turn; beyond, they are counted, not kept).
+const PENDING_RECORDS: usize = 4096;
+/// Body bytes a report record shows of each side.
+const EXCERPT: usize = 2048;
 
 /// The engine's comparison state.
 pub(super) struct Comparing {
@@ -25,6 +34,9 @@ pub(super) struct Comparing {
     sessions: HashMap<u32, SessionStreams>,
     counts: CompareCounts,
     logged: u32,
+    /// `--compare-report`: differing exchanges as JSON lines, for the worker.
+    records: Vec<String>,
+    pub(super) records_dropped: u64,
 }
 
 impl Comparing {
@@ -34,7 +46,42 @@ impl Comparing {
             sessions: HashMap::new(),
             counts: CompareCounts::default(),
             logged: 0,
+            records: Vec::new(),
+            records_dropped: 0,
         }
+    }
+
+    fn record(&mut self, client: Endpoint, target: Endpoint, d: &DifferentExchange) {
+        if self.settings.report_dir.is_none() {
+            return;
+        }
+        if self.records.len() >= PENDING_RECORDS {
+            self.records_dropped += 1;
+            return;
+        }
+        let side = |e: &Exchange| match e {
+            Exchange::Http(r) => serde_json::json!({
+                "status": r.status,
+                "headers": r.headers,
+                "body": String::from_utf8_lossy(&r.body[..r.body.len().min(EXCERPT)]),
+                "body_len": r.body.len(),
+                "truncated": r.truncated,
+            }),
+            Exchange::Bytes(b) => serde_json::json!({
+                "bytes": String::from_utf8_lossy(&b[..b.len().min(EXCERPT)]),
+                "len": b.len(),
+            }),
+        };
+        let line = serde_json::json!({
+            "client": client.to_string(),
+            "target": target.to_string(),
+            "exchange": d.index,
+            "differences": d.differences.iter().map(describe).collect::<Vec<_>>(),
+            "kinds": d.differences.iter().map(Difference::kind).collect::<Vec<_>>(),
+            "production": side(&d.production),
+            "target_response": side(&d.target),
+        });
+        self.records.push(line.to_string());
     }
 
     fn log(&mut self, client: Endpoint, d: &DifferentExchange) {
@@ -80,6 +127,15 @@ fn describe(d: &Difference) -> String {
 }
 
 impl Engine {
+    /// `--compare-report`: the differing exchanges found since the last
+    /// call, as JSON lines.
+    pub fn take_compare_records(&mut self) -> Vec<String> {
+        self.compare
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.records))
+            .unwrap_or_default()
+    }
+
     /// Copies the comparison counters into the statistics.
     fn sync_compare_stats(&mut self) {
         let Some(c) = &self.compare else { return };
@@ -110,8 +166,8 @@ impl Engine {
         finish: bool,
         f: impl FnOnce(&mut SessionStreams, &mut CompareCounts),
     ) {
-        let client = match self.sessions.get(idx) {
-            Some(s) => s.client,
+        let (client, target) = match self.sessions.get(idx) {
+            Some(s) => (s.client, s.target),
             None => return,
         };
         let Some(c) = &mut self.compare else { return };
@@ -128,6 +184,7 @@ impl Engine {
         }
         for d in &different {
             c.log(client, d);
+            c.record(client, target, d);
         }
         self.sync_compare_stats();
     }

@@ -95,6 +95,9 @@ pub struct CompareSettings {
     pub rules: crate::compare::IgnoreRules,
     /// Bytes of each response kept and compared.
     pub cap: usize,
+    /// `--compare-report DIR`: every differing exchange is written to
+    /// `DIR/differences.jsonl` (by the worker; the engine collects them).
+    pub report_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
