@@ -91,6 +91,7 @@ impl Session {
         self.ws_ok = false;
         self.target_wscale = 0;
         self.target_fin = false;
+        self.target_rst = false;
         self.fin_sent = false;
         self.sent_data = false;
         self.dupacks = 0;

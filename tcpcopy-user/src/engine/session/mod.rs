@@ -128,6 +128,10 @@ pub struct Session {
     /// The client's FIN went out.
     fin_sent: bool,
     target_fin: bool,
+    /// The target reset the connection between requests (nothing of the
+    /// client's was waiting): the client's next data reconnects, its close
+    /// ends the session.
+    target_rst: bool,
     /// Some data went out on this connection.
     sent_data: bool,
     /// The current request has seen reply data.
@@ -211,6 +215,7 @@ impl Session {
             refused: false,
             fin_sent: false,
             target_fin: false,
+            target_rst: false,
             sent_data: false,
             response_seen: false,
             pipelined: false,

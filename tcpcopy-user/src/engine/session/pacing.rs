@@ -14,6 +14,10 @@ impl Session {
         if self.state != State::Established {
             return Step::Continue;
         }
+        if self.target_rst && self.client_rst {
+            // Both ends gone: nothing to replay, nobody to tell.
+            return Step::End(CloseReason::TargetReset);
+        }
         loop {
             let Some(seg) = self.segs.next_unsent() else {
                 self.hole_since = Instant::NEVER;
@@ -32,8 +36,12 @@ impl Session {
             if data && self.target_fin {
                 // The target closed; this data needs a new connection.
                 return Step::Reconnect {
-                    target_reset: false,
+                    target_reset: self.target_rst,
                 };
+            }
+            if fin && self.target_rst {
+                // The client closes a connection the target already reset.
+                return Step::End(CloseReason::TargetReset);
             }
             // A grown client ACK: the online server had answered (or greeted).
             let grown = self.baseline_known && ack > self.baseline;

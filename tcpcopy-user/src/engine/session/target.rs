@@ -21,11 +21,19 @@ impl Session {
 
     fn on_reply_established(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
         if r.flags.rst() {
-            return if self.segs.has_payload() {
-                Step::Reconnect { target_reset: true }
-            } else {
-                Step::End(CloseReason::TargetReset)
-            };
+            if self.segs.has_payload() {
+                return Step::Reconnect { target_reset: true };
+            }
+            if self.client_rst || self.fin_sent {
+                return Step::End(CloseReason::TargetReset);
+            }
+            // Between requests (a restarting target drops its idle
+            // connections): the client may well send more on its own
+            // connection; that reconnects. The session is not ended on the
+            // client's behalf.
+            self.target_rst = true;
+            self.target_fin = true;
+            return Step::Continue;
         }
         if r.flags.syn() {
             // Our third ACK was lost: the target repeats its SYN-ACK.

@@ -127,10 +127,32 @@ fn test_target_rst_with_data_left_reconnects() {
 }
 
 #[test]
-fn test_target_rst_with_nothing_left_ends_the_session() {
+fn test_target_rst_between_requests_reconnects_at_the_clients_next_request() {
     let mut h = harness();
     h.establish();
     h.reply(rst(5001, 0));
+    h.none();
+    assert!(
+        h.closed_with().is_empty(),
+        "the client's connection is still open: not ended on its behalf"
+    );
+    h.client(data(1001, 9001, REQ));
+    let out = h.sent();
+    assert!(
+        !out.iter().any(|s| s.flags.rst()),
+        "no reset back to a reset"
+    );
+    let syn = out.iter().find(|s| s.flags.syn()).expect("a reconnect");
+    assert_eq!(syn.seq, 1000, "the request replayed on the new connection");
+    assert_eq!(h.engine.stats().reconnects, 1);
+}
+
+#[test]
+fn test_target_rst_then_the_clients_close_ends_the_session() {
+    let mut h = harness();
+    h.establish();
+    h.reply(rst(5001, 0));
+    h.client(fin(1001, 9001));
     h.none();
     assert_eq!(h.closed_with(), vec![CloseReason::TargetReset]);
 }
