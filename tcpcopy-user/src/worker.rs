@@ -162,8 +162,9 @@ pub struct Worker {
     finish_timeout: Duration,
     /// The longest sleep when idle.
     max_sleep: Duration,
-    /// `--compare-report`: the differences file.
+    /// `--compare-report`: the differences file, and the page's data.
     compare_report: Option<std::io::BufWriter<std::fs::File>>,
+    report_data: crate::compare::report::ReportData,
 }
 
 impl Worker {
@@ -207,7 +208,41 @@ impl Worker {
             finish_timeout: DEFAULT_FINISH_TIMEOUT,
             max_sleep: MAX_SLEEP,
             compare_report,
+            report_data: Default::default(),
         })
+    }
+
+    /// `--compare-report`: the page, with the totals as they are now.
+    fn write_compare_page(&mut self) {
+        let Some(dir) = self
+            .engine
+            .config()
+            .compare
+            .as_ref()
+            .and_then(|c| c.report_dir.clone())
+        else {
+            return;
+        };
+        let e = self.engine.stats();
+        let data = &mut self.report_data;
+        data.counts = crate::compare::CompareCounts {
+            compared: e.compared,
+            equal: e.compare_equal,
+            different: e.compare_different,
+            status: e.compare_status,
+            header: e.compare_header,
+            body: e.compare_body,
+            truncated: e.compare_truncated,
+            unparsed: e.compare_unparsed,
+            gaps: e.compare_gaps,
+        };
+        data.target_latency_us = e.response_time.nonzero_buckets();
+        match crate::compare::report::write_html(&dir, data) {
+            Ok(()) => {
+                tracing::info!(page = %dir.join("report.html").display(), "comparison report written")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot write the comparison report page"),
+        }
     }
 
     /// `--compare-report`: appends the differences found since the last
@@ -221,6 +256,7 @@ impl Worker {
         use std::io::Write;
         let mut result = Ok(());
         for line in &records {
+            self.report_data.add_record(line);
             result = writeln!(out, "{line}");
             if result.is_err() {
                 break;
@@ -386,6 +422,7 @@ impl Worker {
         self.engine.shutdown(now);
         self.drain_outbox();
         self.write_compare_records();
+        self.write_compare_page();
         for _ in 0..100 {
             self.sink.poll();
         }

@@ -458,6 +458,58 @@ fn compare_finds_exactly_the_planted_differences_in_the_targets_responses() {
             done.log
         );
     }
+    // The report: one JSON line per differing exchange, both sides in it.
+    let lines = std::fs::read_to_string(report.join("differences.jsonl")).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    let with = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(with(r#""kinds":["status"]"#), 2, "{lines:#?}");
+    assert_eq!(with(r#""kinds":["header"]"#), 2, "{lines:#?}");
+    assert_eq!(with(r#""kinds":["body"]"#), 2, "{lines:#?}");
+    assert_eq!(with("target   body!!"), 2, "{lines:#?}");
+
+    // The page, rendered by a real browser: its script puts the totals in.
+    let page = report.join("report.html");
+    let url = format!("file://{}", page.display());
+    let chromium = |extra: &[&str]| {
+        let out = std::process::Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu"])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("run chromium (cargo xtask setup installs it)");
+        assert!(
+            out.status.success(),
+            "chromium: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dom = chromium(&["--dump-dom"]);
+    for rendered in [
+        r#"<b id="compared">10</b>"#,
+        r#"<b id="equal">4</b>"#,
+        r#"<b id="different">6</b>"#,
+        "<svg",
+        "target   body!!",
+    ] {
+        assert!(dom.contains(rendered), "{rendered:?} not rendered:\n{dom}");
+    }
+    assert!(!dom.contains("rendering..."), "the page's script ran");
+    let shot = report.join("report.png");
+    let shot_arg = format!("--screenshot={}", shot.display());
+    chromium(&[&shot_arg, "--window-size=1200,1400"]);
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a screenshot of {} bytes",
+        png.len()
+    );
+    println!(
+        "report page rendered; screenshot {} ({} bytes)",
+        shot.display(),
+        png.len()
+    );
 }
 
 #[test]

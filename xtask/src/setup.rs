@@ -35,6 +35,8 @@ const PACKAGES: &[&str] = &[
     "iptables",
     // benchmarks: the kernel's run-time statistics of BPF programs
     "bpftool",
+    // tests: the comparison report rendered in a real (headless) browser
+    "chromium",
 ];
 
 pub fn run() -> anyhow::Result<()> {

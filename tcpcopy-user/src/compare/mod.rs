@@ -22,6 +22,7 @@
 pub mod diff;
 pub mod http;
 pub mod json;
+pub mod report;
 pub mod session;
 pub mod streams;
 

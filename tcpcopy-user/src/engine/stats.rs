@@ -51,6 +51,16 @@ impl LatencyHistogram {
         self.count
     }
 
+    /// `(upper bound in µs, count)` of every bucket that holds something.
+    pub fn nonzero_buckets(&self) -> Vec<(u64, u64)> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(b, n)| (Self::upper(b), *n))
+            .collect()
+    }
+
     pub fn add(&mut self, other: &Self) {
         for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
             *a += b;
