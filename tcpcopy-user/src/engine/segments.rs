@@ -207,8 +207,13 @@ pub struct SegmentQueue {
     segs: VecDeque<Segment>,
     /// The first `sent` segments were sent on the current connection.
     sent: usize,
-    /// Buffer bytes held.
+    /// Buffer bytes held (`kept` included).
     bytes: usize,
+    /// Acknowledged segments of a request the target has not answered
+    /// yet, oldest first: if the target goes away now (a crash acknowledges
+    /// and then loses what it read), they are replayed on a new connection.
+    kept: VecDeque<Segment>,
+    kept_bytes: usize,
 }
 
 impl SegmentQueue {
@@ -264,28 +269,74 @@ impl SegmentQueue {
 
     /// Drops segments that end at or before `ack`; returns the bytes freed.
     pub fn pop_acked(&mut self, ack: SeqNumber, pool: &mut SegmentPool) -> usize {
+        self.pop_acked_keeping(ack, pool, 0)
+    }
+
+    /// As [`pop_acked`](Self::pop_acked), but keeps up to `keep_limit`
+    /// bytes of the acknowledged segments (see `kept`); returns the bytes
+    /// freed.
+    pub fn pop_acked_keeping(
+        &mut self,
+        ack: SeqNumber,
+        pool: &mut SegmentPool,
+        keep_limit: usize,
+    ) -> usize {
         let mut freed = 0;
         while let Some(front) = self.segs.front() {
             if front.end() > ack {
                 break;
             }
             let seg = self.segs.pop_front().expect("front exists");
-            freed += seg.buf.capacity();
-            pool.give(seg.buf);
             self.sent = self.sent.saturating_sub(1);
+            let size = seg.buf.capacity();
+            if self.kept_bytes + size <= keep_limit {
+                self.kept_bytes += size;
+                self.kept.push_back(seg);
+            } else {
+                freed += size;
+                pool.give(seg.buf);
+            }
         }
         self.bytes -= freed;
         freed
     }
 
+    /// Whether acknowledged segments are kept.
+    pub fn has_kept(&self) -> bool {
+        !self.kept.is_empty()
+    }
+
+    /// Frees the kept segments (the target answered); returns the bytes.
+    pub fn release_kept(&mut self, pool: &mut SegmentPool) -> usize {
+        let freed = self.kept_bytes;
+        for seg in self.kept.drain(..) {
+            pool.give(seg.buf);
+        }
+        self.kept_bytes = 0;
+        self.bytes -= freed;
+        freed
+    }
+
+    /// Puts the kept segments back in front, to be sent again (on a new
+    /// connection: call [`reset_sent`](Self::reset_sent)); returns the
+    /// first one's sequence number.
+    pub fn restore_kept(&mut self) -> Option<SeqNumber> {
+        while let Some(seg) = self.kept.pop_back() {
+            self.segs.push_front(seg);
+        }
+        self.kept_bytes = 0;
+        self.segs.front().map(|s| s.seq)
+    }
+
     /// Drops everything; returns the bytes freed.
     pub fn clear(&mut self, pool: &mut SegmentPool) -> usize {
         let freed = self.bytes;
-        for seg in self.segs.drain(..) {
+        for seg in self.segs.drain(..).chain(self.kept.drain(..)) {
             pool.give(seg.buf);
         }
         self.sent = 0;
         self.bytes = 0;
+        self.kept_bytes = 0;
         freed
     }
 

@@ -191,6 +191,10 @@ counters! {
         fast_retransmits,
         /// New connections after the target closed with client data left.
         reconnects,
+        /// Requests the target acknowledged and then lost (it reset or
+        /// closed before answering: a crash, a restart): replayed on the
+        /// reconnection.
+        requests_lost_by_target,
         /// Reply headers handed to the engine.
         replies,
         /// ... that could not be parsed.

@@ -95,6 +95,9 @@ impl Session {
     }
 
     fn start_request(&mut self, cx: &mut Ctx<'_>, ack: SeqNumber) {
+        // The previous request was answered (or given up on): its bytes
+        // are not needed any more.
+        *cx.buffered -= self.segs.release_kept(cx.pool);
         self.baseline = ack;
         self.baseline_known = true;
         self.response_mark = self.rcv_nxt;

@@ -8,6 +8,10 @@ use crate::{
     packet::{SeqNumber, TcpFlags},
 };
 
+/// Bytes of an acknowledged, unanswered request kept for a replay (larger
+/// requests are replayed from what is still unacknowledged).
+const KEEP_UNANSWERED: usize = 256 << 10;
+
 impl Session {
     /// A reply from the target to this session.
     pub fn on_reply(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
@@ -21,6 +25,7 @@ impl Session {
 
     fn on_reply_established(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
         if r.flags.rst() {
+            self.replay_lost_request(cx);
             if self.segs.has_payload() {
                 return Step::Reconnect { target_reset: true };
             }
@@ -57,6 +62,7 @@ impl Session {
                 self.last_reply_data = cx.now;
                 if !self.response_seen {
                     self.response_seen = true;
+                    *cx.buffered -= self.segs.release_kept(cx.pool);
                     cx.stats.responses += 1;
                     if self.sent_data {
                         let us = cx.now.saturating_since(self.request_at).as_micros() as u64;
@@ -84,12 +90,34 @@ impl Session {
         }
     }
 
+    /// The target reset the connection after acknowledging the current
+    /// request and before any answer to it: it read the request and lost
+    /// it (a crash, a restart). The kept segments go back in front, so the
+    /// reconnection that follows replays the request. (A close without an
+    /// answer is not replayed: it may be what the server does.)
+    fn replay_lost_request(&mut self, cx: &mut Ctx<'_>) {
+        if self.response_seen || !self.segs.has_kept() {
+            return;
+        }
+        if let Some(first) = self.segs.restore_kept() {
+            self.snd_una = first;
+            cx.stats.requests_lost_by_target += 1;
+        }
+    }
+
     /// The acknowledgment and window of a reply.
     fn on_ack(&mut self, cx: &mut Ctx<'_>, r: &Reply) {
         let window = u32::from(r.window) << self.target_wscale;
         if r.ack > self.snd_una && r.ack <= self.snd_nxt {
             self.snd_una = r.ack;
-            let freed = self.segs.pop_acked(r.ack, cx.pool);
+            // A request not answered yet stays at hand once acknowledged:
+            // a target that dies now lost it (see `replay_lost_request`).
+            let keep = if self.sent_data && !self.response_seen {
+                KEEP_UNANSWERED
+            } else {
+                0
+            };
+            let freed = self.segs.pop_acked_keeping(r.ack, cx.pool, keep);
             *cx.buffered -= freed;
             self.backoff = 0;
             self.retries = 0;

@@ -127,6 +127,44 @@ fn test_target_rst_with_data_left_reconnects() {
 }
 
 #[test]
+fn test_target_rst_after_acknowledging_an_unanswered_request_replays_it() {
+    let mut h = harness();
+    h.establish();
+    h.client(data(1001, 9001, REQ));
+    h.sent();
+    // The target's kernel acknowledges the request; then the server dies.
+    h.reply(ack(5001, 1001 + REQ.len() as u32));
+    h.reply(rst(5001, 0));
+    let out = h.sent();
+    assert!(
+        !out.iter().any(|s| s.flags.rst()),
+        "no reset back to a reset"
+    );
+    let syn = out.iter().find(|s| s.flags.syn()).expect("a reconnect");
+    assert_eq!(syn.seq, 1000, "the lost request is replayed from its start");
+    assert_eq!(h.engine.stats().requests_lost_by_target, 1);
+    h.engine.audit().unwrap();
+}
+
+#[test]
+fn test_an_answered_request_is_not_replayed_after_a_reset() {
+    let mut h = harness();
+    h.establish();
+    h.client(data(1001, 9001, REQ));
+    h.sent();
+    h.reply(ack(5001, 1001 + REQ.len() as u32));
+    h.reply(data(
+        5001,
+        1001 + REQ.len() as u32,
+        b"HTTP/1.1 200 OK\r\n\r\n",
+    ));
+    h.reply(rst(5020, 0));
+    assert!(h.sent().iter().all(|s| !s.flags.syn()), "nothing to replay");
+    assert_eq!(h.engine.stats().requests_lost_by_target, 0);
+    h.engine.audit().unwrap();
+}
+
+#[test]
 fn test_target_rst_between_requests_reconnects_at_the_clients_next_request() {
     let mut h = harness();
     h.establish();
