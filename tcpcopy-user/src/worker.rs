@@ -223,20 +223,9 @@ impl Worker {
         else {
             return;
         };
-        let e = self.engine.stats();
         let data = &mut self.report_data;
-        data.counts = crate::compare::CompareCounts {
-            compared: e.compared,
-            equal: e.compare_equal,
-            different: e.compare_different,
-            status: e.compare_status,
-            header: e.compare_header,
-            body: e.compare_body,
-            truncated: e.compare_truncated,
-            unparsed: e.compare_unparsed,
-            gaps: e.compare_gaps,
-        };
-        data.target_latency_us = e.response_time.nonzero_buckets();
+        data.counts = self.engine.compare_counts().unwrap_or_default();
+        data.target_latency_us = self.engine.stats().response_time.nonzero_buckets();
         match crate::compare::report::write_html(&dir, data) {
             Ok(()) => {
                 tracing::info!(page = %dir.join("report.html").display(), "comparison report written")

@@ -136,6 +136,11 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// The comparison's totals (`--compare`).
+    pub fn compare_counts(&self) -> Option<CompareCounts> {
+        self.compare.as_ref().map(|c| c.counts)
+    }
+
     /// Copies the comparison counters into the statistics.
     fn sync_compare_stats(&mut self) {
         let Some(c) = &self.compare else { return };
@@ -171,16 +176,25 @@ impl Engine {
             None => return,
         };
         let Some(c) = &mut self.compare else { return };
-        let Some(mut streams) = c.sessions.remove(&idx) else {
-            return;
-        };
-        f(&mut streams, &mut c.counts);
         let mut different = Vec::new();
+        let Comparing {
+            sessions,
+            counts,
+            settings,
+            ..
+        } = &mut **c;
         if finish {
-            streams.finish(&c.settings.rules, &mut c.counts, |d| different.push(d));
+            let Some(mut streams) = sessions.remove(&idx) else {
+                return;
+            };
+            f(&mut streams, counts);
+            streams.finish(&settings.rules, counts, |d| different.push(d));
         } else {
-            streams.compare_ready(&c.settings.rules, &mut c.counts, |d| different.push(d));
-            c.sessions.insert(idx, streams);
+            let Some(streams) = sessions.get_mut(&idx) else {
+                return;
+            };
+            f(streams, counts);
+            streams.compare_ready(&settings.rules, counts, |d| different.push(d));
         }
         for d in &different {
             c.log(client, d);
