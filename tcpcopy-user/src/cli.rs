@@ -482,19 +482,15 @@ impl Cli {
             only_full_sessions: self.only_full,
             default_rtt: Duration::from_millis(self.rtt_ms),
             memory_cap: (self.memory_mb << 20) as usize / usize::from(self.workers),
-            compare: self.compare.map(|mode| {
-                let mut rules = crate::compare::IgnoreRules::with_defaults();
-                for item in &self.compare_ignore {
-                    // Checked in `validate`.
-                    let _ = rules.add(item);
-                }
-                crate::engine::config::CompareSettings {
+            compare: self
+                .compare
+                .map(|mode| crate::engine::config::CompareSettings {
                     mode,
-                    rules,
+                    // Checked in `validate`.
+                    rules: self.compare_rules().unwrap_or_default(),
                     cap: self.compare_cap as usize,
                     report_dir: self.compare_report.clone(),
-                }
-            }),
+                }),
             // Bytes mode cuts the target's stream where the next request
             // goes: that must wait until the response is whole.
             min_response_quiet: if self.compare == Some(crate::compare::CompareMode::Bytes) {
@@ -520,6 +516,17 @@ impl Cli {
         } else {
             base
         }
+    }
+
+    /// The defaults plus every `--compare-ignore` item.
+    fn compare_rules(&self) -> Result<crate::compare::IgnoreRules, String> {
+        let mut rules = crate::compare::IgnoreRules::with_defaults();
+        for item in &self.compare_ignore {
+            rules
+                .add(item)
+                .map_err(|e| format!("--compare-ignore: {e}"))?;
+        }
+        Ok(rules)
     }
 
     /// Checks what clap cannot: options that contradict each other.
@@ -580,12 +587,7 @@ impl Cli {
             if self.workers > 1 {
                 return Err("--compare runs one worker for now (--workers 1)".into());
             }
-            let mut rules = crate::compare::IgnoreRules::default();
-            for item in &self.compare_ignore {
-                rules
-                    .add(item)
-                    .map_err(|e| format!("--compare-ignore: {e}"))?;
-            }
+            self.compare_rules()?;
         }
         if u32::from(self.rounds) * u32::from(self.replicas) > u32::from(u16::MAX) {
             return Err(format!(
