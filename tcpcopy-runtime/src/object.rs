@@ -6,6 +6,7 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, PerCpuArray},
+    programs::{Program, ProgramError},
 };
 use tcpcopy_common::table::EndpointKey;
 
@@ -34,6 +35,25 @@ impl BpfObject {
             .load(object)
             .map_err(|e| XdpError::Load(Box::new(e)))?;
         Ok(Self { ebpf })
+    }
+
+    /// Loads program `name`, of type `P`, into the kernel with `load` (its
+    /// type's load call).
+    pub fn load_program<P>(
+        &mut self,
+        name: &'static str,
+        load: impl FnOnce(&mut P) -> Result<(), ProgramError>,
+    ) -> Result<(), XdpError>
+    where
+        for<'p> &'p mut P: TryFrom<&'p mut Program, Error = ProgramError>,
+    {
+        let program: &mut P = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(XdpError::Missing(name))?
+            .try_into()
+            .map_err(|e| XdpError::program(name, e))?;
+        load(program).map_err(|e| XdpError::program(name, e))
     }
 
     /// Inserts `key -> value` into the `TARGETS` table.

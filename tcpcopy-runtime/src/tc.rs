@@ -46,15 +46,7 @@ impl EgressObject {
         configure: impl FnOnce(&mut EbpfLoader<'a>),
     ) -> Result<Self, XdpError> {
         let mut object = BpfObject::load(object, configure)?;
-        let classifier: &mut SchedClassifier = object
-            .ebpf_mut()
-            .program_mut(program)
-            .ok_or(XdpError::Missing(program))?
-            .try_into()
-            .map_err(|e| XdpError::program(program, e))?;
-        classifier
-            .load()
-            .map_err(|e| XdpError::program(program, e))?;
+        object.load_program(program, SchedClassifier::load)?;
         Ok(Self {
             object,
             program,

@@ -137,13 +137,7 @@ impl XdpObject {
         configure: impl FnOnce(&mut EbpfLoader<'a>),
     ) -> Result<Self, XdpError> {
         let mut object = BpfObject::load(object, configure)?;
-        let xdp: &mut Xdp = object
-            .ebpf_mut()
-            .program_mut(program)
-            .ok_or(XdpError::Missing(program))?
-            .try_into()
-            .map_err(|e| XdpError::program(program, e))?;
-        xdp.load().map_err(|e| XdpError::program(program, e))?;
+        object.load_program(program, Xdp::load)?;
         Ok(Self {
             object,
             program,
