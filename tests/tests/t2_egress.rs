@@ -26,6 +26,24 @@ fn lab() -> Lab {
     })
 }
 
+/// tcpcopy on the online host, replaying port 80 to the target and
+/// talking to the intercept there.
+fn start_tcpcopy(lab: &Lab) -> TcpcopyProcess {
+    TcpcopyProcess::start(
+        lab,
+        &[
+            "-x",
+            "80-198.18.2.2:80",
+            "-s",
+            "198.18.2.2",
+            "-i",
+            "eth0",
+            "-o",
+            "eth1",
+        ],
+    )
+}
+
 /// Packets in the capture `file` that match `filter`.
 fn count(file: &std::path::Path, filter: &str) -> usize {
     let out = std::process::Command::new("tcpdump")
@@ -83,19 +101,7 @@ fn no_reply_leaves_the_target_and_its_other_traffic_is_untouched() {
             "1",
         ],
     );
-    let tcpcopy = TcpcopyProcess::start(
-        &lab,
-        &[
-            "-x",
-            "80-198.18.2.2:80",
-            "-s",
-            "198.18.2.2",
-            "-i",
-            "eth0",
-            "-o",
-            "eth1",
-        ],
-    );
+    let tcpcopy = start_tcpcopy(&lab);
     for c in 0..10 {
         let a = format!("http://{ONLINE_IP}/egress/{c}/a");
         let b = format!("http://{ONLINE_IP}/egress/{c}/b");
@@ -233,19 +239,7 @@ fn a_target_that_cannot_answer_is_diagnosed_with_the_egress_causes() {
         &lab,
         &["--target", "198.18.2.2:80", "--clients", "198.18.1.0/24"],
     );
-    let mut tcpcopy = TcpcopyProcess::start(
-        &lab,
-        &[
-            "-x",
-            "80-198.18.2.2:80",
-            "-s",
-            "198.18.2.2",
-            "-i",
-            "eth0",
-            "-o",
-            "eth1",
-        ],
-    );
+    let mut tcpcopy = start_tcpcopy(&lab);
     tcpcopy.wait_log("intercept answered the version query");
     for i in 0..25 {
         let url = format!("http://{ONLINE_IP}/missed/{i}");

@@ -349,6 +349,21 @@ fn a_recording_made_on_a_host_with_gro_replays_completely() {
     );
 }
 
+/// The summary's comparison line (printed) and the final statistics of a
+/// `--compare` replay.
+fn comparison(
+    stdout: &str,
+    stats: Option<&tcpcopy_tests::intercept::StatsLine>,
+) -> (String, tcpcopy_tests::intercept::StatsLine) {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("compared with production"))
+        .unwrap_or_else(|| panic!("no comparison in the summary:\n{stdout}"))
+        .to_owned();
+    println!("{line}");
+    (line, stats.expect("final statistics").clone())
+}
+
 /// Production's answers, and the target's: the same on two URIs (one a
 /// JSON object with its members reordered), different on three: the
 /// status, the body (of the same length), an extra header.
@@ -416,13 +431,7 @@ fn compare_finds_exactly_the_planted_differences_in_the_targets_responses() {
             &report_arg,
         ],
     );
-    let line = done
-        .stdout
-        .lines()
-        .find(|l| l.contains("compared with production"))
-        .unwrap_or_else(|| panic!("no comparison in the summary:\n{}", done.stdout));
-    println!("{line}");
-    let stats = done.stats.expect("final statistics");
+    let (line, stats) = comparison(done.stdout.as_str(), done.stats.as_ref());
     let got = |k: &str| stats.get(k).copied().unwrap_or(u64::MAX);
     assert_eq!(got("compared"), 10, "{line}\n{}", done.log);
     assert_eq!(
@@ -561,15 +570,8 @@ fn compare_bytes_finds_the_one_key_the_target_holds_differently() {
     let file = cap.finish();
     let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
     let done = replay(&lab, 6379, &file, &["--compare", "bytes", "--top-speed"]);
-    let stats = done.stats.expect("final statistics");
+    let (line, stats) = comparison(done.stdout.as_str(), done.stats.as_ref());
     let got = |k: &str| stats.get(k).copied().unwrap_or(u64::MAX);
-    let line = done
-        .stdout
-        .lines()
-        .find(|l| l.contains("compared with production"))
-        .unwrap_or_else(|| panic!("no comparison in the summary:\n{}", done.stdout))
-        .to_owned();
-    println!("{line}");
     assert_eq!(got("compared"), 10, "{line}\n{}", done.log);
     assert_eq!(
         (
