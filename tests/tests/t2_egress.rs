@@ -262,6 +262,24 @@ fn payloads_of_large_replies_are_copied_whole_on_the_target() {
     let lab = lab();
     let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
     let body: Vec<u8> = (0..12_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    // The stimulus this test needs is a GSO reply larger than a page. How
+    // large the stack builds one follows its pacing rate, which follows
+    // the RTT it measured: on a loaded machine that can shrink to two
+    // segments. A larger initial window keeps the first flight's packets
+    // large however slow the measured RTT (it changes nothing else here).
+    lab.run(
+        Host::Target,
+        &[
+            "ip",
+            "route",
+            "change",
+            "default",
+            "via",
+            "198.18.2.1",
+            "initcwnd",
+            "40",
+        ],
+    );
     std::fs::write(target.files.join("big.txt"), &body).unwrap();
     let _intercept = InterceptProcess::start_egress(
         &lab,
