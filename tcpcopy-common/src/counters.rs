@@ -31,10 +31,16 @@ pub enum CaptureCounter {
     Redirected = 6,
     /// Mirror: matched frames with no socket on their queue (dropped).
     RedirectFailed = 7,
+    /// `--compare`: production's answers copied (inline: into the
+    /// responses ring; mirror: redirected into an AF_XDP socket).
+    Responses = 8,
+    /// `--compare`, inline: answers not copied, the responses ring was
+    /// full (production is never delayed; the comparison loses them).
+    ResponseRingFull = 9,
 }
 
 impl CaptureCounter {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::Seen,
         Self::Matched,
         Self::Malformed,
@@ -43,6 +49,8 @@ impl CaptureCounter {
         Self::Truncated,
         Self::Redirected,
         Self::RedirectFailed,
+        Self::Responses,
+        Self::ResponseRingFull,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -55,6 +63,8 @@ impl CaptureCounter {
             Self::Truncated => "truncated",
             Self::Redirected => "redirected",
             Self::RedirectFailed => "redirect_failed",
+            Self::Responses => "responses",
+            Self::ResponseRingFull => "response_ring_full",
         }
     }
 }

@@ -4,8 +4,10 @@
 #![no_std]
 #![no_main]
 
+mod copy;
 mod inline;
 mod mirror;
+mod responses;
 
 use aya_ebpf::{
     Global,
@@ -45,6 +47,17 @@ static READER: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static SCRATCH: Array<[u8; SCRATCH_BYTES]> = Array::with_max_entries(1, 0);
 
+/// Response capture (`--compare`, inline mode): production's answers, in
+/// the records `PACKETS` has. Separate from it, so a burst of large
+/// responses can never cost a client packet its place.
+#[map]
+static RESPONSES: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+/// Response capture: `SCRATCH` of the egress program (its own: it may run
+/// on a CPU while the inline program's staging there is in use).
+#[map]
+static RESPONSE_SCRATCH: Array<[u8; SCRATCH_BYTES]> = Array::with_max_entries(1, 0);
+
 /// Mirror capture: one AF_XDP socket per RX queue (index = queue id).
 #[map]
 static XSKS: XskMap = XskMap::with_max_entries(64, 0);
@@ -52,6 +65,11 @@ static XSKS: XskMap = XskMap::with_max_entries(64, 0);
 /// Mirror capture: pass (1) or drop (0) the frames tcpcopy does not want.
 #[unsafe(no_mangle)]
 static MIRROR_PASS_OTHERS: Global<u8> = Global::new(0);
+
+/// Mirror capture: also redirect production's answers (frames from a
+/// `TARGETS` endpoint that carry payload, SYN, FIN or RST), for `--compare`.
+#[unsafe(no_mangle)]
+static MIRROR_RESPONSES: Global<u8> = Global::new(0);
 
 #[inline(always)]
 fn count(counter: CaptureCounter) {

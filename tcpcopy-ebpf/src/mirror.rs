@@ -2,7 +2,10 @@
 //! (SPAN/TAP, or a `tc mirred` mirror). Frames to a `TARGETS` endpoint are
 //! redirected into the AF_XDP socket of their RX queue (`XSKS`), zero-copy
 //! where the driver allows. Everything else is dropped (the copies are not
-//! for this host), or passed when `MIRROR_PASS_OTHERS` is set.
+//! for this host), or passed when `MIRROR_PASS_OTHERS` is set. With
+//! `MIRROR_RESPONSES` set (`--compare`), production's answers (from a
+//! `TARGETS` endpoint, with payload, SYN, FIN or RST) are redirected too,
+//! when the mirror carries both directions.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use tcpcopy_common::{
@@ -10,7 +13,7 @@ use tcpcopy_common::{
     pkt::{Frame, Malformed, parse_ipv4_tcp},
 };
 
-use crate::{MIRROR_PASS_OTHERS, XSKS, count, is_target};
+use crate::{MIRROR_PASS_OTHERS, MIRROR_RESPONSES, XSKS, count, is_target, responses::SYN_FIN_RST};
 
 #[xdp]
 pub fn capture_mirror(ctx: XdpContext) -> u32 {
@@ -42,13 +45,25 @@ fn try_capture_mirror(ctx: &XdpContext) -> Result<Option<u32>, Malformed> {
     let Some(view) = parse_ipv4_tcp(&frame)? else {
         return Ok(None);
     };
-    if !is_target(view.ip().daddr, view.tcp().dest) {
+    let response = if is_target(view.ip().daddr, view.tcp().dest) {
+        count(CaptureCounter::Matched);
+        false
+    } else if MIRROR_RESPONSES.load() != 0
+        && is_target(view.ip().saddr, view.tcp().source)
+        && (usize::from(view.ip_total_len()) > view.ip_hdr_len + view.tcp_hdr_len
+            || view.tcp().flags & SYN_FIN_RST != 0)
+    {
+        true
+    } else {
         return Ok(None);
-    }
-    count(CaptureCounter::Matched);
+    };
     match XSKS.redirect(ctx.rx_queue_index(), 0) {
         Ok(verdict) => {
-            count(CaptureCounter::Redirected);
+            count(if response {
+                CaptureCounter::Responses
+            } else {
+                CaptureCounter::Redirected
+            });
             Ok(Some(verdict))
         }
         Err(_) => {

@@ -75,42 +75,9 @@ impl EgressObject {
     /// namespace), after any TC program already there: a TCX link, or a
     /// clsact filter where the kernel has no TCX.
     pub fn attach_egress(&mut self, iface: &str) -> Result<EgressAttach, XdpError> {
-        let program = self.program_mut();
-        let tcx = match program.attach_with_options(
-            iface,
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        ) {
-            Ok(link) => {
-                self.links.push(link);
-                return Ok(EgressAttach::Tcx);
-            }
-            Err(e) => with_sources(&e),
-        };
-        // Already there is fine; any other failure shows in the attach.
-        let _ = tc::qdisc_add_clsact(iface);
-        match program.attach_with_options(
-            iface,
-            TcAttachType::Egress,
-            TcAttachOptions::Netlink(NlOptions::default()),
-        ) {
-            Ok(link) => {
-                tracing::warn!(
-                    iface,
-                    tcx = %tcx,
-                    "no TCX (kernel < 6.6?): attached as a clsact filter, which stays on \
-                     the device if this process is killed; remove it with \
-                     `tc filter del dev {iface} egress`"
-                );
-                self.links.push(link);
-                Ok(EgressAttach::Filter)
-            }
-            Err(e) => Err(XdpError::AttachEgress {
-                iface: iface.to_owned(),
-                tcx,
-                filter: with_sources(&e),
-            }),
-        }
+        let (how, link) = attach_egress(self.program_mut(), iface)?;
+        self.links.push(link);
+        Ok(how)
     }
 
     /// Detaches from every device (also happens on drop).
@@ -132,5 +99,47 @@ impl EgressObject {
 
     pub fn object_mut(&mut self) -> &mut BpfObject {
         &mut self.object
+    }
+}
+
+/// Attaches `program` at the egress of `iface` (in the calling thread's
+/// network namespace), after any TC program already there: a TCX link, or
+/// a clsact filter where the kernel has no TCX (with a warning: such a
+/// filter outlives a crash). The link goes away with the program, or with
+/// `program.detach(link)`.
+pub fn attach_egress(
+    program: &mut SchedClassifier,
+    iface: &str,
+) -> Result<(EgressAttach, SchedClassifierLinkId), XdpError> {
+    let tcx = match program.attach_with_options(
+        iface,
+        TcAttachType::Egress,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
+    ) {
+        Ok(link) => return Ok((EgressAttach::Tcx, link)),
+        Err(e) => with_sources(&e),
+    };
+    // Already there is fine; any other failure shows in the attach.
+    let _ = tc::qdisc_add_clsact(iface);
+    match program.attach_with_options(
+        iface,
+        TcAttachType::Egress,
+        TcAttachOptions::Netlink(NlOptions::default()),
+    ) {
+        Ok(link) => {
+            tracing::warn!(
+                iface,
+                tcx = %tcx,
+                "no TCX (kernel < 6.6?): attached as a clsact filter, which stays on \
+                 the device if this process is killed; remove it with \
+                 `tc filter del dev {iface} egress`"
+            );
+            Ok((EgressAttach::Filter, link))
+        }
+        Err(e) => Err(XdpError::AttachEgress {
+            iface: iface.to_owned(),
+            tcx,
+            filter: with_sources(&e),
+        }),
     }
 }

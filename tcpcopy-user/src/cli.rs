@@ -185,10 +185,12 @@ pub struct Cli {
     #[arg(long = "send", default_value = "afxdp")]
     pub send: SendBackend,
 
-    /// Offline: compare the target's responses with production's, as
-    /// recorded in the file: `http` (status, headers, body; JSON by
-    /// structure) or `bytes` (any request/response protocol, exchange by
-    /// exchange).
+    /// Compare the target's responses with production's: `http` (status,
+    /// headers, body; JSON by structure) or `bytes` (any request/response
+    /// protocol, exchange by exchange). Live, production's answers are
+    /// captured at the input device's egress (inline) or taken from the
+    /// mirror (which must then carry both directions); offline, they are
+    /// the ones recorded in the file.
     #[arg(long = "compare", value_name = "MODE", value_parser = parse_compare_mode)]
     pub compare: Option<crate::compare::CompareMode>,
 
@@ -490,6 +492,7 @@ impl Cli {
                     rules: self.compare_rules().unwrap_or_default(),
                     cap: self.compare_cap as usize,
                     report_dir: self.compare_report.clone(),
+                    time_production: self.offline_file().is_none(),
                 }),
             // Bytes mode cuts the target's stream where the next request
             // goes: that must wait until the response is whole.
@@ -572,20 +575,10 @@ impl Cli {
             return Err("--dry-run runs one worker (--workers 1)".into());
         }
         if self.compare.is_some() {
-            if !offline {
-                return Err(
-                    "--compare replays a capture file for now (-i FILE): production's responses \
-                     come from the file; capturing them live is not built yet"
-                        .into(),
-                );
-            }
             if self.dry_run {
                 return Err(
                     "--compare needs the real target's responses: not with --dry-run".into(),
                 );
-            }
-            if self.workers > 1 {
-                return Err("--compare runs one worker for now (--workers 1)".into());
             }
             self.compare_rules()?;
         }
@@ -743,7 +736,7 @@ mod tests {
     }
 
     #[test]
-    fn compare_is_offline_http_for_now_with_checked_ignore_items() {
+    fn compare_modes_with_checked_ignore_items_live_or_offline() {
         let file = std::env::temp_dir().join(format!("cmp-{}.pcap", std::process::id()));
         std::fs::write(&file, b"").unwrap();
         let f = file.display();
@@ -777,13 +770,18 @@ mod tests {
                 .validate()
                 .unwrap_err()
         };
-        assert!(bad("--workers 2").contains("one worker"));
+        assert!(bad("--dry-run").contains("--dry-run"));
         assert!(bad("--compare-ignore a,b/c").contains("--compare-ignore"));
-        let live = parse("-x 80-198.18.2.2:80 -s 198.18.2.3 -i eth0 -o eth1 --compare http")
+        for ok in ["--workers 2", ""] {
+            parse(&format!("{base} --compare http {ok}"))
+                .unwrap()
+                .validate()
+                .unwrap();
+        }
+        parse("-x 80-198.18.2.2:80 -s 198.18.2.3 -i eth0 -o eth1 --compare http --workers 2")
             .unwrap()
             .validate()
-            .unwrap_err();
-        assert!(live.contains("capture file"), "{live}");
+            .expect("live, with several workers");
         std::fs::remove_file(&file).unwrap();
     }
 }

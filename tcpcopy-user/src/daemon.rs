@@ -31,8 +31,9 @@ use crate::{
     },
     cli::{CaptureKind, Cli, XdpMode},
     clock,
+    compare::report::{ReportWriter, SharedReport},
     diagnose::{HandshakeWatch, Setup},
-    dispatch::Dispatcher,
+    dispatch::{Dispatcher, Sharder},
     engine::Engine,
     link::{self, InterceptLink, LinkError},
     offline::{
@@ -92,6 +93,10 @@ pub struct Tcpcopy {
     wakers: Vec<Arc<Waker>>,
     dispatcher: Option<Dispatcher>,
     stats_interval: Duration,
+    /// `--compare-report`: the page is rewritten from the totals.
+    compare_report: Option<SharedReport>,
+    /// `--compare`: the comparison's line is logged this often (and at exit).
+    compare_every: Option<Duration>,
     /// Self-diagnosis (not in a dry run: nothing real to diagnose).
     watch: Option<HandshakeWatch>,
 }
@@ -130,9 +135,15 @@ impl Tcpcopy {
             };
             return Self::build(cli, None, Box::new(source), Some(offline));
         }
+        // --compare: production's answers are captured too (inline, into a
+        // ring of their own, of the same size).
+        let load = |mode| match cli.compare {
+            Some(_) => CaptureProgram::load_with_responses(mode, cli.ring_size),
+            None => CaptureProgram::load(mode),
+        };
         let (mut capture, source): (CaptureProgram, Box<dyn PacketSource>) = match cli.capture {
             CaptureKind::Inline => {
-                let mut capture = CaptureProgram::load(CaptureMode::Inline {
+                let mut capture = load(CaptureMode::Inline {
                     ring_bytes: cli.ring_size,
                 })?;
                 let ring = capture.take_ring()?;
@@ -140,7 +151,7 @@ impl Tcpcopy {
             }
             CaptureKind::Mirror => {
                 let queues = rx_queue_count(&cli.input)?;
-                let mut capture = CaptureProgram::load(CaptureMode::Mirror {
+                let mut capture = load(CaptureMode::Mirror {
                     queues,
                     pass_others: cli.mirror_pass_others,
                 })?;
@@ -191,6 +202,14 @@ impl Tcpcopy {
                 "fewer TX queues than workers: the workers beyond them send through a raw packet socket"
             );
         }
+        let compare_report = match (&cli.compare, &cli.compare_report) {
+            (Some(_), Some(dir)) => Some(
+                ReportWriter::create(dir)
+                    .map_err(io_err("creating the --compare-report directory's files"))?
+                    .shared(),
+            ),
+            _ => None,
+        };
         let mut workers = Vec::new();
         let mut wakers = Vec::new();
         for w in 0..shards {
@@ -225,14 +244,18 @@ impl Tcpcopy {
             // The source is filled in below (the ring goes to one owner).
             workers.push((engine, links, sink, poll, shared));
         }
-        let seed = cli.engine_config().seed;
+        let config = cli.engine_config();
+        let sharder = Sharder::new(
+            shards,
+            config.seed,
+            cli.compare.is_some().then(|| config.rules.clone()),
+        );
         let (sources, dispatcher): (Vec<Box<dyn PacketSource>>, Option<Dispatcher>) = if shards == 1
         {
             (vec![source], None)
         } else {
-            let (d, sources) =
-                Dispatcher::new(source, wakers.clone(), shards, seed, cli.max_sleep())
-                    .map_err(io_err("creating the dispatcher's event loop"))?;
+            let (d, sources) = Dispatcher::new(source, wakers.clone(), sharder, cli.max_sleep())
+                .map_err(io_err("creating the dispatcher's event loop"))?;
             (
                 sources
                     .into_iter()
@@ -257,7 +280,8 @@ impl Tcpcopy {
                 .map(|worker| Ready {
                     worker: worker
                         .finish_within(Duration::from_secs(cli.finish_timeout))
-                        .max_sleep(cli.max_sleep()),
+                        .max_sleep(cli.max_sleep())
+                        .compare_report(compare_report.clone()),
                     shared,
                 })
                 .map_err(io_err("registering the packet source"))
@@ -271,6 +295,8 @@ impl Tcpcopy {
             wakers,
             dispatcher,
             stats_interval: Duration::from_secs(cli.stats_interval),
+            compare_report,
+            compare_every: cli.compare.map(|_| COMPARE_EVERY),
             watch: (!cli.dry_run).then(|| {
                 HandshakeWatch::new(Setup {
                     targets: cli
@@ -339,6 +365,7 @@ impl Tcpcopy {
             Duration::from_millis(200)
         };
         let mut interrupted = false;
+        let mut next_compare = started + self.compare_every.unwrap_or_default();
         loop {
             let _ = poll.poll(&mut events, Some(tick));
             if stop.is_triggered() {
@@ -372,6 +399,10 @@ impl Tcpcopy {
             if let (Some(p), Some(o)) = (&mut progress, &self.offline) {
                 p.show(o, &now);
             }
+            if self.compare_every.is_some() && now.at >= next_compare {
+                self.compare_progress(&now, false);
+                next_compare = now.at + self.compare_every.unwrap_or_default();
+            }
             if now.at.saturating_since(last.at) >= self.stats_interval {
                 tracing::info!("stats: {}", now.line(Some(&last)));
                 last = now;
@@ -394,6 +425,9 @@ impl Tcpcopy {
         let end = Snapshot::take(&shared, capture);
         let last_line = end.line(None);
         tracing::info!("final stats: {last_line}");
+        if self.compare_every.is_some() {
+            self.compare_progress(&end, true);
+        }
         if let Some(c) = &mut self.capture {
             c.detach_all()?;
         }
@@ -428,6 +462,39 @@ impl Tcpcopy {
         })
     }
 }
+
+impl Tcpcopy {
+    /// `--compare`: the comparison's totals in the log, and the report
+    /// page rewritten (`--compare-report`).
+    fn compare_progress(&self, now: &Snapshot, last: bool) {
+        let e = &now.report.engine;
+        tracing::info!(
+            "comparison{}: {}; response time p50/p99: production {}/{} us, target {}/{} us",
+            if last { " at exit" } else { "" },
+            e.compare_counts().describe(),
+            e.production_time.quantile(0.5),
+            e.production_time.quantile(0.99),
+            e.response_time.quantile(0.5),
+            e.response_time.quantile(0.99),
+        );
+        let Some(report) = &self.compare_report else {
+            return;
+        };
+        let written = report.lock().unwrap_or_else(|p| p.into_inner()).write_page(
+            e.compare_counts(),
+            e.response_time.nonzero_buckets(),
+            e.production_time.nonzero_buckets(),
+        );
+        match written {
+            Ok(page) if last => tracing::info!(page = %page.display(), "comparison report written"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot write the comparison report page"),
+        }
+    }
+}
+
+/// How often `--compare` logs its totals and rewrites the report page.
+const COMPARE_EVERY: Duration = Duration::from_secs(30);
 
 /// The error of worker `i`, joined.
 fn joined(i: usize, h: JoinHandle<Result<WorkerReport, LinkError>>) -> Option<DaemonError> {

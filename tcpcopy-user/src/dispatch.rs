@@ -19,9 +19,43 @@ use mio::{Events, Interest, Poll, Token, Waker, unix::SourceFd};
 
 use crate::{
     clock,
-    engine::shard_for_packet,
+    engine::{TransferRule, shard_for_answer, shard_for_packet},
+    packet::Ipv4TcpPacket,
     worker::{PacketSource, SourceDrops},
 };
+
+/// Which worker a packet goes to: the one that owns its client's address.
+/// For a client packet that is its source; with `--compare`, a packet from
+/// an online server endpoint (production's answer) goes by its
+/// destination.
+pub(crate) struct Sharder {
+    shards: u16,
+    seed: u64,
+    /// `--compare`: the online endpoints whose answers are captured.
+    servers: Option<Vec<TransferRule>>,
+}
+
+impl Sharder {
+    pub(crate) fn new(shards: u16, seed: u64, servers: Option<Vec<TransferRule>>) -> Self {
+        Self {
+            shards,
+            seed,
+            servers,
+        }
+    }
+
+    /// The worker of `packet` (`None`: not IPv4/TCP; any worker may count it).
+    pub(crate) fn shard(&self, packet: &[u8]) -> Option<u16> {
+        if let Some(rules) = &self.servers
+            && let Ok(p) = Ipv4TcpPacket::new_checked(packet)
+            && !rules.iter().any(|r| r.matches(p.dst_addr(), p.dst_port()))
+            && rules.iter().any(|r| r.matches(p.src_addr(), p.src_port()))
+        {
+            return shard_for_answer(packet, self.shards, self.seed);
+        }
+        shard_for_packet(packet, self.shards, self.seed)
+    }
+}
 
 /// Packets handed from the dispatcher to one worker: bytes back to back.
 #[derive(Default)]
@@ -112,8 +146,7 @@ pub(crate) struct Dispatcher {
     waker: Arc<Waker>,
     source: Box<dyn PacketSource>,
     outs: Vec<(Sender<Batch>, Receiver<Batch>, Arc<Waker>)>,
-    shards: u16,
-    seed: u64,
+    sharder: Sharder,
     stop: Arc<AtomicBool>,
     source_done: Arc<AtomicBool>,
     drops: Arc<Mutex<SourceDrops>>,
@@ -168,8 +201,7 @@ impl Dispatcher {
     pub(crate) fn new(
         source: Box<dyn PacketSource>,
         wakers: Vec<Arc<Waker>>,
-        shards: u16,
-        seed: u64,
+        sharder: Sharder,
         max_sleep: Duration,
     ) -> std::io::Result<(Self, Vec<BatchSource>)> {
         let poll = Poll::new()?;
@@ -204,8 +236,7 @@ impl Dispatcher {
                 waker,
                 source,
                 outs,
-                shards,
-                seed,
+                sharder,
                 stop: Arc::default(),
                 source_done,
                 drops,
@@ -237,10 +268,9 @@ impl Dispatcher {
         let mut batches: Vec<Option<Batch>> = (0..self.outs.len()).map(|_| None).collect();
         let mut next_drops = clock::now();
         while !self.stop.load(Ordering::Relaxed) {
-            let (shards, seed) = (self.shards, self.seed);
-            let outs = &self.outs;
+            let (sharder, outs) = (&self.sharder, &self.outs);
             let n = self.source.drain(4096, &mut |ts, round, packet| {
-                let Some(w) = shard_for_packet(packet, shards, seed) else {
+                let Some(w) = sharder.shard(packet) else {
                     return;
                 };
                 let w = usize::from(w);

@@ -18,7 +18,7 @@ use crate::{
 pub(crate) struct Snapshot {
     pub(crate) at: crate::engine::Instant,
     pub(crate) report: WorkerReport,
-    capture: [(CaptureCounter, u64); 8],
+    capture: [(CaptureCounter, u64); CaptureCounter::ALL.len()],
 }
 
 impl Snapshot {

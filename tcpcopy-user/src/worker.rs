@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 
 use crate::{
     clock,
+    compare::report::SharedReport,
     engine::{Engine, EngineStats, Instant},
     link::{InterceptLink, LinkError, LinkStats},
     send::{FrameSender, SenderStats},
@@ -162,9 +163,8 @@ pub struct Worker {
     finish_timeout: Duration,
     /// The longest sleep when idle.
     max_sleep: Duration,
-    /// `--compare-report`: the differences file, and the page's data.
-    compare_report: Option<std::io::BufWriter<std::fs::File>>,
-    report_data: crate::compare::report::ReportData,
+    /// `--compare-report`: where the differences go (shared by the workers).
+    compare_report: Option<SharedReport>,
 }
 
 impl Worker {
@@ -183,19 +183,6 @@ impl Worker {
             poll.registry()
                 .register(&mut SourceFd(&fd), SOURCE_TOKEN, Interest::READABLE)?;
         }
-        let compare_report = match engine
-            .config()
-            .compare
-            .as_ref()
-            .and_then(|c| c.report_dir.as_ref())
-        {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)?;
-                let file = std::fs::File::create(dir.join("differences.jsonl"))?;
-                Some(std::io::BufWriter::new(file))
-            }
-            None => None,
-        };
         Ok(Self {
             engine,
             links,
@@ -207,53 +194,27 @@ impl Worker {
             lonely,
             finish_timeout: DEFAULT_FINISH_TIMEOUT,
             max_sleep: MAX_SLEEP,
-            compare_report,
-            report_data: Default::default(),
+            compare_report: None,
         })
     }
 
-    /// `--compare-report`: the page, with the totals as they are now.
-    fn write_compare_page(&mut self) {
-        let Some(dir) = self
-            .engine
-            .config()
-            .compare
-            .as_ref()
-            .and_then(|c| c.report_dir.clone())
-        else {
-            return;
-        };
-        let data = &mut self.report_data;
-        data.counts = self.engine.compare_counts().unwrap_or_default();
-        data.target_latency_us = self.engine.stats().response_time.nonzero_buckets();
-        match crate::compare::report::write_html(&dir, data) {
-            Ok(()) => {
-                tracing::info!(page = %dir.join("report.html").display(), "comparison report written")
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot write the comparison report page"),
-        }
+    /// `--compare-report`: the differences this worker finds go to `report`.
+    pub fn compare_report(mut self, report: Option<SharedReport>) -> Self {
+        self.compare_report = report;
+        self
     }
 
-    /// `--compare-report`: appends the differences found since the last
-    /// call. A write error is logged once and ends the report, never the
-    /// replay.
+    /// `--compare-report`: hands the differences found since the last
+    /// call to the report.
     fn write_compare_records(&mut self) {
         let records = self.engine.take_compare_records();
-        let Some(out) = self.compare_report.as_mut() else {
-            return;
-        };
-        use std::io::Write;
-        let mut result = Ok(());
-        for line in &records {
-            self.report_data.add_record(line);
-            result = writeln!(out, "{line}");
-            if result.is_err() {
-                break;
-            }
-        }
-        if let Err(e) = result.and_then(|()| out.flush()) {
-            tracing::warn!(error = %e, "cannot write the comparison report; it ends here");
-            self.compare_report = None;
+        if let Some(report) = &self.compare_report
+            && !records.is_empty()
+        {
+            report
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(&records);
         }
     }
 
@@ -411,7 +372,6 @@ impl Worker {
         self.engine.shutdown(now);
         self.drain_outbox();
         self.write_compare_records();
-        self.write_compare_page();
         for _ in 0..100 {
             self.sink.poll();
         }

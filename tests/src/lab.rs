@@ -403,6 +403,21 @@ impl Lab {
         "mirror1"
     }
 
+    /// As [`Lab::add_mirror_port`], with the online host's outgoing frames
+    /// mirrored too (a SPAN port of both directions, as switches usually
+    /// configure it): production's answers reach the mirror.
+    pub fn add_mirror_port_both_ways(&self) -> &'static str {
+        let port = self.add_mirror_port();
+        self.run(
+            Host::Online,
+            &[
+                "tc", "filter", "add", "dev", "eth0", "egress", "u32", "match", "u32", "0", "0",
+                "action", "mirred", "egress", "mirror", "dev", "mirror0",
+            ],
+        );
+        port
+    }
+
     /// Pins every process now running in `host`'s namespace (all their
     /// threads) to CPU `cpu` (benchmarks: to keep production and the replay
     /// side on separate cores, as on separate hosts).

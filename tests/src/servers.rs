@@ -184,3 +184,21 @@ impl Redis {
             .unwrap_or_else(|e| panic!("DBSIZE said {out:?}: {e}"))
     }
 }
+
+/// `--compare` tests: nginx locations of production, and of the target: the same on two URIs (one a
+/// JSON object with its members reordered), different on three: the
+/// status, the body (of the same length), an extra header.
+pub const COMPARE_PRODUCTION: &str = "\
+        location = /cmp/same { return 200 \"same\\n\"; }
+        location = /cmp/status { return 200 \"fine\\n\"; }
+        location = /cmp/body { return 200 \"production body\\n\"; }
+        location = /cmp/header { return 200 \"h\\n\"; }
+        location = /cmp/json { default_type application/json; return 200 '{\"a\":1,\"b\":[1,2],\"c\":{\"d\":\"x\"}}'; }
+";
+pub const COMPARE_TARGET: &str = "\
+        location = /cmp/same { return 200 \"same\\n\"; }
+        location = /cmp/status { return 503 \"fine\\n\"; }
+        location = /cmp/body { return 200 \"target   body!!\\n\"; }
+        location = /cmp/header { add_header X-Extra yes; return 200 \"h\\n\"; }
+        location = /cmp/json { default_type application/json; return 200 '{\"c\":{\"d\":\"x\"},\"b\":[1,2],\"a\":1}'; }
+";

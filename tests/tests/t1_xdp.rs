@@ -246,3 +246,185 @@ fn capture_mirror_drops_or_passes_others_and_counts_missing_sockets() {
         assert_eq!(capture.counter(CaptureCounter::Redirected).unwrap(), 0);
     }
 }
+
+/// TC "unspecified": the response program never decides a packet's fate.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+
+/// Drains both rings of a `--compare` capture until `want` records came
+/// out (the merge holds a record until the other ring is read past its
+/// time), or a generous deadline passes.
+fn drain_merged(
+    ring: &mut tcpcopy_user::capture::ring::PacketRing,
+    want: usize,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while out.len() < want && std::time::Instant::now() < deadline {
+        ring.drain(usize::MAX, |t, p| out.push((t, p.to_vec())));
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Anything beyond `want` shows up too.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    ring.drain(usize::MAX, |t, p| out.push((t, p.to_vec())));
+    out
+}
+
+#[test]
+fn capture_responses_copies_production_answers_that_carry_something() {
+    require_root();
+    use tcpcopy_tests::frames::{ACK, FIN, PSH, RST, SYN, Segment};
+    use tcpcopy_user::capture::xdp::{CaptureMode, DEFAULT_RING_BYTES};
+    let mut capture = CaptureProgram::load_with_responses(
+        CaptureMode::Inline {
+            ring_bytes: DEFAULT_RING_BYTES,
+        },
+        1 << 20,
+    )
+    .unwrap();
+    capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+    let mut ring = capture.take_ring().unwrap();
+    let answer = |flags: u8, payload: &[u8]| {
+        let mut s = Segment::new((ONLINE, 80), (CLIENT, 40000));
+        s.flags = flags;
+        s.payload = payload.to_vec();
+        s.frame()
+    };
+    let copied = [
+        answer(SYN | ACK, b""),
+        answer(ACK | PSH, b"HTTP/1.1 200 OK\r\n\r\n"),
+        answer(FIN | ACK, b""),
+        answer(RST, b""),
+        frames::tcp_vlan(7, (ONLINE, 80), (CLIENT, 40001), b"tagged answer"),
+    ];
+    let ignored = [
+        // A bare ACK: nothing to compare.
+        answer(ACK, b""),
+        // The client's side, another service's answers, not TCP.
+        frames::tcp((CLIENT, 40000), (ONLINE, 80), b"GET / HTTP/1.1\r\n\r\n"),
+        frames::tcp((ONLINE, 22), (CLIENT, 40000), b"ssh banner"),
+        frames::udp((ONLINE, 80), (CLIENT, 40000)),
+        frames::arp(),
+    ];
+    let program = capture.response_program().expect("loaded with responses");
+    let run = |frame: &[u8]| {
+        let mut out = vec![0u8; frame.len() + 4096];
+        program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN")
+            .return_value
+    };
+    for frame in copied.iter().chain(&ignored) {
+        assert_eq!(
+            run(frame),
+            TC_ACT_UNSPEC,
+            "the verdict is always 'unspecified'"
+        );
+    }
+    // Malformed: counted, never copied, still unspecified.
+    assert_eq!(run(&copied[1][..40]), TC_ACT_UNSPEC);
+    let got = drain_merged(&mut ring, copied.len());
+    let want: Vec<Vec<u8>> = copied
+        .iter()
+        .map(|f| {
+            let l3 = if f[12..14] == [0x81, 0x00] { 18 } else { 14 };
+            f[l3..].to_vec()
+        })
+        .collect();
+    let got_packets: Vec<Vec<u8>> = got.iter().map(|(_, p)| p.clone()).collect();
+    assert_eq!(
+        got_packets, want,
+        "exactly the answers, byte for byte, in order"
+    );
+    assert_eq!(capture.counter(CaptureCounter::Responses).unwrap(), 5);
+    assert_eq!(
+        capture.counter(CaptureCounter::ResponseRingFull).unwrap(),
+        0
+    );
+    assert_eq!(capture.counter(CaptureCounter::Malformed).unwrap(), 1);
+    // The client packets' counters are the inline program's alone.
+    assert_eq!(capture.counter(CaptureCounter::Copied).unwrap(), 0);
+}
+
+#[test]
+fn requests_and_responses_come_out_merged_by_capture_time() {
+    require_root();
+    use tcpcopy_user::capture::xdp::{CaptureMode, DEFAULT_RING_BYTES};
+    let mut capture = CaptureProgram::load_with_responses(
+        CaptureMode::Inline {
+            ring_bytes: DEFAULT_RING_BYTES,
+        },
+        1 << 20,
+    )
+    .unwrap();
+    capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+    let mut ring = capture.take_ring().unwrap();
+    let inline = capture.object().program();
+    let responses = capture.response_program().unwrap();
+    let tc_run = |frame: &[u8]| {
+        let mut out = vec![0u8; frame.len() + 4096];
+        responses
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::default()
+            })
+            .expect("BPF_PROG_TEST_RUN")
+            .return_value
+    };
+    // Request, answer, request, answer, ... alternating between the rings.
+    let mut sent = Vec::new();
+    for i in 0..20u8 {
+        let req = frames::tcp((CLIENT, 40000), (ONLINE, 80), &[b'q', i]);
+        assert_eq!(verdict(inline, &req), XDP_PASS);
+        let ans = frames::tcp((ONLINE, 80), (CLIENT, 40000), &[b'a', i]);
+        assert_eq!(tc_run(&ans), TC_ACT_UNSPEC);
+        sent.push(vec![b'q', i]);
+        sent.push(vec![b'a', i]);
+    }
+    let got = drain_merged(&mut ring, sent.len());
+    let payloads: Vec<Vec<u8>> = got.iter().map(|(_, p)| p[40..].to_vec()).collect();
+    assert_eq!(payloads, sent, "in the order they were captured");
+    assert!(
+        got.windows(2).all(|w| w[0].0 <= w[1].0),
+        "capture times ascend"
+    );
+}
+
+#[test]
+fn capture_mirror_redirects_answers_only_when_asked() {
+    require_root();
+    use tcpcopy_user::capture::xdp::CaptureMode;
+    const XDP_DROP: u32 = 1;
+    let mode = CaptureMode::Mirror {
+        queues: 1,
+        pass_others: true,
+    };
+    let answer = frames::tcp((ONLINE, 80), (CLIENT, 40000), b"HTTP/1.1 200 OK\r\n\r\n");
+    let bare_ack = frames::Segment::new((ONLINE, 80), (CLIENT, 40000)).frame();
+    for asked in [false, true] {
+        let mut capture = if asked {
+            CaptureProgram::load_with_responses(mode, 4096).unwrap()
+        } else {
+            CaptureProgram::load(mode).unwrap()
+        };
+        capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+        let program = capture.object().program();
+        // Taken (no socket on the queue here: a counted drop) only when asked.
+        let want = if asked { XDP_DROP } else { XDP_PASS };
+        assert_eq!(verdict(program, &answer), want, "asked: {asked}");
+        assert_eq!(
+            verdict(program, &bare_ack),
+            XDP_PASS,
+            "a bare ACK is never taken"
+        );
+        assert_eq!(
+            capture.counter(CaptureCounter::RedirectFailed).unwrap(),
+            u64::from(asked)
+        );
+        assert_eq!(capture.counter(CaptureCounter::Matched).unwrap(), 0);
+    }
+}

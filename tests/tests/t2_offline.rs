@@ -364,24 +364,6 @@ fn comparison(
     (line, stats.expect("final statistics").clone())
 }
 
-/// Production's answers, and the target's: the same on two URIs (one a
-/// JSON object with its members reordered), different on three: the
-/// status, the body (of the same length), an extra header.
-const PRODUCTION_LOCATIONS: &str = "\
-        location = /cmp/same { return 200 \"same\\n\"; }
-        location = /cmp/status { return 200 \"fine\\n\"; }
-        location = /cmp/body { return 200 \"production body\\n\"; }
-        location = /cmp/header { return 200 \"h\\n\"; }
-        location = /cmp/json { default_type application/json; return 200 '{\"a\":1,\"b\":[1,2],\"c\":{\"d\":\"x\"}}'; }
-";
-const TARGET_LOCATIONS: &str = "\
-        location = /cmp/same { return 200 \"same\\n\"; }
-        location = /cmp/status { return 503 \"fine\\n\"; }
-        location = /cmp/body { return 200 \"target   body!!\\n\"; }
-        location = /cmp/header { add_header X-Extra yes; return 200 \"h\\n\"; }
-        location = /cmp/json { default_type application/json; return 200 '{\"c\":{\"d\":\"x\"},\"b\":[1,2],\"a\":1}'; }
-";
-
 #[test]
 fn compare_finds_exactly_the_planted_differences_in_the_targets_responses() {
     let lab = Lab::new();
@@ -390,14 +372,14 @@ fn compare_finds_exactly_the_planted_differences_in_the_targets_responses() {
         Host::Online,
         ONLINE_IP,
         &[80],
-        PRODUCTION_LOCATIONS,
+        tcpcopy_tests::servers::COMPARE_PRODUCTION,
     );
     let _target = tcpcopy_tests::servers::start_nginx_with(
         &lab,
         Host::Target,
         TARGET_IP,
         &[80],
-        TARGET_LOCATIONS,
+        tcpcopy_tests::servers::COMPARE_TARGET,
     );
     let cap = Tcpdump::start(&lab, Host::Online, "eth0", "cmp.pcap", &[], "tcp port 80");
     let paths = ["same", "status", "body", "header", "json"];

@@ -5,12 +5,25 @@
 //!   passes every frame on (read with [`PacketRing`]).
 //! - *mirror* (`capture_mirror`): on a port that carries a copy; redirects
 //!   matching frames into per-queue AF_XDP sockets registered in `XSKS`.
+//!
+//! With `--compare` (see [`CaptureProgram::load_with_responses`]),
+//! production's answers are captured too: inline, by a TC classifier at
+//! the device's egress (`capture_responses`, into the `RESPONSES` ring,
+//! read with the client packets by [`PacketRing`]); mirror, by the mirror
+//! program itself (`MIRROR_RESPONSES`), when the mirror carries both
+//! directions.
 
 use std::{net::Ipv4Addr, os::fd::AsRawFd};
 
-use aya::maps::{Array, MapData, RingBuf, XskMap};
+use aya::{
+    maps::{Array, MapData, RingBuf, XskMap},
+    programs::{SchedClassifier, tc::SchedClassifierLinkId},
+};
 use tcpcopy_common::{counters::CaptureCounter, table::EndpointKey};
-use tcpcopy_runtime::xdp::{AttachMode, XdpError, XdpModePolicy, XdpObject};
+use tcpcopy_runtime::{
+    tc::{self, EgressAttach},
+    xdp::{AttachMode, XdpError, XdpModePolicy, XdpObject},
+};
 
 use super::ring::PacketRing;
 
@@ -26,6 +39,10 @@ pub const XSKS_MAP: &str = "XSKS";
 pub const SCRATCH_MAP: &str = "SCRATCH";
 /// The reader's wake-up flag (inline mode).
 pub const READER_MAP: &str = "READER";
+/// The ring buffer of production's answers (inline mode, `--compare`).
+pub const RESPONSES_MAP: &str = "RESPONSES";
+/// Per-CPU staging of the response program.
+pub const RESPONSE_SCRATCH_MAP: &str = "RESPONSE_SCRATCH";
 
 /// Default ring size: 16 MiB, about 100 000 small-packet records: over
 /// 50 ms of a 2 M packets/s capture.
@@ -49,11 +66,14 @@ fn possible_cpus() -> u32 {
 pub struct CaptureProgram {
     object: XdpObject,
     mode: CaptureMode,
+    /// Inline `--compare`: the response program's links (by device).
+    responses: Option<Vec<SchedClassifierLinkId>>,
 }
 
 impl CaptureProgram {
     pub const INLINE: &'static str = "capture_inline";
     pub const MIRROR: &'static str = "capture_mirror";
+    pub const RESPONSES: &'static str = "capture_responses";
 
     /// Loads the inline program with the default ring (not attached yet).
     pub fn load_inline() -> Result<Self, XdpError> {
@@ -65,6 +85,17 @@ impl CaptureProgram {
     /// Loads the program of `mode` (not attached yet). A ring size must be
     /// a power-of-two multiple of the page size (the kernel refuses others).
     pub fn load(mode: CaptureMode) -> Result<Self, XdpError> {
+        Self::load_inner(mode, None)
+    }
+
+    /// Loads the program of `mode` and the capture of production's answers
+    /// (`--compare`; inline: in a ring of `response_ring` bytes, a power
+    /// of two multiple of the page size). Attaching attaches both.
+    pub fn load_with_responses(mode: CaptureMode, response_ring: u32) -> Result<Self, XdpError> {
+        Self::load_inner(mode, Some(response_ring))
+    }
+
+    fn load_inner(mode: CaptureMode, responses: Option<u32>) -> Result<Self, XdpError> {
         let (name, ring, queues, pass) = match mode {
             CaptureMode::Inline { ring_bytes } => (Self::INLINE, ring_bytes, 1, 0u8),
             CaptureMode::Mirror {
@@ -82,14 +113,64 @@ impl CaptureProgram {
             CaptureMode::Inline { .. } => possible_cpus(),
             CaptureMode::Mirror { .. } => 1,
         };
-        let object = XdpObject::load(CAPTURE_OBJECT, name, |loader| {
+        let inline_responses = matches!(mode, CaptureMode::Inline { .. }) && responses.is_some();
+        let mirror_responses =
+            u8::from(matches!(mode, CaptureMode::Mirror { .. }) && responses.is_some());
+        let (response_ring, response_cpus) = match responses {
+            Some(bytes) if inline_responses => (bytes, possible_cpus()),
+            _ => (UNUSED_RING_BYTES, 1),
+        };
+        let mut object = XdpObject::load(CAPTURE_OBJECT, name, |loader| {
             loader
                 .map_max_entries(PACKETS_MAP, ring)
                 .map_max_entries(SCRATCH_MAP, cpus)
+                .map_max_entries(RESPONSES_MAP, response_ring)
+                .map_max_entries(RESPONSE_SCRATCH_MAP, response_cpus)
                 .map_max_entries(XSKS_MAP, queues)
-                .override_global("MIRROR_PASS_OTHERS", &pass, true);
+                .override_global("MIRROR_PASS_OTHERS", &pass, true)
+                .override_global("MIRROR_RESPONSES", &mirror_responses, true);
         })?;
-        Ok(Self { object, mode })
+        if inline_responses {
+            object
+                .object_mut()
+                .load_program(Self::RESPONSES, SchedClassifier::load)?;
+        }
+        Ok(Self {
+            object,
+            mode,
+            responses: inline_responses.then(Vec::new),
+        })
+    }
+
+    /// The response program (inline `--compare`; e.g. for `TestRun`).
+    pub fn response_program(&self) -> Option<&SchedClassifier> {
+        self.responses.as_ref()?;
+        self.object
+            .object()
+            .ebpf()
+            .program(Self::RESPONSES)
+            .and_then(|p| p.try_into().ok())
+    }
+
+    fn response_program_mut(object: &mut XdpObject) -> Result<&mut SchedClassifier, XdpError> {
+        object
+            .ebpf_mut()
+            .program_mut(Self::RESPONSES)
+            .ok_or(XdpError::Missing(Self::RESPONSES))?
+            .try_into()
+            .map_err(|e| XdpError::program(Self::RESPONSES, e))
+    }
+
+    /// Inline `--compare`: attaches the response program at the egress of
+    /// `iface` (done by the attach calls; public for tests).
+    pub fn attach_responses(&mut self, iface: &str) -> Result<Option<EgressAttach>, XdpError> {
+        let Some(links) = &mut self.responses else {
+            return Ok(None);
+        };
+        let program = Self::response_program_mut(&mut self.object)?;
+        let (how, link) = tc::attach_egress(program, iface)?;
+        links.push(link);
+        Ok(Some(how))
     }
 
     pub fn mode(&self) -> CaptureMode {
@@ -111,7 +192,7 @@ impl CaptureProgram {
     /// Attaches to `iface` in the calling thread's network namespace
     /// (native mode, else generic).
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
-        self.object.attach(iface)
+        self.attach_with(iface, XdpModePolicy::Auto)
     }
 
     /// Attaches to `iface` in the modes `policy` allows.
@@ -120,11 +201,22 @@ impl CaptureProgram {
         iface: &str,
         policy: XdpModePolicy,
     ) -> Result<AttachMode, XdpError> {
-        self.object.attach_with(iface, policy)
+        let mode = self.object.attach_with(iface, policy)?;
+        self.attach_responses(iface)?;
+        Ok(mode)
     }
 
     /// Detaches from every interface (also happens when dropped).
     pub fn detach_all(&mut self) -> Result<(), XdpError> {
+        if let Some(links) = &mut self.responses {
+            let links = std::mem::take(links);
+            let program = Self::response_program_mut(&mut self.object)?;
+            for link in links {
+                program
+                    .detach(link)
+                    .map_err(|e| XdpError::program("detach", e))?;
+            }
+        }
         self.object.detach_all()
     }
 
@@ -133,7 +225,7 @@ impl CaptureProgram {
     }
 
     /// Every counter, in [`CaptureCounter::ALL`] order.
-    pub fn counters(&self) -> Result<[(CaptureCounter, u64); 8], XdpError> {
+    pub fn counters(&self) -> Result<[(CaptureCounter, u64); CaptureCounter::ALL.len()], XdpError> {
         let mut out = CaptureCounter::ALL.map(|c| (c, 0));
         for (counter, value) in &mut out {
             *value = self.counter(*counter)?;
@@ -156,7 +248,17 @@ impl CaptureProgram {
             .take_map(READER_MAP)
             .ok_or(XdpError::Missing(READER_MAP))?;
         let reader = Array::try_from(map).map_err(|e| XdpError::map(READER_MAP, e))?;
-        Ok(PacketRing::new(ring, reader))
+        let responses = if self.responses.is_some() {
+            let map = self
+                .object
+                .ebpf_mut()
+                .take_map(RESPONSES_MAP)
+                .ok_or(XdpError::Missing(RESPONSES_MAP))?;
+            Some(RingBuf::try_from(map).map_err(|e| XdpError::map(RESPONSES_MAP, e))?)
+        } else {
+            None
+        };
+        Ok(PacketRing::new(ring, responses, reader))
     }
 
     /// Registers an AF_XDP socket (its fd) for RX queue `queue` (mirror mode).

@@ -151,6 +151,23 @@ pub struct CompareCounts {
 }
 
 impl CompareCounts {
+    /// The totals in words (the summary's and the log's comparison line).
+    pub fn describe(&self) -> String {
+        format!(
+            "{} responses, {} equal, {} different (status {}, headers {}, body {}); {} cut at \
+             --compare-cap, {} sessions not HTTP, {} with a stream hole (not compared)",
+            self.compared,
+            self.equal,
+            self.different,
+            self.status,
+            self.header,
+            self.body,
+            self.truncated,
+            self.unparsed,
+            self.gaps
+        )
+    }
+
     pub fn record(&mut self, outcome: &Outcome) {
         self.compared += 1;
         match outcome {

@@ -1,10 +1,18 @@
-//! `--compare-report DIR/report.html`: one self-contained page (no
-//! network, no files beside it). The data goes in as JSON; the page's own
-//! script draws the totals, the differences by production status, the
-//! target's response-time distribution (an SVG bar chart) and the first
-//! differing exchanges side by side.
+//! `--compare-report DIR`: `differences.jsonl` (one JSON object per
+//! differing exchange, appended as workers find them) and `report.html`,
+//! one self-contained page (no network, no files beside it), rewritten
+//! while the replay runs and at its end. The data goes in as JSON; the
+//! page's own script draws the totals, the differences by production
+//! status, production's and the target's response-time distributions (an
+//! SVG bar chart) and the first differing exchanges side by side.
 
-use std::{collections::BTreeMap, io, path::Path};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{self, BufWriter, Write},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
 use super::CompareCounts;
 
@@ -22,6 +30,9 @@ pub struct ReportData {
     pub shown: Vec<serde_json::Value>,
     /// The target's response times: (upper bound in µs, count).
     pub target_latency_us: Vec<(u64, u64)>,
+    /// Production's response times, from the capture: (upper bound in
+    /// µs, count).
+    pub production_latency_us: Vec<(u64, u64)>,
 }
 
 impl ReportData {
@@ -54,6 +65,7 @@ impl ReportData {
             "by_status": self.by_status,
             "shown": self.shown,
             "target_latency_us": self.target_latency_us,
+            "production_latency_us": self.production_latency_us,
         })
     }
 }
@@ -71,7 +83,7 @@ th { background: #f3f3f3; } .diff { display: flex; gap: 12px; margin: 10px 0 24p
 <h1>tcpcopy: does the target answer like production?</h1>
 <div id="totals">rendering...</div>
 <h2>Differences by production status</h2><div id="by-status"></div>
-<h2>Target response time</h2><div id="latency"></div>
+<h2>Response time, production and target</h2><div id="latency"></div>
 <h2>First differing exchanges</h2><div id="diffs"></div>
 <script id="data" type="application/json">__DATA__</script>
 <script>
@@ -90,19 +102,24 @@ let rows = Object.entries(d.by_status).map(([st, k]) =>
 document.getElementById('by-status').innerHTML = rows
   ? `<table><tr><th>status</th>${kinds.map(k => `<th>${k}</th>`).join('')}</tr>${rows}</table>`
   : '<p>none</p>';
-const lat = d.target_latency_us;
-if (lat.length) {
-  const max = Math.max(...lat.map(b => b[1]));
-  const w = 28, h = 160;
-  const bars = lat.map((b, i) => {
-    const bh = Math.max(1, Math.round(h * b[1] / max));
-    return `<rect x="${i * w + 4}" y="${h - bh + 10}" width="${w - 6}" height="${bh}" fill="#3a6ea5">` +
-      `<title>&lt;= ${b[0]} us: ${b[1]}</title></rect>` +
-      `<text x="${i * w + 4}" y="${h + 26}" font-size="9">${b[0] >= 1000 ? (b[0] / 1000).toFixed(1) + 'ms' : b[0] + 'us'}</text>`;
-  }).join('');
+const series = [['production', d.production_latency_us, '#8a8a8a'], ['target', d.target_latency_us, '#3a6ea5']];
+const bounds = [...new Set(series.flatMap(s => s[1].map(b => b[0])))].sort((a, b) => a - b);
+if (bounds.length) {
+  const share = (s, ub) => { const n = s.reduce((t, b) => t + b[1], 0); const b = s.find(x => x[0] === ub); return n && b ? b[1] / n : 0; };
+  const max = Math.max(...bounds.flatMap(ub => series.map(s => share(s[1], ub))));
+  const w = 30, h = 160, bw = 12;
+  const bars = bounds.map((ub, i) => series.map((s, k) => {
+    const v = share(s[1], ub), bh = v ? Math.max(1, Math.round(h * v / max)) : 0;
+    return `<rect class="bar-${s[0]}" x="${i * w + 4 + k * bw}" y="${h - bh + 10}" width="${bw - 1}" height="${bh}" fill="${s[2]}">` +
+      `<title>${s[0]} &lt;= ${ub} us: ${(100 * v).toFixed(1)} %</title></rect>`;
+  }).join('') +
+    `<text x="${i * w + 4}" y="${h + 26}" font-size="9">${ub >= 1000 ? (ub / 1000).toFixed(1) + 'ms' : ub + 'us'}</text>`).join('');
+  const count = s => s.reduce((t, b) => t + b[1], 0);
   document.getElementById('latency').innerHTML =
-    `<svg width="${lat.length * w + 10}" height="${h + 40}">${bars}</svg>` +
-    '<p>bars: responses per time bucket (first request byte sent to first response byte reported)</p>';
+    `<svg width="${bounds.length * w + 10}" height="${h + 40}">${bars}</svg>` +
+    `<p>share of responses per time bucket, first request byte to first response byte: ` +
+    `<span style="color:#8a8a8a">production</span> (<b id="production-timed">${count(d.production_latency_us)}</b>, from the capture), ` +
+    `<span style="color:#3a6ea5">target</span> (<b id="target-timed">${count(d.target_latency_us)}</b>, as replayed)</p>`;
 } else {
   document.getElementById('latency').innerHTML = '<p>no responses timed</p>';
 }
@@ -115,6 +132,70 @@ document.getElementById('diffs').innerHTML = d.shown.length ? d.shown.map(x =>
   `<pre>target\n\n${esc(side(x.target_response))}</pre></div>`).join('') : '<p>none</p>';
 </script></body></html>
 "##;
+
+/// `--compare-report DIR`, shared by the workers: they append the
+/// differences they find; the daemon rewrites the page.
+pub type SharedReport = Arc<Mutex<ReportWriter>>;
+
+/// The report directory's two files.
+pub struct ReportWriter {
+    dir: PathBuf,
+    /// `None` after a write error (logged once; the replay goes on).
+    differences: Option<BufWriter<File>>,
+    data: ReportData,
+}
+
+impl ReportWriter {
+    /// Creates `dir` (if needed) and an empty `differences.jsonl` in it.
+    pub fn create(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let file = File::create(dir.join("differences.jsonl"))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            differences: Some(BufWriter::new(file)),
+            data: ReportData::default(),
+        })
+    }
+
+    pub fn shared(self) -> SharedReport {
+        Arc::new(Mutex::new(self))
+    }
+
+    /// Appends differing exchanges (JSON lines) to the file and the page.
+    pub fn add(&mut self, lines: &[String]) {
+        if lines.is_empty() {
+            return;
+        }
+        for line in lines {
+            self.data.add_record(line);
+        }
+        let Some(out) = self.differences.as_mut() else {
+            return;
+        };
+        let result = lines
+            .iter()
+            .try_for_each(|line| writeln!(out, "{line}"))
+            .and_then(|()| out.flush());
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot write the differences file; it ends here");
+            self.differences = None;
+        }
+    }
+
+    /// Rewrites the page with the totals and response times as they are.
+    pub fn write_page(
+        &mut self,
+        counts: CompareCounts,
+        target_latency_us: Vec<(u64, u64)>,
+        production_latency_us: Vec<(u64, u64)>,
+    ) -> io::Result<PathBuf> {
+        self.data.counts = counts;
+        self.data.target_latency_us = target_latency_us;
+        self.data.production_latency_us = production_latency_us;
+        write_html(&self.dir, &self.data)?;
+        Ok(self.dir.join("report.html"))
+    }
+}
 
 /// Writes `dir/report.html`.
 pub fn write_html(dir: &Path, data: &ReportData) -> io::Result<()> {

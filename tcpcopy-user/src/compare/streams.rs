@@ -53,6 +53,10 @@ pub struct SessionStreams {
     target: InOrder,
     /// A stream had a hole: nothing more is compared.
     broken: bool,
+    /// When (µs) the client's request that production has not begun to
+    /// answer was captured (its first segment), for production's response
+    /// time.
+    asked_at_us: Option<u64>,
 }
 
 impl SessionStreams {
@@ -62,7 +66,21 @@ impl SessionStreams {
             production: InOrder::default(),
             target: InOrder::default(),
             broken: false,
+            asked_at_us: None,
         }
+    }
+
+    /// The client sent request data at `us` (capture time).
+    pub fn client_data_at(&mut self, us: u64) {
+        self.asked_at_us.get_or_insert(us);
+    }
+
+    /// Production sent response data at `us`: its response time, if this
+    /// is the first response data since the client asked.
+    pub fn production_data_at(&mut self, us: u64) -> Option<u64> {
+        self.asked_at_us
+            .take()
+            .map(|asked| us.saturating_sub(asked))
     }
 
     fn feed(

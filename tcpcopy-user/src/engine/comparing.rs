@@ -18,7 +18,7 @@ use crate::{
     packet::Ipv4TcpPacket,
 };
 
-use super::{Endpoint, Engine, config::CompareSettings, reply::Reply};
+use super::{Endpoint, Engine, Instant, config::CompareSettings, reply::Reply};
 
 /// Differences logged per engine at most (the counters have them all).
 const LOGGED_DIFFERENCES: u32 = 20;
@@ -215,21 +215,42 @@ impl Engine {
         });
     }
 
-    /// A production server segment of the capture (`round` of the file).
-    pub(super) fn compare_server_packet(&mut self, pkt: &Ipv4TcpPacket<&[u8]>, round: u16) {
+    /// A production server segment, captured at `now` (`round` of the
+    /// file).
+    pub(super) fn compare_server_packet(
+        &mut self,
+        now: Instant,
+        pkt: &Ipv4TcpPacket<&[u8]>,
+        round: u16,
+    ) {
         let origin = Endpoint::new(pkt.dst_addr(), pkt.dst_port());
         let syn = pkt.flags().syn();
         let seq = pkt.seq().0;
+        let timed = !pkt.payload().is_empty() && self.timing_production();
         let replicas = self.config.replicas.max(1);
         let first = round.saturating_mul(replicas);
+        let mut response_time = None;
         for copy in first..first.saturating_add(replicas) {
             let Some(idx) = self.find_origin(origin, copy) else {
                 continue;
             };
             self.with_streams(idx, false, |s, counts| {
+                if timed {
+                    response_time = response_time.or(s.production_data_at(now.micros()));
+                }
                 s.production(counts, syn, seq, pkt.payload())
             });
         }
+        if let Some(us) = response_time {
+            // Once per captured answer, however many copies replay it.
+            self.stats.production_time.record(us);
+        }
+    }
+
+    fn timing_production(&self) -> bool {
+        self.compare
+            .as_ref()
+            .is_some_and(|c| c.settings.time_production)
     }
 
     /// Bytes mode: session `idx` started a request at the target.
@@ -237,10 +258,13 @@ impl Engine {
         self.with_streams(idx, false, |s, _| s.target_exchange_end());
     }
 
-    /// Bytes mode: the capture holds the client's next data for session
-    /// `idx`.
-    pub(super) fn compare_client_data(&mut self, idx: u32) {
-        self.with_streams(idx, false, |s, _| s.production_exchange_end());
+    /// The capture holds client data for session `idx`, captured at `now`
+    /// (bytes mode: production's answer to the request before is whole).
+    pub(super) fn compare_client_data(&mut self, idx: u32, now: Instant) {
+        self.with_streams(idx, false, |s, _| {
+            s.client_data_at(now.micros());
+            s.production_exchange_end()
+        });
     }
 
     /// Session `idx` is going away: its last exchanges are complete.

@@ -98,6 +98,10 @@ pub struct CompareSettings {
     /// `--compare-report DIR`: every differing exchange is written to
     /// `DIR/differences.jsonl` (by the worker; the engine collects them).
     pub report_dir: Option<std::path::PathBuf>,
+    /// Production's response times are measured (the `now` of captured
+    /// packets is their capture time: live mode; offline, `now` is when a
+    /// packet is replayed, not when it was recorded).
+    pub time_production: bool,
 }
 
 impl Default for Config {

@@ -85,6 +85,13 @@ pub fn shard_for_packet(packet: &[u8], shards: u16, seed: u64) -> Option<u16> {
     Some(shard_of(p.src_addr(), p.src_port(), shards, seed))
 }
 
+/// The shard production's answer belongs to (`--compare`): the one of the
+/// client it goes to.
+pub fn shard_for_answer(packet: &[u8], shards: u16, seed: u64) -> Option<u16> {
+    let p = Ipv4TcpPacket::new_checked(packet).ok()?;
+    Some(shard_of(p.dst_addr(), p.dst_port(), shards, seed))
+}
+
 /// The shard a reply header belongs to.
 pub fn shard_for_reply(record: &HeaderRecord, shards: u16, seed: u64) -> u16 {
     shard_of(record.dst_addr(), record.dst_port(), shards, seed)
@@ -281,7 +288,7 @@ impl Engine {
                 // Production's answer (offline `--compare`).
                 self.stats.captured -= 1;
                 self.stats.server_segments += 1;
-                self.compare_server_packet(&pkt, round);
+                self.compare_server_packet(now, &pkt, round);
             } else {
                 self.stats.unmatched += 1;
             }
@@ -336,7 +343,7 @@ impl Engine {
             return;
         };
         if self.compare.is_some() && pkt.payload_len() > 0 {
-            self.compare_client_data(idx);
+            self.compare_client_data(idx, now);
         }
         let flags = pkt.flags();
         let new_syn = flags.syn() && !flags.ack();

@@ -97,6 +97,9 @@ macro_rules! counters {
             /// Target response times: first request segment sent to first
             /// response byte reported.
             pub response_time: LatencyHistogram,
+            /// `--compare`: production's response times, from the capture:
+            /// first request segment to first response byte captured.
+            pub production_time: LatencyHistogram,
         }
 
         impl $name {
@@ -107,6 +110,7 @@ macro_rules! counters {
                     *a += b;
                 }
                 self.response_time.add(&other.response_time);
+                self.production_time.add(&other.production_time);
             }
 
             /// `(name, value)` of every counter, closed-by-reason included.
@@ -118,6 +122,17 @@ macro_rules! counters {
                         ("response_p50_us", self.response_time.quantile(0.50)),
                         ("response_p99_us", self.response_time.quantile(0.99)),
                     ])
+                    .chain(
+                        (self.production_time.count() > 0)
+                            .then(|| {
+                                [
+                                    ("production_p50_us", self.production_time.quantile(0.50)),
+                                    ("production_p99_us", self.production_time.quantile(0.99)),
+                                ]
+                            })
+                            .into_iter()
+                            .flatten(),
+                    )
             }
         }
     };
@@ -219,6 +234,23 @@ counters! {
         compare_unparsed,
         /// Sessions not compared: a stream had a hole.
         compare_gaps,
+    }
+}
+
+impl EngineStats {
+    /// The comparison's totals (`--compare`), as the counters hold them.
+    pub fn compare_counts(&self) -> crate::compare::CompareCounts {
+        crate::compare::CompareCounts {
+            compared: self.compared,
+            equal: self.compare_equal,
+            different: self.compare_different,
+            status: self.compare_status,
+            header: self.compare_header,
+            body: self.compare_body,
+            truncated: self.compare_truncated,
+            unparsed: self.compare_unparsed,
+            gaps: self.compare_gaps,
+        }
     }
 }
 

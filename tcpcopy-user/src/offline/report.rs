@@ -377,18 +377,8 @@ pub fn summary(
     if e.server_segments > 0 || e.compared > 0 {
         let _ = writeln!(
             s,
-            "  compared with production: {} responses, {} equal, {} different (status {}, \
-             headers {}, body {}); {} cut at --compare-cap, {} sessions not HTTP, {} with a \
-             stream hole (not compared)",
-            count(e.compared),
-            count(e.compare_equal),
-            count(e.compare_different),
-            count(e.compare_status),
-            count(e.compare_header),
-            count(e.compare_body),
-            count(e.compare_truncated),
-            count(e.compare_unparsed),
-            count(e.compare_gaps),
+            "  compared with production: {}",
+            e.compare_counts().describe()
         );
     }
     s

@@ -1,0 +1,240 @@
+//! T2: `--compare` live in the lab. Real clients talk to production while
+//! tcpcopy replays them to a target that answers differently on purpose;
+//! production's answers are captured on the online host (inline: a TC
+//! program at eth0's egress; mirror: from a port that mirrors both
+//! directions), the target's come from intercept as reply payloads. The
+//! comparison must find exactly the planted differences. (Offline
+//! `--compare`, with the report page rendered in Chromium, is in
+//! `t2_offline`.)
+
+use tcpcopy_tests::{
+    intercept::{InterceptProcess, StatsLine},
+    lab::{Host, Lab, ONLINE_IP, TARGET_IP},
+    servers::{COMPARE_PRODUCTION, COMPARE_TARGET, start_nginx_with, start_redis},
+    tcpcopy::TcpcopyProcess,
+};
+
+fn args(port: u16, input: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "-x",
+        &format!("{port}-{TARGET_IP}:{port}"),
+        "-s",
+        "198.18.2.3",
+        "-i",
+        input,
+        "-o",
+        "eth1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn start(lab: &Lab, port: u16, input: &str, extra: &[&str]) -> TcpcopyProcess {
+    let a = args(port, input, extra);
+    TcpcopyProcess::start(lab, &a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// One keep-alive connection asking all five comparison URIs, then one
+/// connection each: ten exchanges, six of them different at the target.
+fn http_exchanges(lab: &Lab) {
+    let urls: Vec<String> = ["same", "status", "body", "header", "json"]
+        .iter()
+        .map(|p| format!("http://{ONLINE_IP}/cmp/{p}"))
+        .collect();
+    let mut all = vec!["curl", "-s"];
+    for u in &urls {
+        all.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    lab.run(Host::Client, &all);
+    for u in &urls {
+        lab.run(Host::Client, &["curl", "-s", "-o", "/dev/null", u]);
+    }
+}
+
+/// The planted differences, exactly: 10 compared, 4 equal (the same URI
+/// and the reordered JSON object, twice each), 2 each of status, header
+/// and body.
+fn assert_planted_http_differences(stats: &StatsLine, log: &str) {
+    let got = |k: &str| stats.get(k).copied().unwrap_or(u64::MAX);
+    assert_eq!(
+        (
+            got("compared"),
+            got("compare_equal"),
+            got("compare_different")
+        ),
+        (10, 4, 6),
+        "{stats:?}\n{log}"
+    );
+    assert_eq!(
+        (
+            got("compare_status"),
+            got("compare_header"),
+            got("compare_body")
+        ),
+        (2, 2, 2),
+        "{stats:?}\n{log}"
+    );
+    assert_eq!(
+        (got("compare_unparsed"), got("compare_gaps")),
+        (0, 0),
+        "{stats:?}\n{log}"
+    );
+    assert_eq!(got("xdp_response_ring_full"), 0, "{stats:?}");
+}
+
+#[test]
+fn live_compare_finds_exactly_the_planted_differences_with_two_workers() {
+    let lab = Lab::new();
+    let online = start_nginx_with(&lab, Host::Online, ONLINE_IP, &[80], COMPARE_PRODUCTION);
+    let _target = start_nginx_with(&lab, Host::Target, TARGET_IP, &[80], COMPARE_TARGET);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let report = lab.dir().join("live-report");
+    let report_arg = report.to_string_lossy().into_owned();
+    let mut tcpcopy = start(
+        &lab,
+        80,
+        "eth0",
+        &[
+            "--compare",
+            "http",
+            "--workers",
+            "2",
+            "--compare-report",
+            &report_arg,
+        ],
+    );
+    http_exchanges(&lab);
+    assert_eq!(online.requests().len(), 10);
+    tcpcopy.wait_stats("ten exchanges compared", |s| s["compared"] >= 10);
+    let tcpcopy_log = tcpcopy.log.clone();
+    let log = tcpcopy.log_text();
+    let (status, stats) = tcpcopy.stop();
+    assert!(status.success(), "{log}");
+    assert_planted_http_differences(&stats, &log);
+    // Production's answers came from the egress program: the five
+    // answers of each connection, and their handshakes and closes.
+    assert!(stats["xdp_responses"] >= 10, "{stats:?}");
+    assert!(stats["server_segments"] >= 10, "{stats:?}");
+    // The differences file has the six, wherever each worker found them.
+    let lines = std::fs::read_to_string(report.join("differences.jsonl")).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    for kind in ["status", "header", "body"] {
+        let n = lines
+            .iter()
+            .filter(|l| l.contains(&format!(r#""kinds":["{kind}"]"#)))
+            .count();
+        assert_eq!(n, 2, "{kind}: {lines:#?}");
+    }
+    // Production's response times come from the capture, beside the
+    // target's; both are in the exit line and the page.
+    let line = log
+        .lines()
+        .chain(
+            std::fs::read_to_string(&tcpcopy_log)
+                .unwrap_or_default()
+                .lines(),
+        )
+        .find(|l| l.contains("comparison at exit"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no comparison line at exit:\n{log}"));
+    println!("{line}");
+    assert!(stats.contains_key("production_p50_us"), "{stats:?}");
+    let page = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(page.contains(r#""compared":10"#), "the page has the totals");
+    assert!(
+        !page.contains(r#""production_latency_us":[]"#) && page.contains("production_latency_us"),
+        "production timed on the page"
+    );
+    // The egress program went with the process.
+    let filters = lab.run(Host::Online, &["bpftool", "net", "show", "dev", "eth0"]);
+    assert!(
+        !filters.contains("capture_responses") && !filters.contains("capture_inline"),
+        "{filters}"
+    );
+}
+
+#[test]
+fn live_compare_bytes_finds_the_one_redis_key_the_target_holds_differently() {
+    let lab = Lab::new();
+    let _online = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
+    let _target = start_redis(&lab, Host::Target, TARGET_IP, 6379);
+    for (host, addr) in [(Host::Online, "198.18.1.1"), (Host::Target, "198.18.2.2")] {
+        for k in 1..=5 {
+            let value = if k == 3 && host == Host::Target {
+                "changed".to_owned()
+            } else {
+                format!("value-{k}")
+            };
+            lab.run(
+                host,
+                &["redis-cli", "-h", addr, "SET", &format!("k{k}"), &value],
+            );
+        }
+    }
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
+    let mut tcpcopy = start(&lab, 6379, "eth0", &["--compare", "bytes"]);
+    // One connection per GET, then five GETs on one connection, each
+    // answered before the next (bash's /dev/tcp; redis-cli would begin
+    // with COMMAND DOCS, whose answer lists commands in each server's own
+    // order). Bytes mode ends an exchange at the client's next request:
+    // the capture must hand production's answer over before it.
+    for k in 1..=5 {
+        lab.run(
+            Host::Client,
+            &["redis-cli", "-h", "198.18.1.1", "GET", &format!("k{k}")],
+        );
+    }
+    lab.run(
+        Host::Client,
+        &[
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/198.18.1.1/6379; for k in 1 2 3 4 5; do printf 'GET k%s\\r\\n' $k >&3; \
+             read -r a <&3; read -r b <&3; echo \"$b\"; done; exec 3>&-",
+        ],
+    );
+    tcpcopy.wait_stats("ten exchanges compared", |s| s["compared"] >= 10);
+    let log = tcpcopy.log_text();
+    let (status, stats) = tcpcopy.stop();
+    assert!(status.success(), "{log}");
+    let got = |k: &str| stats.get(k).copied().unwrap_or(u64::MAX);
+    assert_eq!(
+        (
+            got("compared"),
+            got("compare_equal"),
+            got("compare_different"),
+            got("compare_body")
+        ),
+        (10, 8, 2, 2),
+        "GET k3, twice: {stats:?}\n{log}"
+    );
+    assert!(log.contains("body differs from byte"), "{log}");
+}
+
+#[test]
+fn mirror_compare_takes_productions_answers_from_a_two_way_mirror() {
+    let lab = Lab::new();
+    let mirror = lab.add_mirror_port_both_ways();
+    let online = start_nginx_with(&lab, Host::Online, ONLINE_IP, &[80], COMPARE_PRODUCTION);
+    let _target = start_nginx_with(&lab, Host::Target, TARGET_IP, &[80], COMPARE_TARGET);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let mut tcpcopy = start(
+        &lab,
+        80,
+        mirror,
+        &["--capture", "mirror", "--compare", "http"],
+    );
+    http_exchanges(&lab);
+    assert_eq!(online.requests().len(), 10);
+    tcpcopy.wait_stats("ten exchanges compared", |s| s["compared"] >= 10);
+    let log = tcpcopy.log_text();
+    let (status, stats) = tcpcopy.stop();
+    assert!(status.success(), "{log}");
+    assert_planted_http_differences(&stats, &log);
+    assert!(stats["xdp_responses"] >= 10, "{stats:?}");
+    assert_eq!(stats["xdp_redirect_failed"], 0, "{stats:?}");
+}
