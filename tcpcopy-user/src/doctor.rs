@@ -26,6 +26,7 @@ use tcpcopy_common::proto::{
 use tcpcopy_runtime::{
     doctor::{Report, check_interface, check_xdp_attach},
     netdev::{self, Interface},
+    tc::EgressAttach,
     xdp::XdpModePolicy,
 };
 
@@ -206,6 +207,9 @@ fn check_capture(r: &mut Report, cli: &Cli) {
         Ok(m)
     });
     check_xdp_attach(r, dev, policy, attached, "tcpcopy");
+    if cli.compare.is_some() {
+        check_response_capture(r, cli, dev);
+    }
     let o = iface.offloads;
     let flag = |v: Option<bool>| match v {
         Some(true) => "on",
@@ -233,6 +237,50 @@ fn check_capture(r: &mut Report, cli: &Cli) {
                  with checksums for the NIC are completed and split by tcpcopy)"
             ),
         );
+    }
+}
+
+/// `--compare`: where production's answers will come from.
+fn check_response_capture(r: &mut Report, cli: &Cli, dev: &str) {
+    let what = format!("production's answers on {dev} (--compare)");
+    if cli.capture == CaptureKind::Mirror {
+        r.info(
+            &what,
+            "taken from the mirror port: it must carry both directions (the `xdp_responses` \
+             counter stays 0 when it carries only the clients' side)",
+        );
+        return;
+    }
+    // An empty target table: attached for a moment, it copies nothing.
+    let attached = CaptureProgram::load_with_responses(
+        CaptureMode::Inline {
+            ring_bytes: cli.ring_size,
+        },
+        cli.ring_size,
+    )
+    .and_then(|mut p| {
+        let how = p.attach_responses(dev)?;
+        p.detach_all()?;
+        Ok(how)
+    });
+    match attached {
+        Ok(Some(EgressAttach::Tcx)) => r.pass(
+            &what,
+            "TC egress program: TCX link (attached and detached again; it never delays or \
+             drops a packet, and goes with tcpcopy however it stops)",
+        ),
+        Ok(Some(EgressAttach::Filter)) => r.warn(
+            &what,
+            "TC egress program as a clsact filter only (kernel without TCX, < 6.6): it works \
+             (never delays or drops a packet), but stays on the device if tcpcopy is killed",
+            format!("after a crash: tc filter del dev {dev} egress"),
+        ),
+        Ok(None) => r.fail(&what, "the response program did not load", "report a bug"),
+        Err(e) => r.fail(
+            &what,
+            e.to_string(),
+            "are we root? `tc filter show dev DEV egress` and `bpftool net` show what is attached",
+        ),
     }
 }
 

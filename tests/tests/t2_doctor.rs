@@ -69,6 +69,18 @@ fn tcpcopy_doctor_passes_a_healthy_lab() {
     let link = lab.run(Host::Online, &["ip", "link", "show", "eth0"]);
     assert!(!link.contains("xdp"), "{link}");
     assert!(target.requests().is_empty(), "the probe is no request");
+    // With --compare: the TC program that will copy production's answers.
+    let (out, text) = tcpcopy_doctor(&lab, &["--compare", "http"]);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        line(&text, "PASS  production's answers on eth0 (--compare)").contains("TCX link"),
+        "{text}"
+    );
+    let attached = lab.run(Host::Online, &["bpftool", "net", "show", "dev", "eth0"]);
+    assert!(
+        !attached.contains("capture_"),
+        "nothing left attached: {attached}"
+    );
 }
 
 #[test]
