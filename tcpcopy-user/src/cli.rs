@@ -207,6 +207,14 @@ pub struct Cli {
     #[arg(long = "compare-report", value_name = "DIR", requires = "compare")]
     pub compare_report: Option<PathBuf>,
 
+    /// With --compare: replay every session to IP:PORT too, a second copy of production's build; differences it shows as well are counted as noise, not as different.
+    #[arg(
+        long = "compare-baseline",
+        value_name = "IP:PORT",
+        requires = "compare"
+    )]
+    pub compare_baseline: Option<std::net::SocketAddrV4>,
+
     /// With --compare: bytes of each response compared (the rest is counted truncated), e.g. 64K.
     #[arg(long = "compare-cap", value_name = "BYTES", default_value = "64K", value_parser = parse_compare_cap)]
     pub compare_cap: u32,
@@ -493,6 +501,9 @@ impl Cli {
                     cap: self.compare_cap as usize,
                     report_dir: self.compare_report.clone(),
                     time_production: self.offline_file().is_none(),
+                    baseline: self
+                        .compare_baseline
+                        .map(|a| crate::engine::Endpoint::new(a.ip().octets(), a.port())),
                 }),
             // Bytes mode cuts the target's stream where the next request
             // goes: that must wait until the response is whole.
@@ -581,6 +592,30 @@ impl Cli {
                 );
             }
             self.compare_rules()?;
+        }
+        if let Some(b) = self.compare_baseline {
+            if u32::from(self.rounds) * u32::from(self.replicas)
+                >= u32::from(crate::engine::BASELINE_COPY)
+            {
+                return Err(format!(
+                    "--compare-baseline: -T {} with -n {} is too many copies (at most {} with a \
+                     baseline)",
+                    self.rounds,
+                    self.replicas,
+                    crate::engine::BASELINE_COPY - 1
+                ));
+            }
+            if self
+                .transfer
+                .0
+                .iter()
+                .any(|t| t.rule.target.addr == b.ip().octets() && t.rule.target.port == b.port())
+            {
+                return Err(format!(
+                    "--compare-baseline {b} is a -x target: the baseline must be another copy \
+                     of production's build"
+                ));
+            }
         }
         if u32::from(self.rounds) * u32::from(self.replicas) > u32::from(u16::MAX) {
             return Err(format!(
@@ -771,6 +806,20 @@ mod tests {
                 .unwrap_err()
         };
         assert!(bad("--dry-run").contains("--dry-run"));
+        assert!(bad("--compare-baseline 198.18.2.2:80").contains("-x target"));
+        let with = parse(&format!(
+            "{base} --compare http --compare-baseline 198.18.2.2:8080"
+        ))
+        .unwrap();
+        with.validate().unwrap();
+        assert_eq!(
+            with.engine_config().compare.unwrap().baseline,
+            Some(crate::engine::Endpoint::new([198, 18, 2, 2], 8080))
+        );
+        assert!(
+            parse(&format!("{base} --compare-baseline 198.18.2.2:8080")).is_err(),
+            "needs --compare"
+        );
         assert!(bad("--compare-ignore a,b/c").contains("--compare-ignore"));
         for ok in ["--workers 2", ""] {
             parse(&format!("{base} --compare http {ok}"))

@@ -538,8 +538,14 @@ fn open_sender(cli: &Cli, w: u16, tx_queues: u32) -> Result<Box<dyn FrameSender>
         .next_hop_mac(mac)
         .queue_id(u32::from(w))
         .open()?;
-    for t in &cli.transfer.0 {
-        let target = std::net::Ipv4Addr::from(t.rule.target.addr);
+    let baseline = cli.compare_baseline.map(|b| *b.ip());
+    for target in cli
+        .transfer
+        .0
+        .iter()
+        .map(|t| std::net::Ipv4Addr::from(t.rule.target.addr))
+        .chain(baseline)
+    {
         if sender
             .resolve_next_hop(target, Duration::from_secs(2))
             .is_none()

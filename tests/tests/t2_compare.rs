@@ -238,3 +238,90 @@ fn mirror_compare_takes_productions_answers_from_a_two_way_mirror() {
     assert!(stats["xdp_responses"] >= 10, "{stats:?}");
     assert_eq!(stats["xdp_redirect_failed"], 0, "{stats:?}");
 }
+
+/// A URI whose answer carries a per-request id: different at every copy of
+/// any build, so noise, not a regression.
+const NOISY: &str =
+    "        location = /cmp/noisy { add_header X-Request-Id $request_id; return 200 \"n\\n\"; }\n";
+
+#[test]
+fn a_baseline_tells_productions_own_noise_from_the_targets_regressions() {
+    let lab = Lab::new();
+    let production = format!("{COMPARE_PRODUCTION}{NOISY}");
+    let candidate = format!("{COMPARE_TARGET}{NOISY}");
+    let online = start_nginx_with(&lab, Host::Online, ONLINE_IP, &[80], &production);
+    let _target = start_nginx_with(&lab, Host::Target, TARGET_IP, &[80], &candidate);
+    // The baseline: production's build, on the target host's port 8080.
+    let baseline = start_nginx_with(&lab, Host::Target, TARGET_IP, &[8080], &production);
+    let _intercept = InterceptProcess::start(
+        &lab,
+        &["--target", "198.18.2.2:80", "--target", "198.18.2.2:8080"],
+    );
+    let report = lab.dir().join("baseline-report");
+    let report_arg = report.to_string_lossy().into_owned();
+    let mut tcpcopy = start(
+        &lab,
+        80,
+        "eth0",
+        &[
+            "--compare",
+            "http",
+            "--compare-baseline",
+            "198.18.2.2:8080",
+            "--compare-report",
+            &report_arg,
+        ],
+    );
+    http_exchanges(&lab);
+    // And the noisy URI, alone and after an equal one on one connection.
+    let noisy = format!("http://{ONLINE_IP}/cmp/noisy");
+    let same = format!("http://{ONLINE_IP}/cmp/same");
+    lab.run(Host::Client, &["curl", "-s", "-o", "/dev/null", &noisy]);
+    lab.run(
+        Host::Client,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            &same,
+            "-o",
+            "/dev/null",
+            &noisy,
+        ],
+    );
+    assert_eq!(online.requests().len(), 13);
+    tcpcopy.wait_stats("thirteen exchanges compared", |s| s["compared"] >= 13);
+    let log = tcpcopy.log_text();
+    let (status, stats) = tcpcopy.stop();
+    assert!(status.success(), "{log}");
+    let got = |k: &str| stats.get(k).copied().unwrap_or(u64::MAX);
+    // The planted six are regressions (the baseline answers like
+    // production there); the two noisy answers are noise.
+    assert_eq!(
+        (
+            got("compared"),
+            got("compare_equal"),
+            got("compare_different"),
+            got("compare_noise")
+        ),
+        (13, 5, 6, 2),
+        "{stats:?}\n{log}"
+    );
+    assert_eq!(
+        (
+            got("compare_status"),
+            got("compare_header"),
+            got("compare_body"),
+            got("compare_unconfirmed")
+        ),
+        (2, 2, 2, 0),
+        "{stats:?}\n{log}"
+    );
+    assert_eq!(got("baseline_sessions"), 8, "{stats:?}");
+    // The baseline got every request too.
+    assert_eq!(baseline.requests().len(), 13);
+    let lines = std::fs::read_to_string(report.join("differences.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 6, "noise is not listed:\n{lines}");
+    assert!(!lines.contains("x-request-id"), "{lines}");
+}

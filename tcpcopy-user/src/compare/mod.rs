@@ -121,6 +121,19 @@ pub enum Difference {
 }
 
 impl Difference {
+    /// Whether `other` (a difference of the baseline's answer from
+    /// production's) is the same difference as this one (the target's):
+    /// the status, the same header, the same JSON field, or the body.
+    pub fn same_place(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Status { .. }, Self::Status { .. }) => true,
+            (Self::Header { name: a, .. }, Self::Header { name: b, .. }) => a == b,
+            (Self::JsonField { path: a }, Self::JsonField { path: b }) => a == b,
+            (Self::Bytes { .. }, Self::Bytes { .. }) => true,
+            _ => false,
+        }
+    }
+
     /// The kind, for counters: `status`, `header`, `body`.
     pub const fn kind(&self) -> &'static str {
         match self {
@@ -148,24 +161,46 @@ pub struct CompareCounts {
     pub unparsed: u64,
     /// Sessions left uncompared: a stream had a hole (counted once).
     pub gaps: u64,
+    /// `--compare-baseline`: exchanges whose every difference from
+    /// production the baseline (production's own build) showed too: noise,
+    /// not counted `different`.
+    pub noise: u64,
+    /// `--compare-baseline`: differing exchanges judged without the
+    /// baseline's answer (it had none for the exchange, or not in time).
+    pub unconfirmed: u64,
 }
 
 impl CompareCounts {
     /// The totals in words (the summary's and the log's comparison line).
     pub fn describe(&self) -> String {
         format!(
-            "{} responses, {} equal, {} different (status {}, headers {}, body {}); {} cut at \
-             --compare-cap, {} sessions not HTTP, {} with a stream hole (not compared)",
+            "{} responses, {} equal, {} different (status {}, headers {}, body {}){}; {} cut \
+             at --compare-cap, {} sessions not HTTP, {} with a stream hole (not compared)",
             self.compared,
             self.equal,
             self.different,
             self.status,
             self.header,
             self.body,
+            if self.noise + self.unconfirmed > 0 {
+                format!(
+                    ", {} noise (the baseline differed alike), {} of the different without the \
+                     baseline's answer",
+                    self.noise, self.unconfirmed
+                )
+            } else {
+                String::new()
+            },
             self.truncated,
             self.unparsed,
             self.gaps
         )
+    }
+
+    /// An exchange whose differences the baseline showed too.
+    pub fn record_noise(&mut self) {
+        self.compared += 1;
+        self.noise += 1;
     }
 
     pub fn record(&mut self, outcome: &Outcome) {
@@ -197,6 +232,8 @@ impl CompareCounts {
         self.truncated += o.truncated;
         self.unparsed += o.unparsed;
         self.gaps += o.gaps;
+        self.noise += o.noise;
+        self.unconfirmed += o.unconfirmed;
     }
 }
 

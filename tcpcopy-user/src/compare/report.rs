@@ -61,6 +61,7 @@ impl ReportData {
                 "compared": c.compared, "equal": c.equal, "different": c.different,
                 "status": c.status, "header": c.header, "body": c.body,
                 "truncated": c.truncated, "unparsed": c.unparsed, "gaps": c.gaps,
+                "noise": c.noise, "unconfirmed": c.unconfirmed,
             },
             "by_status": self.by_status,
             "shown": self.shown,
@@ -94,7 +95,8 @@ document.getElementById('totals').innerHTML =
   `<p>compared <b id="compared">${c.compared}</b> responses: ` +
   `<span class="good"><b id="equal">${c.equal}</b> equal</span>, ` +
   `<span class="bad"><b id="different">${c.different}</b> different</span> ` +
-  `(status ${c.status}, headers ${c.header}, body ${c.body}); ` +
+  `(status ${c.status}, headers ${c.header}, body ${c.body})` +
+  (c.noise + c.unconfirmed ? `, <b id="noise">${c.noise}</b> noise (the baseline differed alike; not counted different), ${c.unconfirmed} of the different without the baseline's answer` : '') + '; ' +
   `${c.truncated} cut at the cap, ${c.unparsed} sessions not parsed, ${c.gaps} with a stream hole.</p>`;
 const kinds = ['status', 'header', 'body'];
 let rows = Object.entries(d.by_status).map(([st, k]) =>

@@ -1,6 +1,14 @@
 //! One session's comparison: production's and the target's response
 //! streams side by side, their n-th exchanges compared as soon as both are
 //! complete.
+//!
+//! With a baseline (`--compare-baseline`: the same session replayed to a
+//! second copy of production's build), a differing exchange waits for the
+//! baseline's answer to the same request: the differences the baseline
+//! shows too, at the same place (status, header, JSON field, body), are
+//! noise of production's own build (timestamps, ids, orderings) and are
+//! left out; an exchange left with none counts as noise, not different.
+//! One the baseline never answers is judged without it (`unconfirmed`).
 
 use std::collections::VecDeque;
 
@@ -65,6 +73,39 @@ impl Side {
             Self::Bytes { .. } => self.end_exchange(),
         }
     }
+
+    /// The next complete exchange (`None`: none yet).
+    fn pop_exchange(&mut self) -> Option<Exchange> {
+        match self {
+            Self::Http(s) => s.pop().map(Exchange::Http),
+            Self::Bytes { done, .. } => done.pop_front().map(|(b, _)| Exchange::Bytes(b)),
+        }
+    }
+
+    /// Complete exchanges waiting.
+    fn waiting(&self) -> usize {
+        match self {
+            Self::Http(s) => s.waiting(),
+            Self::Bytes { done, .. } => done.len(),
+        }
+    }
+
+    /// The stream could not be parsed: it yields nothing more.
+    fn failed(&self) -> bool {
+        matches!(self, Self::Http(s) if s.failure().is_some())
+    }
+}
+
+/// `--compare-baseline`: the baseline's side of a session.
+#[derive(Debug)]
+struct Baseline {
+    side: Side,
+    /// The baseline's session ended (or its stream broke): no more answers.
+    done: bool,
+    /// Index of the baseline's next exchange.
+    next: u64,
+    /// Differing exchanges waiting for the baseline's answer, oldest first.
+    pending: VecDeque<DifferentExchange>,
 }
 
 /// An exchange that compared different, for reports.
@@ -94,6 +135,7 @@ pub struct SessionCompare {
     cap: usize,
     production: Side,
     target: Side,
+    baseline: Option<Baseline>,
     compared: u64,
     unparsed_counted: bool,
 }
@@ -105,8 +147,48 @@ impl SessionCompare {
             cap,
             production: Side::new(mode, cap),
             target: Side::new(mode, cap),
+            baseline: None,
             compared: 0,
             unparsed_counted: false,
+        }
+    }
+
+    /// `--compare-baseline`: the session is replayed to the baseline too;
+    /// differing exchanges wait for its answers.
+    pub fn with_baseline(mut self, mode: CompareMode) -> Self {
+        self.baseline = Some(Baseline {
+            side: Side::new(mode, self.cap),
+            done: false,
+            next: 0,
+            pending: VecDeque::new(),
+        });
+        self
+    }
+
+    /// Bytes the baseline sent, in sequence order.
+    pub fn baseline(&mut self, bytes: &[u8]) {
+        if let Some(b) = &mut self.baseline
+            && !b.done
+        {
+            b.side.push(bytes, self.cap);
+        }
+    }
+
+    /// Bytes mode: the baseline's response to the current request is over.
+    pub fn baseline_exchange_end(&mut self) {
+        if let Some(b) = &mut self.baseline {
+            b.side.end_exchange();
+        }
+    }
+
+    /// The baseline's session ended (or its stream broke): what it sent
+    /// is all there will be.
+    pub fn baseline_finish(&mut self) {
+        if let Some(b) = &mut self.baseline
+            && !b.done
+        {
+            b.side.finish();
+            b.done = true;
         }
     }
 
@@ -130,10 +212,103 @@ impl SessionCompare {
         self.target.end_exchange();
     }
 
-    /// The session ended on both sides: what is left is complete.
+    /// The session ended on both sides: what is left is complete. (The
+    /// baseline's answers still missing then are not waited for.)
     pub fn finish(&mut self) {
         self.production.finish();
         self.target.finish();
+    }
+
+    /// Differing exchanges wait for the baseline's answers (or production
+    /// and the target have exchanges left that may differ).
+    pub fn awaits_baseline(&self) -> bool {
+        self.baseline.as_ref().is_some_and(|b| {
+            !b.done
+                && (!b.pending.is_empty()
+                    || self.production.waiting() > 0
+                    || self.target.waiting() > 0)
+        })
+    }
+
+    /// Differing exchanges still waiting for the baseline are judged
+    /// without it.
+    pub fn give_up_baseline(
+        &mut self,
+        counts: &mut CompareCounts,
+        on_different: &mut impl FnMut(DifferentExchange),
+    ) {
+        if let Some(b) = &mut self.baseline {
+            b.done = true;
+            while let Some(d) = b.pending.pop_front() {
+                Self::unconfirmed(d, counts, on_different);
+            }
+        }
+    }
+
+    fn unconfirmed(
+        d: DifferentExchange,
+        counts: &mut CompareCounts,
+        on_different: &mut impl FnMut(DifferentExchange),
+    ) {
+        counts.record(&Outcome::Different(d.differences.clone()));
+        counts.unconfirmed += 1;
+        on_different(d);
+    }
+
+    /// Takes the baseline's answers to exchanges already compared: each
+    /// waiting differing exchange is judged against its baseline answer;
+    /// answers to exchanges that were equal are dropped.
+    fn judge_with_baseline(
+        &mut self,
+        rules: &IgnoreRules,
+        counts: &mut CompareCounts,
+        on_different: &mut impl FnMut(DifferentExchange),
+    ) {
+        let compared = self.compared;
+        let Some(b) = &mut self.baseline else { return };
+        if b.side.failed() {
+            b.done = true;
+        }
+        while b.next < compared {
+            let Some(answer) = b.side.pop_exchange() else {
+                break;
+            };
+            let index = b.next;
+            b.next += 1;
+            if b.pending.front().is_none_or(|d| d.index != index) {
+                continue;
+            }
+            let mut d = b.pending.pop_front().expect("looked at above");
+            let baseline_outcome = match (&d.production, &answer) {
+                (Exchange::Http(p), Exchange::Http(a)) => diff::compare_http(p, a, rules),
+                (Exchange::Bytes(p), Exchange::Bytes(a)) => compare_bytes(p, a),
+                _ => Outcome::Equal,
+            };
+            if let Outcome::Different(noisy) = baseline_outcome {
+                d.differences
+                    .retain(|t| !noisy.iter().any(|n| t.same_place(n)));
+            }
+            if d.differences.is_empty() {
+                counts.record_noise();
+            } else {
+                counts.record(&Outcome::Different(d.differences.clone()));
+                on_different(d);
+            }
+        }
+        // Bounded: beyond, or once the baseline has no more to say.
+        let exhausted = b.done && b.side.waiting() == 0;
+        while b.pending.len() > MAX_WAITING || exhausted && !b.pending.is_empty() {
+            let d = b.pending.pop_front().expect("not empty");
+            Self::unconfirmed(d, counts, on_different);
+        }
+        if b.side.waiting() > MAX_WAITING {
+            // The baseline ran too far ahead of the target: leave it.
+            b.done = true;
+            b.side = Side::new(CompareMode::Bytes, 0);
+            while let Some(d) = b.pending.pop_front() {
+                Self::unconfirmed(d, counts, on_different);
+            }
+        }
     }
 
     /// Compares every exchange complete on both sides; counts each into
@@ -155,14 +330,14 @@ impl SessionCompare {
                         t.abandon("the other side is not HTTP");
                     }
                     if self.unparsed_counted {
-                        return;
+                        break;
                     }
                     if p.waiting().max(t.waiting()) > MAX_WAITING {
                         self.unparsed_counted = true;
                         counts.gaps += 1;
                         p.abandon("the other side fell too far behind");
                         t.abandon("the other side fell too far behind");
-                        return;
+                        break;
                     }
                     // Pop only when both have one, so none is lost.
                     match (p.pop(), t.pop()) {
@@ -173,13 +348,13 @@ impl SessionCompare {
                         }
                         (Some(a), None) => {
                             p.unpop(a);
-                            return;
+                            break;
                         }
                         (None, Some(b)) => {
                             t.unpop(b);
-                            return;
+                            break;
                         }
-                        (None, None) => return,
+                        (None, None) => break,
                     }
                 }
                 (Side::Bytes { done: p, .. }, Side::Bytes { done: t, .. }) => {
@@ -187,10 +362,10 @@ impl SessionCompare {
                         p.clear();
                         t.clear();
                         counts.gaps += 1;
-                        return;
+                        break;
                     }
                     if p.is_empty() || t.is_empty() {
-                        return;
+                        break;
                     }
                     let (a, at) = p.pop_front().expect("checked");
                     let (b, bt) = t.pop_front().expect("checked");
@@ -201,23 +376,35 @@ impl SessionCompare {
                         Exchange::Bytes(b),
                     )
                 }
-                _ => return,
+                _ => break,
             };
             let (outcome, truncated, production, target) = pair;
             if truncated {
                 counts.truncated += 1;
             }
-            counts.record(&outcome);
-            if let Outcome::Different(differences) = outcome {
-                on_different(DifferentExchange {
-                    index: self.compared,
-                    differences,
-                    production,
-                    target,
-                });
+            match outcome {
+                Outcome::Equal => counts.record(&outcome),
+                Outcome::Different(differences) => {
+                    let d = DifferentExchange {
+                        index: self.compared,
+                        differences,
+                        production,
+                        target,
+                    };
+                    match &mut self.baseline {
+                        // (Judged when its answer is taken, or unconfirmed
+                        // once the baseline has none left.)
+                        Some(b) => b.pending.push_back(d),
+                        None => {
+                            counts.record(&Outcome::Different(d.differences.clone()));
+                            on_different(d);
+                        }
+                    }
+                }
             }
             self.compared += 1;
         }
+        self.judge_with_baseline(rules, counts, &mut on_different);
     }
 }
 
@@ -302,5 +489,111 @@ mod tests {
         s.compare_ready(&rules, &mut counts, |_| {});
         s.compare_ready(&rules, &mut counts, |_| {});
         assert_eq!((counts.unparsed, counts.compared), (1, 0));
+    }
+
+    fn resp(status: u16, req_id: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status} X\r\nX-Req: {req_id}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn what_the_baseline_shows_too_is_noise_and_the_rest_a_regression() {
+        let rules = IgnoreRules::with_defaults();
+        let mut counts = CompareCounts::default();
+        let mut diffs = Vec::new();
+        let mut s =
+            SessionCompare::new(CompareMode::Http, 1 << 16).with_baseline(CompareMode::Http);
+        // 0: only the per-request id differs, at the baseline too: noise.
+        // 1: the id and the status differ; the baseline only has the id.
+        // 2: equal at the target: the baseline's answer is not needed.
+        // 3: the body differs; the baseline is equal: a regression.
+        s.production(&resp(200, "p0", "a"));
+        s.production(&resp(200, "p1", "b"));
+        s.production(&resp(200, "p2", "c"));
+        s.production(&resp(200, "p3", "d"));
+        s.target(&resp(200, "t0", "a"));
+        s.target(&resp(500, "t1", "b"));
+        s.target(&resp(200, "p2", "c"));
+        s.target(&resp(200, "p3", "X"));
+        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        assert_eq!(
+            (counts.compared, counts.equal, counts.different),
+            (1, 1, 0),
+            "the differing ones wait for the baseline"
+        );
+        // The baseline answers later (a slower copy).
+        s.baseline(&resp(200, "b0", "a"));
+        s.baseline(&resp(200, "b1", "b"));
+        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        assert_eq!((counts.noise, counts.different), (1, 1));
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].index, 1);
+        assert_eq!(diffs[0].differences.len(), 1, "the id left out: {diffs:?}");
+        assert_eq!(diffs[0].differences[0].kind(), "status");
+        s.baseline(&resp(200, "p2", "c"));
+        s.baseline(&resp(200, "p3", "d"));
+        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        assert_eq!(
+            (
+                counts.compared,
+                counts.equal,
+                counts.different,
+                counts.noise
+            ),
+            (4, 1, 2, 1)
+        );
+        assert_eq!((counts.status, counts.header, counts.body), (1, 0, 1));
+        assert_eq!(counts.unconfirmed, 0);
+    }
+
+    #[test]
+    fn a_baseline_that_never_answers_leaves_differences_unconfirmed() {
+        let rules = IgnoreRules::with_defaults();
+        let mut counts = CompareCounts::default();
+        let mut diffs = Vec::new();
+        let mut s =
+            SessionCompare::new(CompareMode::Http, 1 << 16).with_baseline(CompareMode::Http);
+        s.production(&resp(200, "p0", "a"));
+        s.target(&resp(200, "t0", "a"));
+        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        assert_eq!(counts.compared, 0);
+        s.baseline_finish();
+        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        assert_eq!(
+            (counts.compared, counts.different, counts.unconfirmed),
+            (1, 1, 1)
+        );
+        assert_eq!(diffs.len(), 1);
+        // Or the session ends first.
+        let mut counts = CompareCounts::default();
+        let mut s = SessionCompare::new(CompareMode::Bytes, 64).with_baseline(CompareMode::Bytes);
+        s.production(b"+1\r\n");
+        s.production_exchange_end();
+        s.target(b"+2\r\n");
+        s.target_exchange_end();
+        s.finish();
+        s.compare_ready(&rules, &mut counts, |_| {});
+        s.give_up_baseline(&mut counts, &mut |_| {});
+        assert_eq!((counts.different, counts.unconfirmed), (1, 1));
+    }
+
+    #[test]
+    fn bytes_exchanges_use_the_baseline_too() {
+        let rules = IgnoreRules::default();
+        let mut counts = CompareCounts::default();
+        let mut s = SessionCompare::new(CompareMode::Bytes, 64).with_baseline(CompareMode::Bytes);
+        for (p, t, b) in [(&b"+a"[..], &b"+x"[..], &b"+y"[..]), (b"+c", b"+z", b"+c")] {
+            s.production(p);
+            s.production_exchange_end();
+            s.target(t);
+            s.target_exchange_end();
+            s.baseline(b);
+            s.baseline_exchange_end();
+        }
+        s.compare_ready(&rules, &mut counts, |_| {});
+        assert_eq!((counts.compared, counts.noise, counts.different), (2, 1, 1));
     }
 }

@@ -51,6 +51,8 @@ pub struct SessionStreams {
     compare: SessionCompare,
     production: InOrder,
     target: InOrder,
+    /// `--compare-baseline`: the baseline session's stream.
+    baseline: InOrder,
     /// A stream had a hole: nothing more is compared.
     broken: bool,
     /// When (µs) the client's request that production has not begun to
@@ -65,8 +67,65 @@ impl SessionStreams {
             compare: SessionCompare::new(mode, cap),
             production: InOrder::default(),
             target: InOrder::default(),
+            baseline: InOrder::default(),
             broken: false,
             asked_at_us: None,
+        }
+    }
+
+    /// `--compare-baseline`: differing exchanges wait for the baseline's
+    /// answers (see [`SessionCompare`]).
+    pub fn with_baseline(mut self, mode: CompareMode) -> Self {
+        self.compare = self.compare.with_baseline(mode);
+        self
+    }
+
+    /// A reply of the baseline's session, as for [`Self::target`]. A hole
+    /// in its stream ends the baseline's part, not the comparison.
+    pub fn baseline(&mut self, syn: bool, seq: u32, payload_len: usize, payload: Option<&[u8]>) {
+        if !syn && payload_len > 0 && payload.is_none_or(|p| p.len() < payload_len) {
+            self.compare.baseline_finish();
+            return;
+        }
+        let Self {
+            compare, baseline, ..
+        } = self;
+        let mut broken = false;
+        let mut ignored = CompareCounts::default();
+        Self::feed(
+            &mut broken,
+            &mut ignored,
+            baseline,
+            syn,
+            seq,
+            payload.unwrap_or(&[]),
+            |b| compare.baseline(b),
+        );
+        if broken {
+            compare.baseline_finish();
+        }
+    }
+
+    /// Bytes mode: tcpcopy sent the baseline the next request.
+    pub fn baseline_exchange_end(&mut self) {
+        self.compare.baseline_exchange_end();
+    }
+
+    /// The baseline's session ended.
+    pub fn baseline_finish(&mut self) {
+        self.compare.baseline_finish();
+    }
+
+    /// Differing exchanges wait for the baseline's answers.
+    pub fn awaits_baseline(&self) -> bool {
+        !self.broken && self.compare.awaits_baseline()
+    }
+
+    /// The session ended at production and the target (its baseline's
+    /// session goes on): what is left of their streams is complete.
+    pub fn finish_target(&mut self) {
+        if !self.broken {
+            self.compare.finish();
         }
     }
 
@@ -183,16 +242,18 @@ impl SessionStreams {
         }
     }
 
-    /// The session ended: what is left on both sides is complete.
+    /// The session ended: what is left on both sides is complete; what
+    /// the baseline has not answered by now is judged without it.
     pub fn finish(
         &mut self,
         rules: &IgnoreRules,
         counts: &mut CompareCounts,
-        on_different: impl FnMut(DifferentExchange),
+        mut on_different: impl FnMut(DifferentExchange),
     ) {
         if !self.broken {
             self.compare.finish();
-            self.compare.compare_ready(rules, counts, on_different);
+            self.compare.compare_ready(rules, counts, &mut on_different);
+            self.compare.give_up_baseline(counts, &mut on_different);
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::{
     packet::Ipv4TcpPacket,
 };
 
-use super::{Endpoint, Engine, Instant, config::CompareSettings, reply::Reply};
+use super::{BASELINE_COPY, Endpoint, Engine, Instant, config::CompareSettings, reply::Reply};
 
 /// Differences logged per engine at most (the counters have them all).
 const LOGGED_DIFFERENCES: u32 = 20;
@@ -28,10 +28,32 @@ const PENDING_RECORDS: usize = 4096;
 /// Body bytes a report record shows of each side.
 const EXCERPT: usize = 2048;
 
+/// A session's streams, and its endpoints (for the report).
+struct Tracked {
+    client: Endpoint,
+    target: Endpoint,
+    streams: SessionStreams,
+}
+
+/// Which streams: an open session's, or (`--compare-baseline`) those of a
+/// session that ended while its baseline session had answers to give,
+/// kept under that baseline session's index until it ends too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Streams {
+    Open(u32),
+    Closing(u32),
+}
+
 /// The engine's comparison state.
 pub(super) struct Comparing {
     settings: CompareSettings,
-    sessions: HashMap<u32, SessionStreams>,
+    sessions: HashMap<u32, Tracked>,
+    /// `--compare-baseline`: baseline session -> the session it mirrors
+    /// (whose streams hold the baseline's answers).
+    baselines: HashMap<u32, u32>,
+    /// `--compare-baseline`: streams of ended sessions, by the index of
+    /// their (still open) baseline session.
+    closing: HashMap<u32, Tracked>,
     counts: CompareCounts,
     logged: u32,
     /// `--compare-report`: differing exchanges as JSON lines, for the worker.
@@ -44,11 +66,18 @@ impl Comparing {
         Self {
             settings,
             sessions: HashMap::new(),
+            baselines: HashMap::new(),
+            closing: HashMap::new(),
             counts: CompareCounts::default(),
             logged: 0,
             records: Vec::new(),
             records_dropped: 0,
         }
+    }
+
+    /// `--compare-baseline`: where sessions are replayed a second time.
+    pub(super) fn baseline(&self) -> Option<Endpoint> {
+        self.settings.baseline
     }
 
     fn record(&mut self, client: Endpoint, target: Endpoint, d: &DifferentExchange) {
@@ -154,14 +183,56 @@ impl Engine {
         s.compare_truncated = k.truncated;
         s.compare_unparsed = k.unparsed;
         s.compare_gaps = k.gaps;
+        s.compare_noise = k.noise;
+        s.compare_unconfirmed = k.unconfirmed;
     }
 
-    /// A new session gets its streams.
+    /// A new session gets its streams; a baseline session is tied to the
+    /// session it mirrors.
     pub(super) fn compare_open(&mut self, idx: u32) {
-        if let Some(c) = &mut self.compare {
-            let streams = SessionStreams::new(c.settings.mode, c.settings.cap);
-            c.sessions.insert(idx, streams);
+        if self.compare.is_none() {
+            return;
         }
+        let (origin, copy, client, target) = match self.sessions.get(idx) {
+            Some(s) => (s.origin, s.copy, s.client, s.target),
+            None => return,
+        };
+        let primary = (copy & BASELINE_COPY != 0)
+            .then(|| self.find_origin(origin, copy & !BASELINE_COPY))
+            .flatten();
+        let Some(c) = &mut self.compare else { return };
+        if copy & BASELINE_COPY != 0 {
+            if let Some(p) = primary.filter(|p| c.sessions.contains_key(p)) {
+                c.baselines.insert(idx, p);
+                self.stats.baseline_sessions += 1;
+            }
+            return;
+        }
+        let mut streams = SessionStreams::new(c.settings.mode, c.settings.cap);
+        if c.settings.baseline.is_some() {
+            streams = streams.with_baseline(c.settings.mode);
+        }
+        c.sessions.insert(
+            idx,
+            Tracked {
+                client,
+                target,
+                streams,
+            },
+        );
+    }
+
+    /// The streams that take session `idx`'s answers, and whether `idx` is
+    /// a baseline session.
+    fn streams_of(&self, idx: u32) -> Option<(Streams, bool)> {
+        let c = self.compare.as_ref()?;
+        Some(if c.closing.contains_key(&idx) {
+            (Streams::Closing(idx), true)
+        } else if let Some(&primary) = c.baselines.get(&idx) {
+            (Streams::Open(primary), true)
+        } else {
+            (Streams::Open(idx), false)
+        })
     }
 
     /// Runs `f` on session `idx`'s streams, then compares what is ready.
@@ -171,31 +242,47 @@ impl Engine {
         finish: bool,
         f: impl FnOnce(&mut SessionStreams, &mut CompareCounts),
     ) {
-        let (client, target) = match self.sessions.get(idx) {
-            Some(s) => (s.client, s.target),
-            None => return,
-        };
+        self.with(Streams::Open(idx), finish, f);
+    }
+
+    /// Runs `f` on `which` streams, then compares what is ready; `finish`:
+    /// the streams are done (compared to the end, and dropped).
+    fn with(
+        &mut self,
+        which: Streams,
+        finish: bool,
+        f: impl FnOnce(&mut SessionStreams, &mut CompareCounts),
+    ) {
         let Some(c) = &mut self.compare else { return };
         let mut different = Vec::new();
         let Comparing {
             sessions,
+            closing,
             counts,
             settings,
             ..
         } = &mut **c;
-        if finish {
-            let Some(mut streams) = sessions.remove(&idx) else {
+        let (map, idx) = match which {
+            Streams::Open(i) => (sessions, i),
+            Streams::Closing(i) => (closing, i),
+        };
+        let (client, target) = if finish {
+            let Some(mut t) = map.remove(&idx) else {
                 return;
             };
-            f(&mut streams, counts);
-            streams.finish(&settings.rules, counts, |d| different.push(d));
+            f(&mut t.streams, counts);
+            t.streams
+                .finish(&settings.rules, counts, |d| different.push(d));
+            (t.client, t.target)
         } else {
-            let Some(streams) = sessions.get_mut(&idx) else {
+            let Some(t) = map.get_mut(&idx) else {
                 return;
             };
-            f(streams, counts);
-            streams.compare_ready(&settings.rules, counts, |d| different.push(d));
-        }
+            f(&mut t.streams, counts);
+            t.streams
+                .compare_ready(&settings.rules, counts, |d| different.push(d));
+            (t.client, t.target)
+        };
         for d in &different {
             c.log(client, d);
             c.record(client, target, d);
@@ -210,9 +297,14 @@ impl Engine {
         }
         let syn = reply.flags.syn();
         let (seq, len) = (reply.seq.0, reply.payload_len as usize);
-        self.with_streams(idx, false, |s, counts| {
-            s.target(counts, syn, seq, len, payload)
-        });
+        match self.streams_of(idx) {
+            Some((which, true)) => {
+                self.with(which, false, |s, _| s.baseline(syn, seq, len, payload))
+            }
+            _ => self.with_streams(idx, false, |s, counts| {
+                s.target(counts, syn, seq, len, payload)
+            }),
+        }
     }
 
     /// A production server segment, captured at `now` (`round` of the
@@ -255,7 +347,10 @@ impl Engine {
 
     /// Bytes mode: session `idx` started a request at the target.
     pub(super) fn compare_request_sent(&mut self, idx: u32) {
-        self.with_streams(idx, false, |s, _| s.target_exchange_end());
+        match self.streams_of(idx) {
+            Some((which, true)) => self.with(which, false, |s, _| s.baseline_exchange_end()),
+            _ => self.with_streams(idx, false, |s, _| s.target_exchange_end()),
+        }
     }
 
     /// The capture holds client data for session `idx`, captured at `now`
@@ -267,8 +362,54 @@ impl Engine {
         });
     }
 
-    /// Session `idx` is going away: its last exchanges are complete.
+    /// Session `idx` is going away: its last exchanges are complete. A
+    /// session whose baseline session still owes answers keeps its streams
+    /// (under the baseline session's index) until that one ends too.
     pub(super) fn compare_close(&mut self, idx: u32) {
-        self.with_streams(idx, true, |_, _| {});
+        match self.streams_of(idx) {
+            Some((which, true)) => {
+                if let Some(c) = &mut self.compare {
+                    c.baselines.remove(&idx);
+                }
+                self.with(which, false, |s, _| s.baseline_finish());
+                if matches!(which, Streams::Closing(_)) {
+                    // The session it mirrors has ended already: done.
+                    self.with(which, true, |_, _| {});
+                }
+            }
+            Some((_, false)) => {
+                let baseline = self.sessions.get(idx).and_then(|s| {
+                    let b = self.find_origin(s.origin, s.copy | BASELINE_COPY)?;
+                    let c = self.compare.as_ref()?;
+                    (c.baselines.get(&b) == Some(&idx)).then_some(b)
+                });
+                let waits = baseline.is_some()
+                    && self
+                        .compare
+                        .as_ref()
+                        .and_then(|c| c.sessions.get(&idx))
+                        .is_some_and(|t| t.streams.awaits_baseline());
+                match baseline {
+                    Some(b) if waits => {
+                        // Compared as far as the target goes; the rest
+                        // when the baseline session ends.
+                        self.with_streams(idx, false, |s, _| s.finish_target());
+                        if let Some(c) = &mut self.compare {
+                            c.baselines.remove(&b);
+                            if let Some(t) = c.sessions.remove(&idx) {
+                                c.closing.insert(b, t);
+                            }
+                        }
+                    }
+                    _ => {
+                        if let (Some(b), Some(c)) = (baseline, &mut self.compare) {
+                            c.baselines.remove(&b);
+                        }
+                        self.with_streams(idx, true, |_, _| {});
+                    }
+                }
+            }
+            None => {}
+        }
     }
 }

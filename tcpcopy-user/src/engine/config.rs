@@ -102,6 +102,9 @@ pub struct CompareSettings {
     /// packets is their capture time: live mode; offline, `now` is when a
     /// packet is replayed, not when it was recorded).
     pub time_production: bool,
+    /// `--compare-baseline`: every session is replayed here too (a second
+    /// copy of production's build); differences it shows as well are noise.
+    pub baseline: Option<Endpoint>,
 }
 
 impl Default for Config {

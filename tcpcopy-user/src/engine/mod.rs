@@ -97,6 +97,10 @@ pub fn shard_for_reply(record: &HeaderRecord, shards: u16, seed: u64) -> u16 {
     shard_of(record.dst_addr(), record.dst_port(), shards, seed)
 }
 
+/// `--compare-baseline`: the copy number of a session's replay to the
+/// baseline is its own with this bit set (copies stay below it).
+pub const BASELINE_COPY: u16 = 0x8000;
+
 /// Tries per session to find a free client port before giving up.
 const PORT_ATTEMPTS: usize = 4096;
 /// Segment queues kept for reuse (their small allocations).
@@ -324,8 +328,13 @@ impl Engine {
         let opts = pkt.options();
         let replicas = self.config.replicas.max(1);
         let first = round.saturating_mul(replicas);
+        let baseline = self.compare.as_ref().and_then(|c| c.baseline());
         for copy in first..first.saturating_add(replicas) {
             self.client_copy(now, pkt, &opts, origin, copy, target);
+            if let Some(baseline) = baseline {
+                // The same session, to production's own build.
+                self.client_copy(now, pkt, &opts, origin, copy | BASELINE_COPY, baseline);
+            }
         }
     }
 

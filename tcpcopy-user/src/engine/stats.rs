@@ -234,6 +234,14 @@ counters! {
         compare_unparsed,
         /// Sessions not compared: a stream had a hole.
         compare_gaps,
+        /// `--compare-baseline`: exchanges that differed alike at the
+        /// baseline (noise, not `compare_different`).
+        compare_noise,
+        /// `--compare-baseline`: differing exchanges without the
+        /// baseline's answer to judge them by.
+        compare_unconfirmed,
+        /// `--compare-baseline`: sessions replayed to the baseline.
+        baseline_sessions,
     }
 }
 
@@ -250,6 +258,8 @@ impl EngineStats {
             truncated: self.compare_truncated,
             unparsed: self.compare_unparsed,
             gaps: self.compare_gaps,
+            noise: self.compare_noise,
+            unconfirmed: self.compare_unconfirmed,
         }
     }
 }

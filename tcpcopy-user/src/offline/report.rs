@@ -304,11 +304,19 @@ pub fn summary(
     let started = e.sessions_syn + e.sessions_faked;
     let _ = writeln!(
         s,
-        "  replayed: {} sessions ({} from their SYN, {} joined mid-stream), {} established",
+        "  replayed: {} sessions ({} from their SYN, {} joined mid-stream), {} established{}",
         count(started),
         count(e.sessions_syn),
         count(e.sessions_faked),
-        count(e.established)
+        count(e.established),
+        if e.baseline_sessions > 0 {
+            format!(
+                "; {} of them to the --compare-baseline, as copies",
+                count(e.baseline_sessions)
+            )
+        } else {
+            String::new()
+        }
     );
     let good: u64 = GOOD_ENDS.iter().map(|r| e.closed[*r as usize]).sum();
     let ended: u64 = e.closed.iter().sum();
