@@ -192,7 +192,7 @@ pub struct Cli {
     /// mirror (which must then carry both directions); offline, they are
     /// the ones recorded in the file.
     #[arg(long = "compare", value_name = "MODE", value_parser = parse_compare_mode)]
-    pub compare: Option<crate::compare::CompareMode>,
+    pub compare: Option<crate::compare::CompareSpec>,
 
     /// With --compare: header names or JSON paths ($.meta.ts, items[*].id) to leave out (repeatable, or a comma list).
     #[arg(
@@ -401,7 +401,7 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 /// intercept's 2 ms batching).
 const COMPARE_BYTES_QUIET: Duration = Duration::from_millis(5);
 
-fn parse_compare_mode(s: &str) -> Result<crate::compare::CompareMode, String> {
+fn parse_compare_mode(s: &str) -> Result<crate::compare::CompareSpec, String> {
     s.parse()
 }
 
@@ -494,8 +494,14 @@ impl Cli {
             memory_cap: (self.memory_mb << 20) as usize / usize::from(self.workers),
             compare: self
                 .compare
-                .map(|mode| crate::engine::config::CompareSettings {
-                    mode,
+                .as_ref()
+                .map(|spec| crate::engine::config::CompareSettings {
+                    modes: self
+                        .transfer
+                        .0
+                        .iter()
+                        .filter_map(|t| Some((t.rule.target, spec.mode_for(t.rule.online_port)?)))
+                        .collect(),
                     // Checked in `validate`.
                     rules: self.compare_rules().unwrap_or_default(),
                     cap: self.compare_cap as usize,
@@ -507,7 +513,11 @@ impl Cli {
                 }),
             // Bytes mode cuts the target's stream where the next request
             // goes: that must wait until the response is whole.
-            min_response_quiet: if self.compare == Some(crate::compare::CompareMode::Bytes) {
+            min_response_quiet: if self
+                .compare
+                .as_ref()
+                .is_some_and(crate::compare::CompareSpec::any_bytes)
+            {
                 COMPARE_BYTES_QUIET
             } else {
                 Duration::ZERO
@@ -790,6 +800,20 @@ mod tests {
         );
         assert_eq!(settings.rules.json_paths.len(), 1);
         assert!(parse(&format!("{base} --compare bytes")).is_ok());
+        let two = format!(
+            "-x 80-198.18.2.2:80,6379-198.18.2.2:6379 -s 198.18.2.3 -i {f} -o eth1 \
+             --compare http,6379=bytes"
+        );
+        let config = parse(&two).unwrap().engine_config();
+        use crate::{compare::CompareMode, engine::Endpoint};
+        assert_eq!(
+            config.compare.unwrap().modes,
+            vec![
+                (Endpoint::new([198, 18, 2, 2], 80), CompareMode::Http),
+                (Endpoint::new([198, 18, 2, 2], 6379), CompareMode::Bytes)
+            ]
+        );
+        assert!(!config.min_response_quiet.is_zero(), "bytes mode for 6379");
         assert!(parse(&format!("{base} --compare xml")).is_err());
         assert!(
             parse(&format!("{base} --compare-report /tmp/r")).is_err(),

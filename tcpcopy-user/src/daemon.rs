@@ -137,7 +137,7 @@ impl Tcpcopy {
         }
         // --compare: production's answers are captured too (inline, into a
         // ring of their own, of the same size).
-        let load = |mode| match cli.compare {
+        let load = |mode| match &cli.compare {
             Some(_) => CaptureProgram::load_with_responses(mode, cli.ring_size),
             None => CaptureProgram::load(mode),
         };
@@ -222,6 +222,7 @@ impl Tcpcopy {
                     // --compare: the target's responses come as reply payloads.
                     let payload_cap = cli
                         .compare
+                        .as_ref()
                         .map(|_| tcpcopy_common::proto::MAX_RECORD_PAYLOAD);
                     group.push(InterceptLink::connect_asking(
                         *addr,
@@ -296,7 +297,7 @@ impl Tcpcopy {
             dispatcher,
             stats_interval: Duration::from_secs(cli.stats_interval),
             compare_report,
-            compare_every: cli.compare.map(|_| COMPARE_EVERY),
+            compare_every: cli.compare.as_ref().map(|_| COMPARE_EVERY),
             watch: (!cli.dry_run).then(|| {
                 HandshakeWatch::new(Setup {
                     targets: cli

@@ -208,13 +208,13 @@ impl Worker {
     /// call to the report.
     fn write_compare_records(&mut self) {
         let records = self.engine.take_compare_records();
+        let endpoints = self.engine.take_endpoint_counts();
         if let Some(report) = &self.compare_report
-            && !records.is_empty()
+            && !(records.is_empty() && endpoints.is_empty())
         {
-            report
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .add(&records);
+            let mut report = report.lock().unwrap_or_else(|e| e.into_inner());
+            report.add(&records);
+            report.add_endpoints(endpoints);
         }
     }
 

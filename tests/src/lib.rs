@@ -17,6 +17,7 @@ pub mod load;
 pub mod netns;
 pub mod procstat;
 pub mod raw;
+pub mod report;
 pub mod send;
 pub mod servers;
 pub mod tc;

@@ -143,12 +143,31 @@ fn live_compare_finds_exactly_the_planted_differences_with_two_workers() {
         .unwrap_or_else(|| panic!("no comparison line at exit:\n{log}"));
     println!("{line}");
     assert!(stats.contains_key("production_p50_us"), "{stats:?}");
-    let page = std::fs::read_to_string(report.join("report.html")).unwrap();
-    assert!(page.contains(r#""compared":10"#), "the page has the totals");
+    let data = tcpcopy_tests::report::page_data(&report);
+    assert_eq!(data["counts"]["compared"], 10, "the page has the totals");
     assert!(
-        !page.contains(r#""production_latency_us":[]"#) && page.contains("production_latency_us"),
-        "production timed on the page"
+        data["production_latency_us"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty()),
+        "production timed on the page: {data}"
     );
+    // Counts per endpoint (method and path) and production status, from
+    // the requests the clients sent, whichever worker had them.
+    for (path, want) in [
+        ("same", [2, 2, 0, 0]),
+        ("json", [2, 2, 0, 0]),
+        ("status", [2, 0, 2, 0]),
+        ("body", [2, 0, 2, 0]),
+        ("header", [2, 0, 2, 0]),
+    ] {
+        let endpoint = format!("GET /cmp/{path}");
+        assert_eq!(
+            tcpcopy_tests::report::endpoint_row(&data, &endpoint, 200),
+            Some(want),
+            "{endpoint}: {}",
+            data["endpoints"]
+        );
+    }
     // The egress program went with the process.
     let filters = lab.run(Host::Online, &["bpftool", "net", "show", "dev", "eth0"]);
     assert!(
@@ -324,4 +343,12 @@ fn a_baseline_tells_productions_own_noise_from_the_targets_regressions() {
     let lines = std::fs::read_to_string(report.join("differences.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 6, "noise is not listed:\n{lines}");
     assert!(!lines.contains("x-request-id"), "{lines}");
+    let data = tcpcopy_tests::report::page_data(&report);
+    assert_eq!(
+        tcpcopy_tests::report::endpoint_row(&data, "GET /cmp/noisy", 200),
+        Some([2, 0, 0, 2]),
+        "{}",
+        data["endpoints"]
+    );
+    assert_eq!(data["counts"]["noise"], 2);
 }

@@ -124,6 +124,16 @@ fn wrk_load_is_replayed_completely_with_two_workers() {
     let (status, fin) = tcpcopy.stop();
     assert!(status.success());
     assert_eq!(fin["xdp_ring_full"], 0);
+    println!(
+        "target response time p50 {} us, p99 {} us of {} responses timed of {}",
+        fin["response_p50_us"], fin["response_p99_us"], fin["responses_timed"], fin["responses"]
+    );
+    // Timed responses are answers to requests sent in step (not
+    // pipelined): never the 0 us of an answer already in flight.
+    assert!(
+        fin["responses_timed"] > 0 && fin["response_p50_us"] > 0,
+        "{fin:?}"
+    );
 }
 
 #[test]

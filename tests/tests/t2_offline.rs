@@ -483,6 +483,8 @@ fn compare_finds_exactly_the_planted_differences_in_the_targets_responses() {
         r#"<b id="different">6</b>"#,
         "<svg",
         "target   body!!",
+        // The endpoint table, drawn from the requests in the file.
+        "GET /cmp/status",
     ] {
         assert!(dom.contains(rendered), "{rendered:?} not rendered:\n{dom}");
     }

@@ -16,6 +16,11 @@ pub struct DemoArgs {
     /// egress program taking the replies; the target has no client route.
     #[arg(long)]
     no_assistant: bool,
+    /// Compare the target's nginx responses with production's (`--compare
+    /// 80=http`), with one difference planted at the target; the report
+    /// goes to target/demo-compare-report/.
+    #[arg(long)]
+    compare: bool,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
@@ -44,6 +49,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     demo.arg(args.seconds.to_string());
     if args.no_assistant {
         demo.arg("--no-assistant");
+    }
+    if args.compare {
+        demo.arg("--compare");
+        demo.env(
+            "DEMO_REPORT_DIR",
+            release
+                .parent()
+                .unwrap_or(&release)
+                .join("demo-compare-report"),
+        );
     }
     let status = demo.status().context("starting the demo")?;
     if !status.success() {

@@ -39,8 +39,66 @@ impl std::str::FromStr for CompareMode {
         match s {
             "http" => Ok(Self::Http),
             "bytes" => Ok(Self::Bytes),
-            _ => Err(format!("`{s}` is not a comparison: http or bytes")),
+            _ => Err(format!(
+                "`{s}` is not a comparison: http or bytes (or per port: http,6379=bytes)"
+            )),
         }
+    }
+}
+
+/// `--compare`: a mode for every online port, or per port:
+/// `http`, `bytes`, `http,6379=bytes` (port 6379 in bytes mode, the others
+/// in http mode), `80=http,6379=bytes` (only those two ports compared).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompareSpec {
+    /// The mode of every port not listed (`None`: those are not compared).
+    pub default: Option<CompareMode>,
+    pub ports: Vec<(u16, CompareMode)>,
+}
+
+impl CompareSpec {
+    /// The mode sessions to online port `port` are compared in.
+    pub fn mode_for(&self, port: u16) -> Option<CompareMode> {
+        self.ports
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, m)| *m)
+            .or(self.default)
+    }
+
+    /// Whether some port is compared in bytes mode.
+    pub fn any_bytes(&self) -> bool {
+        self.default == Some(CompareMode::Bytes)
+            || self.ports.iter().any(|(_, m)| *m == CompareMode::Bytes)
+    }
+}
+
+impl std::str::FromStr for CompareSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut spec = Self {
+            default: None,
+            ports: Vec::new(),
+        };
+        for item in s.split(',').map(str::trim) {
+            match item.split_once('=') {
+                Some((port, mode)) => {
+                    let port: u16 = port
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("`{port}` in `{item}` is not a port"))?;
+                    if spec.ports.iter().any(|(p, _)| *p == port) {
+                        return Err(format!("port {port} is given twice"));
+                    }
+                    spec.ports.push((port, mode.trim().parse()?));
+                }
+                None if spec.default.is_some() => {
+                    return Err(format!("`{s}` gives more than one mode for every port"));
+                }
+                None => spec.default = Some(item.parse()?),
+            }
+        }
+        Ok(spec)
     }
 }
 
@@ -168,6 +226,11 @@ pub struct CompareCounts {
     /// `--compare-baseline`: differing exchanges judged without the
     /// baseline's answer (it had none for the exchange, or not in time).
     pub unconfirmed: u64,
+    /// Bytes mode: sessions left because the replay pipelined (the target
+    /// fell behind production, so requests went out before the answers
+    /// before them were whole, and the answers can no longer be told
+    /// apart).
+    pub unaligned: u64,
 }
 
 impl CompareCounts {
@@ -175,7 +238,8 @@ impl CompareCounts {
     pub fn describe(&self) -> String {
         format!(
             "{} responses, {} equal, {} different (status {}, headers {}, body {}){}; {} cut \
-             at --compare-cap, {} sessions not HTTP, {} with a stream hole (not compared)",
+             at --compare-cap, {} sessions not HTTP, {} with a stream hole, {} pipelined in \
+             bytes mode (not compared)",
             self.compared,
             self.equal,
             self.different,
@@ -193,7 +257,8 @@ impl CompareCounts {
             },
             self.truncated,
             self.unparsed,
-            self.gaps
+            self.gaps,
+            self.unaligned
         )
     }
 
@@ -234,6 +299,7 @@ impl CompareCounts {
         self.gaps += o.gaps;
         self.noise += o.noise;
         self.unconfirmed += o.unconfirmed;
+        self.unaligned += o.unaligned;
     }
 }
 
@@ -280,5 +346,35 @@ mod tests {
         counts.record(&compare_bytes(b"a", b"a"));
         counts.record(&compare_bytes(b"a", b"ab"));
         assert_eq!((counts.compared, counts.equal, counts.body), (2, 1, 1));
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+
+    #[test]
+    fn modes_are_given_for_every_port_or_per_port() {
+        let all: CompareSpec = "http".parse().unwrap();
+        assert_eq!(all.mode_for(80), Some(CompareMode::Http));
+        let mixed: CompareSpec = "http, 6379=bytes".parse().unwrap();
+        assert_eq!(mixed.mode_for(6379), Some(CompareMode::Bytes));
+        assert_eq!(mixed.mode_for(8080), Some(CompareMode::Http));
+        assert!(mixed.any_bytes() && !all.any_bytes());
+        let only: CompareSpec = "80=http".parse().unwrap();
+        assert_eq!(
+            (only.mode_for(80), only.mode_for(81)),
+            (Some(CompareMode::Http), None)
+        );
+        for bad in [
+            "xml",
+            "http,bytes",
+            "80=xml",
+            "x=http",
+            "80=http,80=bytes",
+            "",
+        ] {
+            assert!(bad.parse::<CompareSpec>().is_err(), "{bad}");
+        }
     }
 }

@@ -20,6 +20,29 @@ use super::CompareCounts;
 /// them all).
 pub const SHOWN: usize = 50;
 
+/// Judged exchanges of one endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointCounts {
+    pub compared: u64,
+    pub equal: u64,
+    pub different: u64,
+    pub noise: u64,
+}
+
+impl EndpointCounts {
+    fn add(&mut self, o: &Self) {
+        self.compared += o.compared;
+        self.equal += o.equal;
+        self.different += o.different;
+        self.noise += o.noise;
+    }
+}
+
+/// Endpoints the page keeps apart (beyond, as `(other)`).
+const MAX_PAGE_ENDPOINTS: usize = 10_000;
+/// Endpoints the page lists (most differences first).
+pub const SHOWN_ENDPOINTS: usize = 100;
+
 /// What the page shows.
 #[derive(Debug, Default)]
 pub struct ReportData {
@@ -33,6 +56,8 @@ pub struct ReportData {
     /// Production's response times, from the capture: (upper bound in
     /// µs, count).
     pub production_latency_us: Vec<(u64, u64)>,
+    /// Judged exchanges by (endpoint, production's status).
+    pub endpoints: BTreeMap<(String, u16), EndpointCounts>,
 }
 
 impl ReportData {
@@ -61,13 +86,52 @@ impl ReportData {
                 "compared": c.compared, "equal": c.equal, "different": c.different,
                 "status": c.status, "header": c.header, "body": c.body,
                 "truncated": c.truncated, "unparsed": c.unparsed, "gaps": c.gaps,
-                "noise": c.noise, "unconfirmed": c.unconfirmed,
+                "noise": c.noise, "unconfirmed": c.unconfirmed, "unaligned": c.unaligned,
             },
             "by_status": self.by_status,
             "shown": self.shown,
             "target_latency_us": self.target_latency_us,
             "production_latency_us": self.production_latency_us,
+            "endpoints": self.top_endpoints(),
+            "endpoint_count": self.endpoints.len(),
         })
+    }
+
+    /// Takes counts of judged exchanges by (endpoint, status).
+    pub fn add_endpoints(
+        &mut self,
+        counts: impl IntoIterator<Item = ((String, u16), EndpointCounts)>,
+    ) {
+        for (key, c) in counts {
+            let key = if self.endpoints.len() >= MAX_PAGE_ENDPOINTS
+                && !self.endpoints.contains_key(&key)
+            {
+                ("(other)".to_owned(), 0)
+            } else {
+                key
+            };
+            self.endpoints.entry(key).or_default().add(&c);
+        }
+    }
+
+    /// The endpoints the page lists: most differences first, then most
+    /// compared.
+    fn top_endpoints(&self) -> Vec<serde_json::Value> {
+        let mut all: Vec<_> = self.endpoints.iter().collect();
+        all.sort_by(|a, b| {
+            (b.1.different, b.1.compared)
+                .cmp(&(a.1.different, a.1.compared))
+                .then_with(|| a.0.cmp(b.0))
+        });
+        all.into_iter()
+            .take(SHOWN_ENDPOINTS)
+            .map(|((endpoint, status), c)| {
+                serde_json::json!({
+                    "endpoint": endpoint, "status": status, "compared": c.compared,
+                    "equal": c.equal, "different": c.different, "noise": c.noise,
+                })
+            })
+            .collect()
     }
 }
 
@@ -84,6 +148,7 @@ th { background: #f3f3f3; } .diff { display: flex; gap: 12px; margin: 10px 0 24p
 <h1>tcpcopy: does the target answer like production?</h1>
 <div id="totals">rendering...</div>
 <h2>Differences by production status</h2><div id="by-status"></div>
+<h2>By endpoint and production status</h2><div id="endpoints"></div>
 <h2>Response time, production and target</h2><div id="latency"></div>
 <h2>First differing exchanges</h2><div id="diffs"></div>
 <script id="data" type="application/json">__DATA__</script>
@@ -97,12 +162,18 @@ document.getElementById('totals').innerHTML =
   `<span class="bad"><b id="different">${c.different}</b> different</span> ` +
   `(status ${c.status}, headers ${c.header}, body ${c.body})` +
   (c.noise + c.unconfirmed ? `, <b id="noise">${c.noise}</b> noise (the baseline differed alike; not counted different), ${c.unconfirmed} of the different without the baseline's answer` : '') + '; ' +
-  `${c.truncated} cut at the cap, ${c.unparsed} sessions not parsed, ${c.gaps} with a stream hole.</p>`;
+  `${c.truncated} cut at the cap, ${c.unparsed} sessions not parsed, ${c.gaps} with a stream hole, ${c.unaligned} pipelined in bytes mode.</p>`;
 const kinds = ['status', 'header', 'body'];
 let rows = Object.entries(d.by_status).map(([st, k]) =>
   `<tr><td>${st}</td>${kinds.map(x => `<td>${k[x] || 0}</td>`).join('')}</tr>`).join('');
 document.getElementById('by-status').innerHTML = rows
   ? `<table><tr><th>status</th>${kinds.map(k => `<th>${k}</th>`).join('')}</tr>${rows}</table>`
+  : '<p>none</p>';
+document.getElementById('endpoints').innerHTML = d.endpoints.length
+  ? `<table><tr><th>endpoint</th><th>status</th><th>compared</th><th>equal</th><th>different</th><th>noise</th></tr>` +
+    d.endpoints.map(e => `<tr><td style="text-align:left">${esc(e.endpoint)}</td><td>${e.status || '-'}</td><td>${e.compared}</td>` +
+      `<td>${e.equal}</td><td class="${e.different ? 'bad' : ''}">${e.different}</td><td>${e.noise}</td></tr>`).join('') +
+    `</table><p>${d.endpoint_count > d.endpoints.length ? `the ${d.endpoints.length} with the most differences of ${d.endpoint_count}` : ''}</p>`
   : '<p>none</p>';
 const series = [['production', d.production_latency_us, '#8a8a8a'], ['target', d.target_latency_us, '#3a6ea5']];
 const bounds = [...new Set(series.flatMap(s => s[1].map(b => b[0])))].sort((a, b) => a - b);
@@ -161,6 +232,14 @@ impl ReportWriter {
 
     pub fn shared(self) -> SharedReport {
         Arc::new(Mutex::new(self))
+    }
+
+    /// Takes one worker's per-endpoint counts.
+    pub fn add_endpoints(
+        &mut self,
+        counts: impl IntoIterator<Item = ((String, u16), EndpointCounts)>,
+    ) {
+        self.data.add_endpoints(counts);
     }
 
     /// Appends differing exchanges (JSON lines) to the file and the page.

@@ -118,11 +118,61 @@ pub struct DifferentExchange {
     pub target: Exchange,
 }
 
+/// How one exchange was judged (every compared exchange is, once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    Equal {
+        index: u64,
+        status: Option<u16>,
+    },
+    /// `--compare-baseline`: every difference was the baseline's too.
+    Noise {
+        index: u64,
+        status: Option<u16>,
+    },
+    Different(DifferentExchange),
+}
+
+impl Judgement {
+    /// The exchange's place in its session (0 for the first).
+    pub fn index(&self) -> u64 {
+        match self {
+            Self::Equal { index, .. } | Self::Noise { index, .. } => *index,
+            Self::Different(d) => d.index,
+        }
+    }
+
+    /// Production's status (HTTP).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Equal { status, .. } | Self::Noise { status, .. } => *status,
+            Self::Different(d) => d.production.status(),
+        }
+    }
+
+    pub fn different(self) -> Option<DifferentExchange> {
+        match self {
+            Self::Different(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
 /// One side of an exchange as compared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exchange {
     Http(HttpResponse),
     Bytes(Vec<u8>),
+}
+
+impl Exchange {
+    /// The status of an HTTP response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Http(r) => Some(r.status),
+            Self::Bytes(_) => None,
+        }
+    }
 }
 
 /// Exchanges one side may have complete while the other has not caught
@@ -235,12 +285,12 @@ impl SessionCompare {
     pub fn give_up_baseline(
         &mut self,
         counts: &mut CompareCounts,
-        on_different: &mut impl FnMut(DifferentExchange),
+        on_judged: &mut impl FnMut(Judgement),
     ) {
         if let Some(b) = &mut self.baseline {
             b.done = true;
             while let Some(d) = b.pending.pop_front() {
-                Self::unconfirmed(d, counts, on_different);
+                Self::unconfirmed(d, counts, on_judged);
             }
         }
     }
@@ -248,11 +298,11 @@ impl SessionCompare {
     fn unconfirmed(
         d: DifferentExchange,
         counts: &mut CompareCounts,
-        on_different: &mut impl FnMut(DifferentExchange),
+        on_judged: &mut impl FnMut(Judgement),
     ) {
         counts.record(&Outcome::Different(d.differences.clone()));
         counts.unconfirmed += 1;
-        on_different(d);
+        on_judged(Judgement::Different(d));
     }
 
     /// Takes the baseline's answers to exchanges already compared: each
@@ -262,7 +312,7 @@ impl SessionCompare {
         &mut self,
         rules: &IgnoreRules,
         counts: &mut CompareCounts,
-        on_different: &mut impl FnMut(DifferentExchange),
+        on_judged: &mut impl FnMut(Judgement),
     ) {
         let compared = self.compared;
         let Some(b) = &mut self.baseline else { return };
@@ -290,34 +340,38 @@ impl SessionCompare {
             }
             if d.differences.is_empty() {
                 counts.record_noise();
+                on_judged(Judgement::Noise {
+                    index: d.index,
+                    status: d.production.status(),
+                });
             } else {
                 counts.record(&Outcome::Different(d.differences.clone()));
-                on_different(d);
+                on_judged(Judgement::Different(d));
             }
         }
         // Bounded: beyond, or once the baseline has no more to say.
         let exhausted = b.done && b.side.waiting() == 0;
         while b.pending.len() > MAX_WAITING || exhausted && !b.pending.is_empty() {
             let d = b.pending.pop_front().expect("not empty");
-            Self::unconfirmed(d, counts, on_different);
+            Self::unconfirmed(d, counts, on_judged);
         }
         if b.side.waiting() > MAX_WAITING {
             // The baseline ran too far ahead of the target: leave it.
             b.done = true;
             b.side = Side::new(CompareMode::Bytes, 0);
             while let Some(d) = b.pending.pop_front() {
-                Self::unconfirmed(d, counts, on_different);
+                Self::unconfirmed(d, counts, on_judged);
             }
         }
     }
 
     /// Compares every exchange complete on both sides; counts each into
-    /// `counts` and hands the different ones to `on_different`.
+    /// `counts` and hands each one's judgement to `on_judged`.
     pub fn compare_ready(
         &mut self,
         rules: &IgnoreRules,
         counts: &mut CompareCounts,
-        mut on_different: impl FnMut(DifferentExchange),
+        mut on_judged: impl FnMut(Judgement),
     ) {
         loop {
             let pair = match (&mut self.production, &mut self.target) {
@@ -383,7 +437,13 @@ impl SessionCompare {
                 counts.truncated += 1;
             }
             match outcome {
-                Outcome::Equal => counts.record(&outcome),
+                Outcome::Equal => {
+                    counts.record(&outcome);
+                    on_judged(Judgement::Equal {
+                        index: self.compared,
+                        status: production.status(),
+                    });
+                }
                 Outcome::Different(differences) => {
                     let d = DifferentExchange {
                         index: self.compared,
@@ -397,14 +457,14 @@ impl SessionCompare {
                         Some(b) => b.pending.push_back(d),
                         None => {
                             counts.record(&Outcome::Different(d.differences.clone()));
-                            on_different(d);
+                            on_judged(Judgement::Different(d));
                         }
                     }
                 }
             }
             self.compared += 1;
         }
-        self.judge_with_baseline(rules, counts, &mut on_different);
+        self.judge_with_baseline(rules, counts, &mut on_judged);
     }
 }
 
@@ -420,13 +480,13 @@ mod tests {
         let mut s = SessionCompare::new(CompareMode::Http, 1 << 16);
         s.production(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         s.production(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        s.compare_ready(&rules, &mut counts, |j| diffs.extend(j.different()));
         assert_eq!(counts.compared, 0, "nothing from the target yet");
         s.target(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 500 Oops\r\n");
-        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        s.compare_ready(&rules, &mut counts, |j| diffs.extend(j.different()));
         assert_eq!((counts.compared, counts.equal), (1, 1));
         s.target(b"Content-Length: 2\r\n\r\nno");
-        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        s.compare_ready(&rules, &mut counts, |j| diffs.extend(j.different()));
         assert_eq!(
             (
                 counts.compared,
@@ -518,7 +578,7 @@ mod tests {
         s.target(&resp(500, "t1", "b"));
         s.target(&resp(200, "p2", "c"));
         s.target(&resp(200, "p3", "X"));
-        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        s.compare_ready(&rules, &mut counts, |j| diffs.extend(j.different()));
         assert_eq!(
             (counts.compared, counts.equal, counts.different),
             (1, 1, 0),
@@ -527,7 +587,7 @@ mod tests {
         // The baseline answers later (a slower copy).
         s.baseline(&resp(200, "b0", "a"));
         s.baseline(&resp(200, "b1", "b"));
-        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        s.compare_ready(&rules, &mut counts, |j| diffs.extend(j.different()));
         assert_eq!((counts.noise, counts.different), (1, 1));
         assert_eq!(diffs.len(), 1);
         assert_eq!(diffs[0].index, 1);
@@ -535,7 +595,7 @@ mod tests {
         assert_eq!(diffs[0].differences[0].kind(), "status");
         s.baseline(&resp(200, "p2", "c"));
         s.baseline(&resp(200, "p3", "d"));
-        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        s.compare_ready(&rules, &mut counts, |j| diffs.extend(j.different()));
         assert_eq!(
             (
                 counts.compared,
@@ -558,10 +618,10 @@ mod tests {
             SessionCompare::new(CompareMode::Http, 1 << 16).with_baseline(CompareMode::Http);
         s.production(&resp(200, "p0", "a"));
         s.target(&resp(200, "t0", "a"));
-        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        s.compare_ready(&rules, &mut counts, |j| diffs.extend(j.different()));
         assert_eq!(counts.compared, 0);
         s.baseline_finish();
-        s.compare_ready(&rules, &mut counts, |d| diffs.push(d));
+        s.compare_ready(&rules, &mut counts, |j| diffs.extend(j.different()));
         assert_eq!(
             (counts.compared, counts.different, counts.unconfirmed),
             (1, 1, 1)

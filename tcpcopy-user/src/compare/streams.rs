@@ -9,7 +9,7 @@
 
 use super::{
     CompareCounts, CompareMode, IgnoreRules,
-    session::{DifferentExchange, SessionCompare},
+    session::{Judgement, SessionCompare},
 };
 
 /// The next expected sequence number of one direction.
@@ -45,14 +45,66 @@ impl InOrder {
     }
 }
 
+/// Methods a request line may start with.
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
+/// The `METHOD /path` of each request line in client bytes: one at the
+/// start, and one after each blank line that ends a head (pipelining).
+/// The query string is left out, so an endpoint's requests group.
+fn request_lines(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
+    let starts = std::iter::once(0).chain(
+        bytes
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| *w == b"\r\n\r\n")
+            .map(|(i, _)| i + 4),
+    );
+    starts.filter_map(move |at| {
+        let rest = &bytes[at..];
+        let method = METHODS.iter().find(|m| rest.starts_with(m))?;
+        let path = &rest[method.len()..];
+        let end = path
+            .iter()
+            .position(|b| matches!(b, b' ' | b'?' | b'\r' | b'\n'))
+            .unwrap_or(path.len())
+            .min(200);
+        let path = &path[..end];
+        (!path.is_empty()).then(|| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(method),
+                String::from_utf8_lossy(path)
+            )
+        })
+    })
+}
+
 /// A session's comparison with both streams' sequence tracking.
 #[derive(Debug)]
 pub struct SessionStreams {
+    mode: CompareMode,
     compare: SessionCompare,
     production: InOrder,
     target: InOrder,
     /// `--compare-baseline`: the baseline session's stream.
     baseline: InOrder,
+    /// The client's stream (requests), as captured.
+    client: InOrder,
+    /// HTTP: the requests' `METHOD /path` (no query), for per-endpoint
+    /// counts; the front one is exchange `labels_from`'s. `None` once the
+    /// client's stream had a hole (requests are no longer told apart).
+    labels: Option<std::collections::VecDeque<String>>,
+    labels_from: u64,
     /// A stream had a hole: nothing more is compared.
     broken: bool,
     /// When (µs) the client's request that production has not begun to
@@ -64,10 +116,14 @@ pub struct SessionStreams {
 impl SessionStreams {
     pub fn new(mode: CompareMode, cap: usize) -> Self {
         Self {
+            mode,
             compare: SessionCompare::new(mode, cap),
             production: InOrder::default(),
             target: InOrder::default(),
             baseline: InOrder::default(),
+            client: InOrder::default(),
+            labels: (mode == CompareMode::Http).then(Default::default),
+            labels_from: 0,
             broken: false,
             asked_at_us: None,
         }
@@ -129,9 +185,42 @@ impl SessionStreams {
         }
     }
 
-    /// The client sent request data at `us` (capture time).
-    pub fn client_data_at(&mut self, us: u64) {
+    /// Client data captured at `us` (its segment's sequence number and
+    /// payload). Returns whether it is new (not a retransmission): only
+    /// new data starts a request (bytes mode: ends production's exchange).
+    pub fn client_data(&mut self, us: u64, seq: u32, payload: &[u8]) -> bool {
+        let new = match self.client.data(seq, payload) {
+            Accepted::New(bytes) => bytes,
+            Accepted::Gap => {
+                self.labels = None;
+                self.client.next = Some(seq.wrapping_add(payload.len() as u32));
+                payload
+            }
+        };
+        if new.is_empty() {
+            return false;
+        }
         self.asked_at_us.get_or_insert(us);
+        if let Some(labels) = &mut self.labels
+            && labels.len() < super::session::MAX_WAITING
+        {
+            labels.extend(request_lines(new));
+        }
+        true
+    }
+
+    /// The endpoint (`METHOD /path`) of exchange `index`, if known; the
+    /// labels of earlier exchanges are dropped.
+    pub fn take_label(&mut self, index: u64) -> Option<String> {
+        let labels = self.labels.as_mut()?;
+        while self.labels_from < index && labels.pop_front().is_some() {
+            self.labels_from += 1;
+        }
+        if self.labels_from != index {
+            return None;
+        }
+        self.labels_from += 1;
+        labels.pop_front()
     }
 
     /// Production sent response data at `us`: its response time, if this
@@ -230,15 +319,34 @@ impl SessionStreams {
         self.compare.target_exchange_end();
     }
 
+    /// tcpcopy sent the target the next request before the answer to the
+    /// one before was whole (the target fell behind). HTTP tells the
+    /// answers apart by itself; in bytes mode they can no longer be told
+    /// apart: the session is left, counted `unaligned`.
+    pub fn target_pipelined(&mut self, counts: &mut CompareCounts) {
+        if self.mode == CompareMode::Bytes && !self.broken {
+            self.broken = true;
+            counts.unaligned += 1;
+        }
+    }
+
+    /// As [`Self::target_pipelined`], for the baseline's session (its part
+    /// ends).
+    pub fn baseline_pipelined(&mut self) {
+        if self.mode == CompareMode::Bytes {
+            self.compare.baseline_finish();
+        }
+    }
+
     /// Compares what both sides completed.
     pub fn compare_ready(
         &mut self,
         rules: &IgnoreRules,
         counts: &mut CompareCounts,
-        on_different: impl FnMut(DifferentExchange),
+        on_judged: impl FnMut(Judgement),
     ) {
         if !self.broken {
-            self.compare.compare_ready(rules, counts, on_different);
+            self.compare.compare_ready(rules, counts, on_judged);
         }
     }
 
@@ -248,12 +356,12 @@ impl SessionStreams {
         &mut self,
         rules: &IgnoreRules,
         counts: &mut CompareCounts,
-        mut on_different: impl FnMut(DifferentExchange),
+        mut on_judged: impl FnMut(Judgement),
     ) {
         if !self.broken {
             self.compare.finish();
-            self.compare.compare_ready(rules, counts, &mut on_different);
-            self.compare.give_up_baseline(counts, &mut on_different);
+            self.compare.compare_ready(rules, counts, &mut on_judged);
+            self.compare.give_up_baseline(counts, &mut on_judged);
         }
     }
 }
@@ -275,7 +383,7 @@ mod tests {
         s.production(&mut counts, false, 1005, &OK[5..]); // overlap
         s.target(&mut counts, true, 49, 0, None);
         s.target(&mut counts, false, 50, OK.len(), Some(OK));
-        s.compare_ready(&rules, &mut counts, |_| panic!("equal"));
+        s.compare_ready(&rules, &mut counts, |j| assert!(j.different().is_none()));
         assert_eq!((counts.compared, counts.equal, counts.gaps), (1, 1, 0));
     }
 
@@ -296,5 +404,35 @@ mod tests {
         s.target(&mut counts, false, 50, OK.len(), Some(&OK[..3]));
         s.target(&mut counts, false, 90, 5, None);
         assert_eq!(counts.gaps, 1, "counted once");
+    }
+
+    #[test]
+    fn request_lines_name_each_exchange_and_retransmissions_add_none() {
+        let mut s = SessionStreams::new(CompareMode::Http, 1 << 16);
+        let two = b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\n";
+        assert!(s.client_data(10, 100, two));
+        assert!(!s.client_data(11, 100, two), "a retransmission");
+        assert!(s.client_data(12, 100 + two.len() as u32, b"Content-Length: 0\r\n\r\n"));
+        assert!(
+            s.client_data(13, 200, b"DELETE /c HTTP/1.1\r\n\r\n"),
+            "after a hole"
+        );
+        assert_eq!(s.take_label(0), None, "labels stop at a hole");
+        let mut s = SessionStreams::new(CompareMode::Http, 1 << 16);
+        s.client_data(10, 100, two);
+        s.client_data(
+            20,
+            100 + two.len() as u32,
+            b"\r\n\r\nPUT /c HTTP/1.1\r\n\r\n",
+        );
+        assert_eq!(s.take_label(1).as_deref(), Some("POST /b"), "0 skipped");
+        assert_eq!(s.take_label(2).as_deref(), Some("PUT /c"));
+        assert_eq!(s.take_label(3), None);
+        assert!(
+            SessionStreams::new(CompareMode::Bytes, 64)
+                .take_label(0)
+                .is_none(),
+            "bytes mode has no endpoints"
+        );
     }
 }

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use crate::{
     compare::{
         CompareCounts, Difference,
-        session::{DifferentExchange, Exchange},
+        report::EndpointCounts,
+        session::{DifferentExchange, Exchange, Judgement},
         streams::SessionStreams,
     },
     packet::Ipv4TcpPacket,
@@ -27,6 +28,9 @@ const LOGGED_DIFFERENCES: u32 = 20;
 const PENDING_RECORDS: usize = 4096;
 /// Body bytes a report record shows of each side.
 const EXCERPT: usize = 2048;
+/// Endpoints counted apart between two takes by the worker (beyond, as
+/// `(other)`).
+const MAX_ENDPOINTS: usize = 1024;
 
 /// A session's streams, and its endpoints (for the report).
 struct Tracked {
@@ -58,6 +62,9 @@ pub(super) struct Comparing {
     logged: u32,
     /// `--compare-report`: differing exchanges as JSON lines, for the worker.
     records: Vec<String>,
+    /// `--compare-report`: judged exchanges by (endpoint, production's
+    /// status) since the worker last took them.
+    endpoints: HashMap<(String, u16), EndpointCounts>,
     pub(super) records_dropped: u64,
 }
 
@@ -71,6 +78,7 @@ impl Comparing {
             counts: CompareCounts::default(),
             logged: 0,
             records: Vec::new(),
+            endpoints: HashMap::new(),
             records_dropped: 0,
         }
     }
@@ -80,7 +88,36 @@ impl Comparing {
         self.settings.baseline
     }
 
-    fn record(&mut self, client: Endpoint, target: Endpoint, d: &DifferentExchange) {
+    /// `--compare-report`: one more judged exchange of `endpoint`.
+    fn count_endpoint(&mut self, endpoint: Option<&str>, j: &Judgement) {
+        if self.settings.report_dir.is_none() {
+            return;
+        }
+        let key = (
+            endpoint.unwrap_or("(no request line)").to_owned(),
+            j.status().unwrap_or(0),
+        );
+        let key = if self.endpoints.len() >= MAX_ENDPOINTS && !self.endpoints.contains_key(&key) {
+            ("(other)".to_owned(), 0)
+        } else {
+            key
+        };
+        let e = self.endpoints.entry(key).or_default();
+        e.compared += 1;
+        match j {
+            Judgement::Equal { .. } => e.equal += 1,
+            Judgement::Noise { .. } => e.noise += 1,
+            Judgement::Different(_) => e.different += 1,
+        }
+    }
+
+    fn record(
+        &mut self,
+        client: Endpoint,
+        target: Endpoint,
+        endpoint: Option<&str>,
+        d: &DifferentExchange,
+    ) {
         if self.settings.report_dir.is_none() {
             return;
         }
@@ -104,6 +141,7 @@ impl Comparing {
         let line = serde_json::json!({
             "client": client.to_string(),
             "target": target.to_string(),
+            "endpoint": endpoint,
             "exchange": d.index,
             "differences": d.differences.iter().map(describe).collect::<Vec<_>>(),
             "kinds": d.differences.iter().map(Difference::kind).collect::<Vec<_>>(),
@@ -165,6 +203,15 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// `--compare-report`: the exchanges judged since the last call, by
+    /// (endpoint, production's status).
+    pub fn take_endpoint_counts(&mut self) -> HashMap<(String, u16), EndpointCounts> {
+        self.compare
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.endpoints))
+            .unwrap_or_default()
+    }
+
     /// The comparison's totals (`--compare`).
     pub fn compare_counts(&self) -> Option<CompareCounts> {
         self.compare.as_ref().map(|c| c.counts)
@@ -185,6 +232,7 @@ impl Engine {
         s.compare_gaps = k.gaps;
         s.compare_noise = k.noise;
         s.compare_unconfirmed = k.unconfirmed;
+        s.compare_unaligned = k.unaligned;
     }
 
     /// A new session gets its streams; a baseline session is tied to the
@@ -208,9 +256,18 @@ impl Engine {
             }
             return;
         }
-        let mut streams = SessionStreams::new(c.settings.mode, c.settings.cap);
+        let Some(mode) = c
+            .settings
+            .modes
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|(_, m)| *m)
+        else {
+            return;
+        };
+        let mut streams = SessionStreams::new(mode, c.settings.cap);
         if c.settings.baseline.is_some() {
-            streams = streams.with_baseline(c.settings.mode);
+            streams = streams.with_baseline(mode);
         }
         c.sessions.insert(
             idx,
@@ -266,26 +323,40 @@ impl Engine {
             Streams::Open(i) => (sessions, i),
             Streams::Closing(i) => (closing, i),
         };
-        let (client, target) = if finish {
+        let label = |t: &mut Tracked, judged: Vec<Judgement>| -> Vec<(Judgement, Option<String>)> {
+            judged
+                .into_iter()
+                .map(|j| {
+                    let l = t.streams.take_label(j.index());
+                    (j, l)
+                })
+                .collect()
+        };
+        let (client, target, judged) = if finish {
             let Some(mut t) = map.remove(&idx) else {
                 return;
             };
             f(&mut t.streams, counts);
             t.streams
-                .finish(&settings.rules, counts, |d| different.push(d));
-            (t.client, t.target)
+                .finish(&settings.rules, counts, |j| different.push(j));
+            let judged = label(&mut t, different);
+            (t.client, t.target, judged)
         } else {
             let Some(t) = map.get_mut(&idx) else {
                 return;
             };
             f(&mut t.streams, counts);
             t.streams
-                .compare_ready(&settings.rules, counts, |d| different.push(d));
-            (t.client, t.target)
+                .compare_ready(&settings.rules, counts, |j| different.push(j));
+            let judged = label(t, different);
+            (t.client, t.target, judged)
         };
-        for d in &different {
-            c.log(client, d);
-            c.record(client, target, d);
+        for (j, endpoint) in judged {
+            c.count_endpoint(endpoint.as_deref(), &j);
+            if let Some(d) = j.different() {
+                c.log(client, &d);
+                c.record(client, target, endpoint.as_deref(), &d);
+            }
         }
         self.sync_compare_stats();
     }
@@ -345,20 +416,41 @@ impl Engine {
             .is_some_and(|c| c.settings.time_production)
     }
 
-    /// Bytes mode: session `idx` started a request at the target.
-    pub(super) fn compare_request_sent(&mut self, idx: u32) {
+    /// Session `idx` started a request at the target (bytes mode: the
+    /// answer to the one before is whole); `pipelined`: before that answer
+    /// was whole.
+    pub(super) fn compare_request_sent(&mut self, idx: u32, pipelined: bool) {
         match self.streams_of(idx) {
-            Some((which, true)) => self.with(which, false, |s, _| s.baseline_exchange_end()),
-            _ => self.with_streams(idx, false, |s, _| s.target_exchange_end()),
+            Some((which, true)) => self.with(which, false, |s, _| {
+                if pipelined {
+                    s.baseline_pipelined()
+                } else {
+                    s.baseline_exchange_end()
+                }
+            }),
+            _ => self.with_streams(idx, false, |s, counts| {
+                if pipelined {
+                    s.target_pipelined(counts)
+                } else {
+                    s.target_exchange_end()
+                }
+            }),
         }
     }
 
     /// The capture holds client data for session `idx`, captured at `now`
     /// (bytes mode: production's answer to the request before is whole).
-    pub(super) fn compare_client_data(&mut self, idx: u32, now: Instant) {
+    pub(super) fn compare_client_data(
+        &mut self,
+        idx: u32,
+        now: Instant,
+        pkt: &Ipv4TcpPacket<&[u8]>,
+    ) {
+        let (seq, payload) = (pkt.seq().0, pkt.payload());
         self.with_streams(idx, false, |s, _| {
-            s.client_data_at(now.micros());
-            s.production_exchange_end()
+            if s.client_data(now.micros(), seq, payload) {
+                s.production_exchange_end()
+            }
         });
     }
 

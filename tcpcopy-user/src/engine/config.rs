@@ -91,7 +91,9 @@ pub struct Config {
 /// What `--compare` asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompareSettings {
-    pub mode: crate::compare::CompareMode,
+    /// How sessions to each target are compared (targets not listed are
+    /// not compared).
+    pub modes: Vec<(Endpoint, crate::compare::CompareMode)>,
     pub rules: crate::compare::IgnoreRules,
     /// Bytes of each response kept and compared.
     pub cap: usize,

@@ -352,7 +352,7 @@ impl Engine {
             return;
         };
         if self.compare.is_some() && pkt.payload_len() > 0 {
-            self.compare_client_data(idx, now);
+            self.compare_client_data(idx, now, pkt);
         }
         let flags = pkt.flags();
         let new_syn = flags.syn() && !flags.ack();
@@ -686,10 +686,10 @@ impl Engine {
         now: Instant,
         f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
     ) -> R {
-        let requests = self.stats.requests;
+        let (requests, pipelined) = (self.stats.requests, self.stats.pipelined);
         let r = self.run_session(idx, now, f);
         if self.compare.is_some() && self.stats.requests != requests {
-            self.compare_request_sent(idx);
+            self.compare_request_sent(idx, self.stats.pipelined != pipelined);
         }
         r
     }

@@ -119,6 +119,7 @@ macro_rules! counters {
                     .into_iter()
                     .chain(CloseReason::ALL.iter().map(|r| (r.name(), self.closed[*r as usize])))
                     .chain([
+                        ("responses_timed", self.response_time.count()),
                         ("response_p50_us", self.response_time.quantile(0.50)),
                         ("response_p99_us", self.response_time.quantile(0.99)),
                     ])
@@ -240,6 +241,8 @@ counters! {
         /// `--compare-baseline`: differing exchanges without the
         /// baseline's answer to judge them by.
         compare_unconfirmed,
+        /// `--compare bytes`: sessions left because the replay pipelined.
+        compare_unaligned,
         /// `--compare-baseline`: sessions replayed to the baseline.
         baseline_sessions,
     }
@@ -260,6 +263,7 @@ impl EngineStats {
             gaps: self.compare_gaps,
             noise: self.compare_noise,
             unconfirmed: self.compare_unconfirmed,
+            unaligned: self.compare_unaligned,
         }
     }
 }

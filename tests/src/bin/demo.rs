@@ -7,9 +7,12 @@
 //! intercept on the target itself, its TC egress program taking the
 //! replies: no assistant host, no route for the clients). Then: how much of
 //! production's traffic reached the target, how fast tcpcopy captured, and
-//! the target's response times next to production's. Everything runs in
-//! network namespaces with addresses from 198.18.0.0/15, and is removed at
-//! the end.
+//! the target's response times next to production's. With `--compare`,
+//! the target's nginx answers one URI differently (a planted regression),
+//! tcpcopy compares every nginx response with production's and writes
+//! its report (to `DEMO_REPORT_DIR`, or a
+//! directory in the system's temporary one). Everything runs in network
+//! namespaces with addresses from 198.18.0.0/15, and is removed at the end.
 
 use std::{
     process::Stdio,
@@ -19,16 +22,25 @@ use std::{
 use tcpcopy_tests::{
     intercept::{InterceptProcess, last_stats},
     lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
-    servers::{start_nginx, start_redis},
+    servers::{start_nginx_with, start_redis},
     tcpcopy::TcpcopyProcess,
     wait::wait_until,
 };
 
 const LOAD: Duration = Duration::from_secs(20);
 
+/// Production's nginx: `/demo` (wrk's), and a price lookup.
+const PRODUCTION: &str = "        location = /demo/price { default_type application/json; return 200 '{\"item\":42,\"price\":\"9.90\",\"currency\":\"EUR\"}'; }\n";
+/// The target's: the new build rounds the price (the planted regression).
+const PLANTED: &str = "        location = /demo/price { default_type application/json; return 200 '{\"currency\":\"EUR\",\"item\":42,\"price\":\"10\"}'; }\n";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let no_assistant = args.iter().any(|a| a == "--no-assistant");
+    let compare = args.iter().any(|a| a == "--compare");
+    let report_dir = std::env::var_os("DEMO_REPORT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("tcpcopy-demo-compare-report"));
     let seconds = args
         .iter()
         .find_map(|s| s.parse().ok())
@@ -45,31 +57,39 @@ fn main() {
         no_assistant,
         ..LabSpec::default()
     });
-    let online_web = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
-    let target_web = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let online_web = start_nginx_with(&lab, Host::Online, ONLINE_IP, &[80], PRODUCTION);
+    let target_web = start_nginx_with(
+        &lab,
+        Host::Target,
+        TARGET_IP,
+        &[80],
+        if compare { PLANTED } else { PRODUCTION },
+    );
     let online_kv = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
     let target_kv = start_redis(&lab, Host::Target, TARGET_IP, 6379);
     let targets = ["--target", "198.18.2.2:80,198.18.2.2:6379"];
-    let (_intercept, intercept_ip) = if no_assistant {
+    let (intercept, intercept_ip) = if no_assistant {
         let mut argv = targets.to_vec();
         argv.extend(["--clients", "198.18.1.0/24"]);
         (InterceptProcess::start_egress(&lab, &argv), "198.18.2.2")
     } else {
         (InterceptProcess::start(&lab, &targets), "198.18.2.3")
     };
-    let tcpcopy = TcpcopyProcess::start(
-        &lab,
-        &[
-            "-x",
-            "80-198.18.2.2:80,6379-198.18.2.2:6379",
-            "-s",
-            intercept_ip,
-            "-i",
-            "eth0",
-            "-o",
-            "eth1",
-        ],
-    );
+    let report_arg = report_dir.to_string_lossy().into_owned();
+    let mut tcpcopy_args = vec![
+        "-x",
+        "80-198.18.2.2:80,6379-198.18.2.2:6379",
+        "-s",
+        intercept_ip,
+        "-i",
+        "eth0",
+        "-o",
+        "eth1",
+    ];
+    if compare {
+        tcpcopy_args.extend(["--compare", "80=http", "--compare-report", &report_arg]);
+    }
+    let tcpcopy = TcpcopyProcess::start(&lab, &tcpcopy_args);
     println!("production: nginx and redis on 198.18.1.1; target: the same on 198.18.2.2");
     println!(
         "tcpcopy on the online host, intercept on {intercept_ip}{}; driving load for {} s ...",
@@ -95,6 +115,18 @@ fn main() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start wrk");
+    // The planted URI, asked now and then (its answer differs at the target).
+    let planted = compare.then(|| {
+        lab.command(Host::Client, "bash")
+            .arg("-c")
+            .arg(format!(
+                "end=$((SECONDS + {})); while [ $SECONDS -lt $end ]; do \
+                 curl -s -o /dev/null http://{ONLINE_IP}/demo/price; sleep 0.2; done",
+                seconds.as_secs().saturating_sub(2)
+            ))
+            .spawn()
+            .expect("start the planted requests")
+    });
     let mut kv_runs = 0;
     let mut kv_latency = Vec::new();
     while started.elapsed() + Duration::from_secs(3) < seconds {
@@ -121,6 +153,9 @@ fn main() {
         kv_runs += 1;
     }
     let wrk = wrk.wait_with_output().expect("wrk finished");
+    if let Some(mut p) = planted {
+        let _ = p.wait();
+    }
     let wrk_text = String::from_utf8_lossy(&wrk.stdout).into_owned();
     let elapsed = started.elapsed();
 
@@ -151,7 +186,16 @@ fn main() {
         .filter_map(|s| s.get("captured_per_s").copied())
         .max()
         .unwrap_or(0);
+    let log_path = tcpcopy.log.clone();
     let (status, fin) = tcpcopy.stop();
+    let (_, intercept_fin) = intercept.stop();
+    let comparison = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.split_once("comparison at exit: ")
+                .map(|(_, c)| c.to_owned())
+        });
 
     let pct = |got: u64, want: u64| {
         if want == 0 {
@@ -222,6 +266,30 @@ fn main() {
         fin.get("replies_unknown").copied().unwrap_or(0)
     );
     println!("peak capture rate (1 s statistics): {peak} packets/s; tcpcopy exit: {status}");
+    if compare {
+        println!(
+            "comparison (one URI, GET /demo/price, answers differently at the target): {}",
+            comparison.as_deref().unwrap_or("none logged")
+        );
+        println!(
+            "  compared {}, equal {}, different {} (status {}, header {}, body {}); report: {}",
+            fin.get("compared").copied().unwrap_or(0),
+            fin.get("compare_equal").copied().unwrap_or(0),
+            fin.get("compare_different").copied().unwrap_or(0),
+            fin.get("compare_status").copied().unwrap_or(0),
+            fin.get("compare_header").copied().unwrap_or(0),
+            fin.get("compare_body").copied().unwrap_or(0),
+            report_dir.join("report.html").display()
+        );
+        let get = |s: &tcpcopy_tests::intercept::StatsLine, k: &str| s.get(k).copied().unwrap_or(0);
+        println!(
+            "  not compared: {} sessions with a stream hole; production's answers lost to a full \
+             ring {}; intercept records lost to a full ring {}",
+            get(&fin, "compare_gaps"),
+            get(&fin, "xdp_response_ring_full"),
+            get(&intercept_fin, "xdp_ring_full"),
+        );
+    }
     println!("=============================================================");
     drop(lab);
     println!("lab removed");

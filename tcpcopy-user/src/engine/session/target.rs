@@ -64,7 +64,7 @@ impl Session {
                     self.response_seen = true;
                     *cx.buffered -= self.segs.release_kept(cx.pool);
                     cx.stats.responses += 1;
-                    if self.sent_data {
+                    if self.sent_data && self.timed {
                         let us = cx.now.saturating_since(self.request_at).as_micros() as u64;
                         cx.stats.response_time.record(us);
                     }

@@ -333,4 +333,32 @@ fn test_a_session_lagging_production_by_max_lag_pipelines() {
         "released by the lag, long before the response timeout"
     );
     assert_eq!(h.engine.stats().pipelined, 1);
+    // The answer to req 1 comes now: it is not req 2's, so req 2 is not
+    // timed (nor, the session having pipelined, any request after it).
+    h.advance(5);
+    h.reply(data(5001, 1011, b"answer 1"));
+    let e = h.engine.stats();
+    assert_eq!(e.responses, 1);
+    assert_eq!(
+        e.response_time.count(),
+        0,
+        "no response time for a pipelined request"
+    );
+}
+
+#[test]
+fn test_a_request_sent_in_step_is_timed_from_send_to_first_answer_byte() {
+    let mut h = harness();
+    h.establish();
+    h.client(data(1001, 9001, b"req 1"));
+    h.one();
+    h.advance(3);
+    h.reply(data(5001, 1006, b"answer 1"));
+    let e = h.engine.stats();
+    assert_eq!(e.response_time.count(), 1);
+    assert_eq!(
+        e.response_time.quantile(0.5),
+        3071,
+        "3 ms, to bucket precision"
+    );
 }
