@@ -352,3 +352,45 @@ fn a_baseline_tells_productions_own_noise_from_the_targets_regressions() {
     );
     assert_eq!(data["counts"]["noise"], 2);
 }
+
+#[test]
+fn under_keep_alive_load_every_exchange_is_compared() {
+    let lab = Lab::new();
+    let online = tcpcopy_tests::servers::start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
+    let target = tcpcopy_tests::servers::start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let mut tcpcopy = start(&lab, 80, "eth0", &["--compare", "http", "--workers", "2"]);
+    // Keep-alive connections, many requests each: the replay falls behind
+    // production and pipelines; production's answers wait for the
+    // target's, and segments come reordered across CPUs.
+    lab.run(
+        Host::Client,
+        &[
+            "wrk",
+            "-t2",
+            "-c8",
+            "-d2s",
+            &format!("http://{ONLINE_IP}/load"),
+        ],
+    );
+    let want = online.requests().len() as u64;
+    assert!(want > 200, "wrk made {want} requests");
+    tcpcopy.wait_stats("every exchange compared", |s| s["compared"] >= want);
+    let (status, stats) = tcpcopy.stop();
+    assert!(status.success());
+    assert_eq!(target.requests().len() as u64, want);
+    assert_eq!(
+        (
+            stats["compared"],
+            stats["compare_equal"],
+            stats["compare_gaps"],
+            stats["compare_behind"]
+        ),
+        (want, want, 0, 0),
+        "{stats:?}"
+    );
+    println!(
+        "{want} exchanges compared under load; {} pipelined",
+        stats["pipelined"]
+    );
+}

@@ -32,6 +32,17 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// Memory the response takes, about.
+    pub fn size(&self) -> usize {
+        self.body.len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 48)
+                .sum::<usize>()
+            + 64
+    }
+
     /// The values of header `name` (lowercase), joined by `, `.
     pub fn header(&self, name: &str) -> Option<String> {
         let values: Vec<&str> = self
@@ -72,6 +83,8 @@ pub struct ResponseStream {
     cap: usize,
     state: State,
     ready: VecDeque<HttpResponse>,
+    /// Memory the ready responses take.
+    ready_bytes: usize,
 }
 
 impl ResponseStream {
@@ -82,6 +95,7 @@ impl ResponseStream {
             cap,
             state: State::Head,
             ready: VecDeque::new(),
+            ready_bytes: 0,
         }
     }
 
@@ -95,7 +109,19 @@ impl ResponseStream {
 
     /// The next complete response.
     pub fn pop(&mut self) -> Option<HttpResponse> {
-        self.ready.pop_front()
+        let r = self.ready.pop_front()?;
+        self.ready_bytes -= r.size();
+        Some(r)
+    }
+
+    /// Memory the complete responses waiting take.
+    pub fn waiting_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    fn push_ready(&mut self, resp: HttpResponse) {
+        self.ready_bytes += resp.size();
+        self.ready.push_back(resp);
     }
 
     /// Complete responses waiting to be popped.
@@ -106,11 +132,13 @@ impl ResponseStream {
     /// Drops everything and ignores the rest of the stream.
     pub fn abandon(&mut self, why: &str) {
         self.ready.clear();
+        self.ready_bytes = 0;
         self.fail(why.to_owned());
     }
 
     /// Puts a response taken by [`pop`](Self::pop) back in front.
     pub fn unpop(&mut self, resp: HttpResponse) {
+        self.ready_bytes += resp.size();
         self.ready.push_front(resp);
     }
 
@@ -129,7 +157,7 @@ impl ResponseStream {
             let State::Body(resp, _) = std::mem::replace(&mut self.state, State::Head) else {
                 unreachable!()
             };
-            self.ready.push_back(resp);
+            self.push_ready(resp);
         }
     }
 
@@ -293,7 +321,7 @@ impl ResponseStream {
         };
         self.buf.drain(..used);
         if done {
-            self.ready.push_back(resp);
+            self.push_ready(resp);
             self.state = State::Head;
             return true;
         }

@@ -231,6 +231,9 @@ pub struct CompareCounts {
     /// before them were whole, and the answers can no longer be told
     /// apart).
     pub unaligned: u64,
+    /// Sessions left because one side ran too far ahead of the other (the
+    /// replay lagged production by more than the answers kept allow).
+    pub behind: u64,
 }
 
 impl CompareCounts {
@@ -239,7 +242,7 @@ impl CompareCounts {
         format!(
             "{} responses, {} equal, {} different (status {}, headers {}, body {}){}; {} cut \
              at --compare-cap, {} sessions not HTTP, {} with a stream hole, {} pipelined in \
-             bytes mode (not compared)",
+             bytes mode, {} too far behind production (not compared further)",
             self.compared,
             self.equal,
             self.different,
@@ -258,7 +261,8 @@ impl CompareCounts {
             self.truncated,
             self.unparsed,
             self.gaps,
-            self.unaligned
+            self.unaligned,
+            self.behind
         )
     }
 
@@ -300,6 +304,7 @@ impl CompareCounts {
         self.noise += o.noise;
         self.unconfirmed += o.unconfirmed;
         self.unaligned += o.unaligned;
+        self.behind += o.behind;
     }
 }
 

@@ -86,7 +86,7 @@ impl ReportData {
                 "compared": c.compared, "equal": c.equal, "different": c.different,
                 "status": c.status, "header": c.header, "body": c.body,
                 "truncated": c.truncated, "unparsed": c.unparsed, "gaps": c.gaps,
-                "noise": c.noise, "unconfirmed": c.unconfirmed, "unaligned": c.unaligned,
+                "noise": c.noise, "unconfirmed": c.unconfirmed, "unaligned": c.unaligned, "behind": c.behind,
             },
             "by_status": self.by_status,
             "shown": self.shown,
@@ -162,7 +162,7 @@ document.getElementById('totals').innerHTML =
   `<span class="bad"><b id="different">${c.different}</b> different</span> ` +
   `(status ${c.status}, headers ${c.header}, body ${c.body})` +
   (c.noise + c.unconfirmed ? `, <b id="noise">${c.noise}</b> noise (the baseline differed alike; not counted different), ${c.unconfirmed} of the different without the baseline's answer` : '') + '; ' +
-  `${c.truncated} cut at the cap, ${c.unparsed} sessions not parsed, ${c.gaps} with a stream hole, ${c.unaligned} pipelined in bytes mode.</p>`;
+  `${c.truncated} cut at the cap, ${c.unparsed} sessions not parsed, ${c.gaps} with a stream hole, ${c.unaligned} pipelined in bytes mode, ${c.behind} too far behind production.</p>`;
 const kinds = ['status', 'header', 'body'];
 let rows = Object.entries(d.by_status).map(([st, k]) =>
   `<tr><td>${st}</td>${kinds.map(x => `<td>${k[x] || 0}</td>`).join('')}</tr>`).join('');

@@ -25,6 +25,8 @@ enum Side {
         current: Vec<u8>,
         truncated: bool,
         done: VecDeque<(Vec<u8>, bool)>,
+        /// Bytes the `done` exchanges hold.
+        done_bytes: usize,
     },
 }
 
@@ -36,6 +38,7 @@ impl Side {
                 current: Vec::new(),
                 truncated: false,
                 done: VecDeque::new(),
+                done_bytes: 0,
             },
         }
     }
@@ -60,9 +63,11 @@ impl Side {
             current,
             truncated,
             done,
+            done_bytes,
         } = self
             && (!current.is_empty() || *truncated)
         {
+            *done_bytes += current.len();
             done.push_back((std::mem::take(current), std::mem::take(truncated)));
         }
     }
@@ -78,7 +83,39 @@ impl Side {
     fn pop_exchange(&mut self) -> Option<Exchange> {
         match self {
             Self::Http(s) => s.pop().map(Exchange::Http),
-            Self::Bytes { done, .. } => done.pop_front().map(|(b, _)| Exchange::Bytes(b)),
+            Self::Bytes {
+                done, done_bytes, ..
+            } => done.pop_front().map(|(b, _)| {
+                *done_bytes -= b.len();
+                Exchange::Bytes(b)
+            }),
+        }
+    }
+
+    /// The other side fell so far behind that this one's complete
+    /// exchanges are not kept any longer (bounded memory).
+    fn too_far_ahead(&self) -> bool {
+        let bytes = match self {
+            Self::Http(s) => s.waiting_bytes(),
+            Self::Bytes { done_bytes, .. } => *done_bytes,
+        };
+        self.waiting() > MAX_WAITING || bytes > MAX_WAITING_BYTES
+    }
+
+    /// Drops what is kept and ignores the rest.
+    fn abandon(&mut self, why: &str) {
+        match self {
+            Self::Http(s) => s.abandon(why),
+            Self::Bytes {
+                current,
+                done,
+                done_bytes,
+                ..
+            } => {
+                current.clear();
+                done.clear();
+                *done_bytes = 0;
+            }
         }
     }
 
@@ -176,8 +213,13 @@ impl Exchange {
 }
 
 /// Exchanges one side may have complete while the other has not caught
-/// up; beyond, the session is left (its memory is bounded).
-pub const MAX_WAITING: usize = 256;
+/// up (a replay lags production by seconds under load, a few thousand
+/// exchanges of a busy keep-alive connection); beyond, or beyond
+/// [`MAX_WAITING_BYTES`], the session is left (counted `behind`).
+pub const MAX_WAITING: usize = 8192;
+/// Bytes one side's complete exchanges may hold while the other has not
+/// caught up.
+pub const MAX_WAITING_BYTES: usize = 4 << 20;
 
 /// One session's comparison.
 #[derive(Debug)]
@@ -355,7 +397,7 @@ impl SessionCompare {
             let d = b.pending.pop_front().expect("not empty");
             Self::unconfirmed(d, counts, on_judged);
         }
-        if b.side.waiting() > MAX_WAITING {
+        if b.side.too_far_ahead() {
             // The baseline ran too far ahead of the target: leave it.
             b.done = true;
             b.side = Side::new(CompareMode::Bytes, 0);
@@ -374,6 +416,18 @@ impl SessionCompare {
         mut on_judged: impl FnMut(Judgement),
     ) {
         loop {
+            if self.unparsed_counted {
+                break;
+            }
+            if self.production.too_far_ahead() || self.target.too_far_ahead() {
+                // Left for good, memory freed.
+                self.unparsed_counted = true;
+                counts.behind += 1;
+                self.production
+                    .abandon("the other side fell too far behind");
+                self.target.abandon("the other side fell too far behind");
+                break;
+            }
             let pair = match (&mut self.production, &mut self.target) {
                 (Side::Http(p), Side::Http(t)) => {
                     if !self.unparsed_counted && (p.failure().is_some() || t.failure().is_some()) {
@@ -384,13 +438,6 @@ impl SessionCompare {
                         t.abandon("the other side is not HTTP");
                     }
                     if self.unparsed_counted {
-                        break;
-                    }
-                    if p.waiting().max(t.waiting()) > MAX_WAITING {
-                        self.unparsed_counted = true;
-                        counts.gaps += 1;
-                        p.abandon("the other side fell too far behind");
-                        t.abandon("the other side fell too far behind");
                         break;
                     }
                     // Pop only when both have one, so none is lost.
@@ -411,18 +458,25 @@ impl SessionCompare {
                         (None, None) => break,
                     }
                 }
-                (Side::Bytes { done: p, .. }, Side::Bytes { done: t, .. }) => {
-                    if p.len().max(t.len()) > MAX_WAITING {
-                        p.clear();
-                        t.clear();
-                        counts.gaps += 1;
-                        break;
-                    }
+                (
+                    Side::Bytes {
+                        done: p,
+                        done_bytes: pb,
+                        ..
+                    },
+                    Side::Bytes {
+                        done: t,
+                        done_bytes: tb,
+                        ..
+                    },
+                ) => {
                     if p.is_empty() || t.is_empty() {
                         break;
                     }
                     let (a, at) = p.pop_front().expect("checked");
                     let (b, bt) = t.pop_front().expect("checked");
+                    *pb -= a.len();
+                    *tb -= b.len();
                     (
                         compare_bytes(&a, &b),
                         at || bt,
@@ -532,11 +586,20 @@ mod tests {
             s.production(b"HTTP/1.1 204 No Content\r\n\r\n");
             s.compare_ready(&rules, &mut counts, |_| {});
         }
-        assert_eq!(counts.gaps, 1);
+        assert_eq!(counts.behind, 1);
         s.production(b"HTTP/1.1 204 No Content\r\n\r\n");
         s.target(b"HTTP/1.1 204 No Content\r\n\r\n");
         s.compare_ready(&rules, &mut counts, |_| {});
-        assert_eq!((counts.gaps, counts.compared), (1, 0), "left for good");
+        assert_eq!((counts.behind, counts.compared), (1, 0), "left for good");
+        // Or by bytes: a few large answers the target has not given yet.
+        let mut counts = CompareCounts::default();
+        let mut s = SessionCompare::new(CompareMode::Bytes, 1 << 20);
+        for _ in 0..5 {
+            s.production(&[b'x'; 1 << 20]);
+            s.production_exchange_end();
+            s.compare_ready(&rules, &mut counts, |_| {});
+        }
+        assert_eq!(counts.behind, 1, "over {MAX_WAITING_BYTES} bytes kept");
     }
 
     #[test]

@@ -233,6 +233,7 @@ impl Engine {
         s.compare_noise = k.noise;
         s.compare_unconfirmed = k.unconfirmed;
         s.compare_unaligned = k.unaligned;
+        s.compare_behind = k.behind;
     }
 
     /// A new session gets its streams; a baseline session is tied to the

@@ -243,6 +243,9 @@ counters! {
         compare_unconfirmed,
         /// `--compare bytes`: sessions left because the replay pipelined.
         compare_unaligned,
+        /// Sessions left: the target fell too far behind production to
+        /// keep production's answers for it.
+        compare_behind,
         /// `--compare-baseline`: sessions replayed to the baseline.
         baseline_sessions,
     }
@@ -264,6 +267,7 @@ impl EngineStats {
             noise: self.compare_noise,
             unconfirmed: self.compare_unconfirmed,
             unaligned: self.compare_unaligned,
+            behind: self.compare_behind,
         }
     }
 }
