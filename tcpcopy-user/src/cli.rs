@@ -227,6 +227,10 @@ pub struct Cli {
     #[arg(long = "ring-size", value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
     pub ring_size: u32,
 
+    /// With --compare, inline: the ring of production's answers (answers are larger than requests; default: twice --ring-size).
+    #[arg(long = "response-ring-size", value_name = "BYTES", value_parser = parse_ring_size, requires = "compare")]
+    pub response_ring_size: Option<u32>,
+
     /// Memory for sessions and buffered packets, in megabytes.
     #[arg(short = 'm', long = "memory", value_name = "MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
     pub memory_mb: u64,
@@ -442,6 +446,12 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 }
 
 impl Cli {
+    /// With --compare, inline: the size of the ring of production's answers.
+    pub fn response_ring(&self) -> u32 {
+        self.response_ring_size
+            .unwrap_or_else(|| self.ring_size.saturating_mul(2).min(1 << 30))
+    }
+
     /// The capture file of offline mode: `-i` names an existing file, a
     /// path, or a name with a capture file's extension.
     pub fn offline_file(&self) -> Option<PathBuf> {
@@ -777,6 +787,14 @@ mod tests {
         assert_eq!(
             parse(&format!("{base} --ring-size 64M")).unwrap().ring_size,
             64 << 20
+        );
+        let compare = parse(&format!("{base} --ring-size 64M --compare http")).unwrap();
+        assert_eq!(compare.response_ring(), 128 << 20, "twice the capture ring");
+        let set = format!("{base} --compare http --response-ring-size 8M");
+        assert_eq!(parse(&set).unwrap().response_ring(), 8 << 20);
+        assert!(
+            parse(&format!("{base} --response-ring-size 8M")).is_err(),
+            "needs --compare"
         );
     }
 

@@ -136,9 +136,9 @@ impl Tcpcopy {
             return Self::build(cli, None, Box::new(source), Some(offline));
         }
         // --compare: production's answers are captured too (inline, into a
-        // ring of their own, of the same size).
+        // ring of their own).
         let load = |mode| match &cli.compare {
-            Some(_) => CaptureProgram::load_with_responses(mode, cli.ring_size),
+            Some(_) => CaptureProgram::load_with_responses(mode, cli.response_ring()),
             None => CaptureProgram::load(mode),
         };
         let (mut capture, source): (CaptureProgram, Box<dyn PacketSource>) = match cli.capture {

@@ -256,7 +256,7 @@ fn check_response_capture(r: &mut Report, cli: &Cli, dev: &str) {
         CaptureMode::Inline {
             ring_bytes: cli.ring_size,
         },
-        cli.ring_size,
+        cli.response_ring(),
     )
     .and_then(|mut p| {
         let how = p.attach_responses(dev)?;
