@@ -17,8 +17,10 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     )
 }
 
-/// Header names whose values depend on the body's bytes, not its meaning:
-/// left out when the bodies compare equal as JSON.
+/// Header names whose values depend on the body's bytes: left out when the
+/// bodies compare equal as JSON (their meaning is the same), and when the
+/// bodies differ (a consequence of that difference, counted once, as the
+/// body's).
 const BODY_BYTES_HEADERS: [&str; 3] = ["content-length", "etag", "content-md5"];
 
 pub fn compare_http(
@@ -53,7 +55,7 @@ pub fn compare_http(
             }
         }
     }
-    let json_equal = matches!(json, Some(None));
+    let body_bytes_differ = production.body != target.body;
     let mut names: Vec<&str> = production
         .headers
         .iter()
@@ -64,7 +66,7 @@ pub fn compare_http(
     names.dedup();
     for name in names {
         if rules.headers.iter().any(|h| h == name)
-            || (json_equal && BODY_BYTES_HEADERS.contains(&name))
+            || (body_bytes_differ && BODY_BYTES_HEADERS.contains(&name))
         {
             continue;
         }
@@ -149,5 +151,18 @@ mod tests {
             r#"{ "b": [1, 2], "a": 1 }"#,
         );
         assert_eq!(compare_http(&prod, &tgt, &rules), Outcome::Equal);
+    }
+
+    #[test]
+    fn a_body_difference_is_one_difference_not_also_its_length() {
+        let rules = IgnoreRules::with_defaults();
+        let prod = resp(200, &[("content-length", "4")], "9.90");
+        let tgt = resp(200, &[("content-length", "2"), ("x-new", "1")], "10");
+        let Outcome::Different(d) = compare_http(&prod, &tgt, &rules) else {
+            panic!("different")
+        };
+        let kinds: Vec<&str> = d.iter().map(Difference::kind).collect();
+        assert_eq!(kinds, ["body", "header"], "{d:?}");
+        assert!(matches!(&d[1], Difference::Header { name, .. } if name == "x-new"));
     }
 }

@@ -147,7 +147,7 @@ th { background: #f3f3f3; } .diff { display: flex; gap: 12px; margin: 10px 0 24p
 </style></head><body>
 <h1>tcpcopy: does the target answer like production?</h1>
 <div id="totals">rendering...</div>
-<h2>Differences by production status</h2><div id="by-status"></div>
+<h2>Differences by production status and kind</h2><div id="by-status"></div>
 <h2>By endpoint and production status</h2><div id="endpoints"></div>
 <h2>Response time, production and target</h2><div id="latency"></div>
 <h2>First differing exchanges</h2><div id="diffs"></div>
@@ -167,7 +167,7 @@ const kinds = ['status', 'header', 'body'];
 let rows = Object.entries(d.by_status).map(([st, k]) =>
   `<tr><td>${st}</td>${kinds.map(x => `<td>${k[x] || 0}</td>`).join('')}</tr>`).join('');
 document.getElementById('by-status').innerHTML = rows
-  ? `<table><tr><th>status</th>${kinds.map(k => `<th>${k}</th>`).join('')}</tr>${rows}</table>`
+  ? `<table><tr><th>production status</th>${kinds.map(k => `<th>${k}</th>`).join('')}</tr>${rows}</table>`
   : '<p>none</p>';
 document.getElementById('endpoints').innerHTML = d.endpoints.length
   ? `<table><tr><th>endpoint</th><th>status</th><th>compared</th><th>equal</th><th>different</th><th>noise</th></tr>` +

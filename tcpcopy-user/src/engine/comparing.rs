@@ -180,7 +180,15 @@ fn describe(d: &Difference) -> String {
             name,
             production,
             target,
-        } => format!("header {name}: {production:?} in production, {target:?} at the target"),
+        } => {
+            let value =
+                |v: &Option<String>| v.as_ref().map_or("absent".into(), |v| format!("{v:?}"));
+            format!(
+                "header {name}: {} in production, {} at the target",
+                value(production),
+                value(target)
+            )
+        }
         Difference::JsonField { path } => format!("JSON body differs at `{path}`"),
         Difference::Bytes {
             offset,

@@ -35,6 +35,7 @@ use tcpcopy_tests::{
     flood::{FloodPlan, LiveFrames, ReplyFlood, mac_of},
     intercept::{InterceptProcess, StatsLine},
     lab::{ASSISTANT_IP, Host, Lab, LabSpec, TARGET_IP},
+    procstat::{BpfStats, program_stats},
     wait::{DEADLINE, wait_until},
 };
 
@@ -86,49 +87,6 @@ enum Source {
 enum ReplyPath {
     Assistant,
     Egress,
-}
-
-/// Run time and runs of the loaded programs named `name` (bpftool matches
-/// the whole name, from BTF), from `bpftool prog show name`; zeros without
-/// bpftool or statistics.
-fn program_stats(name: &str) -> (u64, u64) {
-    let Ok(out) = std::process::Command::new("bpftool")
-        .args(["prog", "show", "name", name])
-        .output()
-    else {
-        return (0, 0);
-    };
-    // "... run_time_ns 1234 run_cnt 56" on each program's first line.
-    let text = String::from_utf8_lossy(&out.stdout);
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let (mut ns, mut runs) = (0, 0);
-    for pair in words.windows(2) {
-        let value = pair[1].parse::<u64>().unwrap_or(0);
-        match pair[0] {
-            "run_time_ns" => ns += value,
-            "run_cnt" => runs += value,
-            _ => {}
-        }
-    }
-    (ns, runs)
-}
-
-/// Keeps `kernel.bpf_stats_enabled` on while alive, then restores it.
-struct BpfStats(String);
-
-impl BpfStats {
-    fn enable() -> Self {
-        let path = "/proc/sys/kernel/bpf_stats_enabled";
-        let before = std::fs::read_to_string(path).unwrap_or_else(|_| "0".into());
-        let _ = std::fs::write(path, "1");
-        Self(before.trim().to_owned())
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
-    }
 }
 
 /// One peer's receiving side, in its own thread.

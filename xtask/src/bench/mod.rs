@@ -2,6 +2,7 @@
 //! not tests and assert no timings. Each target builds what it measures in
 //! release mode; those that use the lab (namespaces, XDP) need root.
 
+mod compare;
 mod engine;
 mod intercept;
 mod live;
@@ -31,6 +32,8 @@ pub enum BenchTarget {
     Send(send::SendBench),
     /// Offline replay of a large capture at top speed vs tcpreplay --topspeed on the same link.
     Offline(offline::OfflineBench),
+    /// What --compare costs: tcpcopy and intercept CPU per request, the online host's TC program, without vs with.
+    Compare(compare::CompareBench),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -44,6 +47,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         BenchTarget::Live(args) => live::run(args),
         BenchTarget::Send(args) => send::run(args),
         BenchTarget::Offline(args) => offline::run(args),
+        BenchTarget::Compare(args) => compare::run(args),
     }
 }
 
