@@ -393,7 +393,8 @@ impl Tcpcopy {
             }
             let now = Snapshot::take(&shared, capture);
             if let Some(watch) = &mut self.watch
-                && let Some(warning) = watch.observe(now.at, now.observation())
+                && let Some(warning) =
+                    watch.observe(now.at, now.observation(self.compare_every.is_some()))
             {
                 tracing::warn!("{warning}");
             }

@@ -7,7 +7,11 @@
 //! intercept), it returns one warning: what it saw, and the likely causes
 //! most likely first, each with what to check. The same when the target
 //! refused every one of them (RSTs only), or when every captured packet
-//! in the window had a wrong checksum. It says so again at most every
+//! in the window had a wrong checksum. With `--compare`, it also says when
+//! the target answers but nothing can be compared: no intercept sends
+//! reply payloads (an original 1.x intercept cannot), or not one answer of
+//! production was captured (they leave by another interface than `-i`, or
+//! the mirror carries one direction only). It says so again at most every
 //! [`REPEAT_EVERY`] while a condition lasts. Pure code: the caller logs the
 //! text.
 
@@ -50,6 +54,14 @@ pub struct Observation {
     /// checksum.
     pub matched: u64,
     pub bad_checksum: u64,
+    /// `--compare` is on.
+    pub comparing: bool,
+    /// Connections whose intercept sends reply payloads (granted them).
+    pub links_with_payloads: u64,
+    /// Requests the target began to answer.
+    pub responses: u64,
+    /// Production's answers captured (segments).
+    pub server_segments: u64,
 }
 
 /// What the warning names: the replay's own setup.
@@ -69,6 +81,7 @@ pub struct HandshakeWatch {
     setup: Setup,
     samples: VecDeque<(Instant, Observation)>,
     last_warning: Option<Instant>,
+    last_compare_warning: Option<Instant>,
 }
 
 impl HandshakeWatch {
@@ -77,10 +90,52 @@ impl HandshakeWatch {
             setup,
             samples: VecDeque::new(),
             last_warning: None,
+            last_compare_warning: None,
         }
     }
 
     /// Takes the counters at `now`; returns the warning to log, if due.
+    /// `--compare`: the target answered within the window, and nothing of
+    /// it can be compared.
+    fn compare_warning(
+        &mut self,
+        now: Instant,
+        then: &Observation,
+        obs: &Observation,
+    ) -> Option<String> {
+        let answered = obs.responses.saturating_sub(then.responses);
+        if !obs.comparing
+            || answered < MIN_SYNS
+            || self
+                .last_compare_warning
+                .is_some_and(|t| now.saturating_since(t) < REPEAT_EVERY)
+        {
+            return None;
+        }
+        let text = if obs.links_up > 0 && obs.links_with_payloads == 0 {
+            format!(
+                "--compare: the target began {answered} answers in the last {} s, but no \
+                 intercept sends reply payloads, so none is compared. An original 1.x intercept \
+                 cannot (this one's log line `reply payloads granted` says when it does); run \
+                 this project's intercept",
+                WINDOW.as_secs()
+            )
+        } else if obs.server_segments == then.server_segments {
+            format!(
+                "--compare: the target began {answered} answers in the last {} s, but not one \
+                 answer of production was captured, so none is compared. Production's answers \
+                 leave by another interface than -i (asymmetric routing, a bond: give -i the \
+                 one they leave by), or the mirror port carries only the clients' side (mirror \
+                 both directions)",
+                WINDOW.as_secs()
+            )
+        } else {
+            return None;
+        };
+        self.last_compare_warning = Some(now);
+        Some(text)
+    }
+
     pub fn observe(&mut self, now: Instant, obs: Observation) -> Option<String> {
         self.samples.push_back((now, obs));
         // Keep the newest sample at least WINDOW old (the window's start).
@@ -90,6 +145,9 @@ impl HandshakeWatch {
         let &(since, then) = self.samples.front()?;
         if now.saturating_since(since) < WINDOW {
             return None;
+        }
+        if let Some(text) = self.compare_warning(now, &then, &obs) {
+            return Some(text);
         }
         let matched = obs.matched.saturating_sub(then.matched);
         let bad = obs.bad_checksum.saturating_sub(then.bad_checksum);
@@ -425,5 +483,43 @@ mod tests {
         );
         assert!(!text.contains("via the assistant"), "{text}");
         assert!(!text.contains("ip_forward"), "{text}");
+    }
+
+    #[test]
+    fn compare_says_when_nothing_can_be_compared() {
+        let base = |responses, segments, payloads| Observation {
+            comparing: true,
+            links_up: 1,
+            links_total: 1,
+            links_with_payloads: payloads,
+            responses,
+            server_segments: segments,
+            ..obs(0, 0)
+        };
+        let mut w = watch();
+        assert!(w.observe(at(0), base(0, 0, 0)).is_none());
+        let text = w.observe(at(3100), base(40, 80, 0)).expect("a warning");
+        assert!(text.contains("no intercept sends reply payloads"), "{text}");
+        let mut w = watch();
+        assert!(w.observe(at(0), base(0, 5, 1)).is_none());
+        let text = w.observe(at(3100), base(40, 5, 1)).expect("a warning");
+        assert!(text.contains("not one answer of production"), "{text}");
+        assert!(
+            w.observe(at(6200), base(80, 5, 1)).is_none(),
+            "not again within 30 s"
+        );
+        let mut w = watch();
+        assert!(w.observe(at(0), base(0, 0, 1)).is_none());
+        assert!(
+            w.observe(at(3100), base(40, 90, 1)).is_none(),
+            "all is well"
+        );
+        let mut w = watch();
+        let off = |r| Observation {
+            comparing: false,
+            ..base(r, 0, 0)
+        };
+        assert!(w.observe(at(0), off(0)).is_none());
+        assert!(w.observe(at(3100), off(40)).is_none(), "not comparing");
     }
 }

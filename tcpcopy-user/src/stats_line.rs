@@ -33,6 +33,7 @@ impl Snapshot {
             report.links_up += r.links_up;
             report.links_total += r.links_total;
             report.links_on_target += r.links_on_target;
+            report.links_with_payloads += r.links_with_payloads;
             report.sink.add(&r.sink);
             report.source_dropped.add(&r.source_dropped);
         }
@@ -46,7 +47,7 @@ impl Snapshot {
     }
 
     /// The counters self-diagnosis reads.
-    pub(crate) fn observation(&self) -> Observation {
+    pub(crate) fn observation(&self, comparing: bool) -> Observation {
         let e = &self.report.engine;
         let r = &self.report;
         Observation {
@@ -58,6 +59,10 @@ impl Snapshot {
             links_up: r.links_up,
             links_total: r.links_total,
             links_on_target: r.links_on_target,
+            comparing,
+            links_with_payloads: r.links_with_payloads,
+            responses: e.responses,
+            server_segments: e.server_segments,
             no_next_hop: r.sink.dropped(DropReason::NoNextHop),
             frames_out: r.sink.frames,
             checksum_completed: e.checksum_completed,

@@ -137,6 +137,8 @@ pub struct WorkerReport {
     pub links_total: u64,
     /// Links whose intercept said it runs on the target (`--egress`).
     pub links_on_target: u64,
+    /// Links whose intercept granted reply payloads (`--compare`).
+    pub links_with_payloads: u64,
     pub sink: SenderStats,
     pub source_dropped: SourceDrops,
 }
@@ -475,11 +477,12 @@ impl Worker {
 
     fn publish(&mut self) -> WorkerReport {
         let mut links = LinkStats::default();
-        let (mut up, mut total, mut on_target) = (0, 0, 0);
+        let (mut up, mut total, mut on_target, mut payloads) = (0, 0, 0, 0);
         for link in self.links.iter().flatten() {
             links.add(&link.stats);
             up += u64::from(link.is_up());
             on_target += u64::from(link.intercept_on_target());
+            payloads += u64::from(link.is_up() && link.granted().is_some_and(|c| c > 0));
             total += 1;
         }
         let report = WorkerReport {
@@ -490,6 +493,7 @@ impl Worker {
             links_up: up,
             links_total: total,
             links_on_target: on_target,
+            links_with_payloads: payloads,
             sink: self.sink.stats(),
             source_dropped: self.source.dropped(),
         };

@@ -394,3 +394,39 @@ fn under_keep_alive_load_every_exchange_is_compared() {
         stats["pipelined"]
     );
 }
+
+#[test]
+fn a_mirror_of_the_clients_side_only_is_named_within_seconds() {
+    let lab = Lab::new();
+    let mirror = lab.add_mirror_port();
+    let _online = start_nginx_with(&lab, Host::Online, ONLINE_IP, &[80], COMPARE_PRODUCTION);
+    let _target = start_nginx_with(&lab, Host::Target, TARGET_IP, &[80], COMPARE_TARGET);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
+    let mut tcpcopy = start(
+        &lab,
+        80,
+        mirror,
+        &["--capture", "mirror", "--compare", "http"],
+    );
+    let started = std::time::Instant::now();
+    lab.run(
+        Host::Client,
+        &[
+            "wrk",
+            "-t1",
+            "-c2",
+            "-d5s",
+            &format!("http://{ONLINE_IP}/cmp/same"),
+        ],
+    );
+    let line = tcpcopy.wait_log("not one answer of production was captured");
+    println!("{line} (after {:.1} s)", started.elapsed().as_secs_f64());
+    assert!(line.contains("mirror"), "{line}");
+    let (status, stats) = tcpcopy.stop();
+    assert!(status.success());
+    assert_eq!(
+        (stats["compared"], stats["xdp_responses"]),
+        (0, 0),
+        "{stats:?}"
+    );
+}
