@@ -215,6 +215,15 @@ pub struct Cli {
     )]
     pub compare_baseline: Option<std::net::SocketAddrV4>,
 
+    /// With --compare: memory (MB) the comparisons of a worker may keep, answers of one side waiting for the other's (a target that falls behind production); beyond, a session that grows is left, counted compare_behind.
+    #[arg(
+        long = "compare-memory",
+        value_name = "MB",
+        default_value_t = 256,
+        requires = "compare"
+    )]
+    pub compare_memory: usize,
+
     /// With --compare: bytes of each response compared (the rest is counted truncated), e.g. 64K.
     #[arg(long = "compare-cap", value_name = "BYTES", default_value = "64K", value_parser = parse_compare_cap)]
     pub compare_cap: u32,
@@ -515,6 +524,7 @@ impl Cli {
                     // Checked in `validate`.
                     rules: self.compare_rules().unwrap_or_default(),
                     cap: self.compare_cap as usize,
+                    memory: self.compare_memory.saturating_mul(1 << 20),
                     report_dir: self.compare_report.clone(),
                     time_production: self.offline_file().is_none(),
                     baseline: self

@@ -92,14 +92,20 @@ impl Side {
         }
     }
 
+    /// Memory the complete exchanges waiting take, about.
+    fn waiting_bytes(&self) -> usize {
+        match self {
+            Self::Http(s) => s.waiting_bytes(),
+            Self::Bytes {
+                done, done_bytes, ..
+            } => *done_bytes + done.len() * 32,
+        }
+    }
+
     /// The other side fell so far behind that this one's complete
     /// exchanges are not kept any longer (bounded memory).
     fn too_far_ahead(&self) -> bool {
-        let bytes = match self {
-            Self::Http(s) => s.waiting_bytes(),
-            Self::Bytes { done_bytes, .. } => *done_bytes,
-        };
-        self.waiting() > MAX_WAITING || bytes > MAX_WAITING_BYTES
+        self.waiting() > MAX_WAITING || self.waiting_bytes() > MAX_WAITING_BYTES
     }
 
     /// Drops what is kept and ignores the rest.
@@ -203,6 +209,14 @@ pub enum Exchange {
 }
 
 impl Exchange {
+    /// Memory the exchange takes, about.
+    pub fn size(&self) -> usize {
+        match self {
+            Self::Http(r) => r.size(),
+            Self::Bytes(b) => b.len() + 32,
+        }
+    }
+
     /// The status of an HTTP response.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -216,10 +230,11 @@ impl Exchange {
 /// up (a replay lags production by seconds under load, a few thousand
 /// exchanges of a busy keep-alive connection); beyond, or beyond
 /// [`MAX_WAITING_BYTES`], the session is left (counted `behind`).
-pub const MAX_WAITING: usize = 8192;
+pub const MAX_WAITING: usize = 65_536;
 /// Bytes one side's complete exchanges may hold while the other has not
-/// caught up.
-pub const MAX_WAITING_BYTES: usize = 4 << 20;
+/// caught up (the engine bounds all sessions' together too: see
+/// `CompareSettings::memory`).
+pub const MAX_WAITING_BYTES: usize = 64 << 20;
 
 /// One session's comparison.
 #[derive(Debug)]
@@ -309,6 +324,36 @@ impl SessionCompare {
     pub fn finish(&mut self) {
         self.production.finish();
         self.target.finish();
+    }
+
+    /// Memory the session's kept exchanges take, about (both sides, the
+    /// baseline's, and differing exchanges waiting for it).
+    pub fn waiting_bytes(&self) -> usize {
+        let baseline = self.baseline.as_ref().map_or(0, |b| {
+            b.side.waiting_bytes()
+                + b.pending
+                    .iter()
+                    .map(|d| d.production.size() + d.target.size())
+                    .sum::<usize>()
+        });
+        self.production.waiting_bytes() + self.target.waiting_bytes() + baseline
+    }
+
+    /// The engine's memory for comparisons ran out: the session is left
+    /// (counted `behind`), its memory freed.
+    pub fn leave(&mut self, counts: &mut CompareCounts) {
+        if self.unparsed_counted {
+            return;
+        }
+        self.unparsed_counted = true;
+        counts.behind += 1;
+        self.production.abandon("out of comparison memory");
+        self.target.abandon("out of comparison memory");
+        if let Some(b) = &mut self.baseline {
+            b.done = true;
+            b.side = Side::new(CompareMode::Bytes, 0);
+            b.pending.clear();
+        }
     }
 
     /// Differing exchanges wait for the baseline's answers (or production
@@ -594,7 +639,7 @@ mod tests {
         // Or by bytes: a few large answers the target has not given yet.
         let mut counts = CompareCounts::default();
         let mut s = SessionCompare::new(CompareMode::Bytes, 1 << 20);
-        for _ in 0..5 {
+        for _ in 0..=MAX_WAITING_BYTES >> 20 {
             s.production(&[b'x'; 1 << 20]);
             s.production_exchange_end();
             s.compare_ready(&rules, &mut counts, |_| {});

@@ -209,6 +209,34 @@ impl SessionStreams {
         self.compare.baseline_finish();
     }
 
+    /// Memory the session's comparison keeps, about: complete exchanges
+    /// waiting for the other side, and early segments held.
+    pub fn waiting_bytes(&self) -> usize {
+        self.compare.waiting_bytes()
+            + [&self.production, &self.target, &self.baseline, &self.client]
+                .iter()
+                .map(|s| s.held_bytes)
+                .sum::<usize>()
+    }
+
+    /// Out of comparison memory: the session is left (`behind`).
+    pub fn leave(&mut self, counts: &mut CompareCounts) {
+        if !self.broken {
+            self.broken = true;
+            self.compare.leave(counts);
+        }
+        for side in [
+            &mut self.production,
+            &mut self.target,
+            &mut self.baseline,
+            &mut self.client,
+        ] {
+            side.held.clear();
+            side.held_bytes = 0;
+        }
+        self.labels = None;
+    }
+
     /// Differing exchanges wait for the baseline's answers.
     pub fn awaits_baseline(&self) -> bool {
         !self.broken && self.compare.awaits_baseline()

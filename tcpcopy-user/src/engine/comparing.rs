@@ -62,6 +62,8 @@ pub(super) struct Comparing {
     logged: u32,
     /// `--compare-report`: differing exchanges as JSON lines, for the worker.
     records: Vec<String>,
+    /// Memory all sessions' streams keep (see `CompareSettings::memory`).
+    kept: usize,
     /// `--compare-report`: judged exchanges by (endpoint, production's
     /// status) since the worker last took them.
     endpoints: HashMap<(String, u16), EndpointCounts>,
@@ -79,6 +81,7 @@ impl Comparing {
             logged: 0,
             records: Vec::new(),
             endpoints: HashMap::new(),
+            kept: 0,
             records_dropped: 0,
         }
     }
@@ -326,6 +329,7 @@ impl Engine {
             closing,
             counts,
             settings,
+            kept,
             ..
         } = &mut **c;
         let (map, idx) = match which {
@@ -345,6 +349,7 @@ impl Engine {
             let Some(mut t) = map.remove(&idx) else {
                 return;
             };
+            *kept = kept.saturating_sub(t.streams.waiting_bytes());
             f(&mut t.streams, counts);
             t.streams
                 .finish(&settings.rules, counts, |j| different.push(j));
@@ -354,9 +359,17 @@ impl Engine {
             let Some(t) = map.get_mut(&idx) else {
                 return;
             };
+            let before = t.streams.waiting_bytes();
             f(&mut t.streams, counts);
             t.streams
                 .compare_ready(&settings.rules, counts, |j| different.push(j));
+            let mut after = t.streams.waiting_bytes();
+            if after > before && kept.saturating_sub(before) + after > settings.memory {
+                // Out of comparison memory: the session that grows goes.
+                t.streams.leave(counts);
+                after = t.streams.waiting_bytes();
+            }
+            *kept = kept.saturating_sub(before) + after;
             let judged = label(t, different);
             (t.client, t.target, judged)
         };

@@ -97,6 +97,9 @@ pub struct CompareSettings {
     pub rules: crate::compare::IgnoreRules,
     /// Bytes of each response kept and compared.
     pub cap: usize,
+    /// Memory all sessions' comparisons may keep together (answers of one
+    /// side waiting for the other's); beyond, a session that grows is left.
+    pub memory: usize,
     /// `--compare-report DIR`: every differing exchange is written to
     /// `DIR/differences.jsonl` (by the worker; the engine collects them).
     pub report_dir: Option<std::path::PathBuf>,

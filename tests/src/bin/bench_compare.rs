@@ -39,6 +39,9 @@ struct Round {
     at_target: u64,
     compared: u64,
     equal: u64,
+    /// Sessions left: too far behind, or a stream hole.
+    behind: u64,
+    gaps: u64,
     tcpcopy_ns_per_request: f64,
     intercept_ns_per_request: f64,
     capture_ns_per_packet: f64,
@@ -110,9 +113,15 @@ fn round(
         target.requests().len() as u64 - t0 >= requests
     });
     if compare {
-        wait_for("the comparisons", Duration::from_secs(30), || {
-            last_stats(&tcpcopy)
-                .is_some_and(|s| s.get("compared").copied().unwrap_or(0) >= requests)
+        // Until every exchange is compared, or the count stops moving
+        // (sessions left are counted, not compared).
+        let mut last = (0, Instant::now());
+        wait_for("the comparisons", Duration::from_secs(60), || {
+            let n = last_stats(&tcpcopy).map_or(0, |s| s.get("compared").copied().unwrap_or(0));
+            if n != last.0 {
+                last = (n, Instant::now());
+            }
+            n >= requests || last.1.elapsed() > Duration::from_secs(3)
         });
     }
     let (tc1, _) = cpu_ns_and_wakeups(tcpcopy.pid());
@@ -126,6 +135,8 @@ fn round(
         at_target: target.requests().len() as u64 - t0,
         compared: fin.get("compared").copied().unwrap_or(0),
         equal: fin.get("compare_equal").copied().unwrap_or(0),
+        behind: fin.get("compare_behind").copied().unwrap_or(0),
+        gaps: fin.get("compare_gaps").copied().unwrap_or(0),
         tcpcopy_ns_per_request: per(tc1 - tc0, requests),
         intercept_ns_per_request: per(ic1 - ic0, requests),
         capture_ns_per_packet: per(cap1.0 - cap0.0, cap1.1 - cap0.1),
@@ -157,12 +168,13 @@ fn main() {
     let target = start_nginx_with(&lab, Host::Target, TARGET_IP, &[80], LOCATIONS);
     let intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
     println!(
-        "{:>5} {:>8} {:>9} {:>16} {:>17} {:>14} {:>15} {:>13} {:>17}",
+        "{:>5} {:>8} {:>9} {:>16} {:>17} {:>18} {:>14} {:>15} {:>13} {:>17}",
         "round",
         "compare",
         "requests",
         "at target",
         "compared (equal)",
+        "left: behind/hole",
         "tcpcopy ns/req",
         "intercept ns/req",
         "XDP ns/pkt",
@@ -176,7 +188,7 @@ fn main() {
                 &lab, &online, &target, &intercept, compare, secs, conns, &path,
             );
             println!(
-                "{:>5} {:>8} {:>9} {:>16} {:>17} {:>14.0} {:>15.0} {:>13.0} {:>17}",
+                "{:>5} {:>8} {:>9} {:>16} {:>17} {:>18} {:>14.0} {:>15.0} {:>13.0} {:>17}",
                 r + 1,
                 if compare { "on" } else { "off" },
                 m.requests,
@@ -187,6 +199,11 @@ fn main() {
                 ),
                 if compare {
                     format!("{} ({})", m.compared, m.equal)
+                } else {
+                    "-".into()
+                },
+                if compare {
+                    format!("{}/{}", m.behind, m.gaps)
                 } else {
                     "-".into()
                 },
