@@ -11,10 +11,15 @@
 //!   device's HTB class `SLOW_CLASS` (a slow class: they leave after
 //!   frames sent later, i.e. reordered). Other traffic (ARP) passes.
 //!
+//! - `tcp_responder` (XDP, in [`responder`]): a near-free target for
+//!   benchmarks, answering TCP itself without state.
+//!
 //! Built for `bpfel-unknown-none` by `ebpf-build`; embedded in and loaded
 //! by the `tcpcopy-tests` crate. Never shipped.
 #![no_std]
 #![no_main]
+
+mod responder;
 
 use aya_ebpf::{
     Global,

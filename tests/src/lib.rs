@@ -18,6 +18,7 @@ pub mod netns;
 pub mod procstat;
 pub mod raw;
 pub mod report;
+pub mod responder;
 pub mod send;
 pub mod servers;
 pub mod tc;
