@@ -8,6 +8,7 @@
 //! dropping a [`Lab`] removes them (also while a test panics), and creating
 //! one first sweeps namespaces left by test processes that no longer exist.
 
+pub mod benchkit;
 pub mod capture;
 pub mod flood;
 pub mod frames;

@@ -16,15 +16,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tcpcopy_tests::{
+    benchkit::{self, Capture, children_cpu},
     intercept::InterceptProcess,
-    lab::{Host, Lab, ONLINE_IP, TARGET_IP},
+    lab::{Host, Lab, TARGET_IP},
     servers::start_nginx,
     tcpcopy::run_to_end,
     wait::wait_until,
-};
-use tcpcopy_user::offline::{
-    synth::{SessionSpec, http_get, merge},
-    writer::PcapWriter,
 };
 
 #[derive(Debug, Parser)]
@@ -44,69 +41,6 @@ struct Args {
     workers: u16,
 }
 
-struct Capture {
-    path: std::path::PathBuf,
-    frames: u64,
-    client_packets: u64,
-    requests: u64,
-    bytes: u64,
-}
-
-fn build_capture(lab: &Lab, args: &Args) -> Capture {
-    const T0: u64 = 1_700_000_000_000_000_000;
-    let specs: Vec<SessionSpec> = (0..args.sessions)
-        .map(|i| SessionSpec {
-            client: (
-                [198, 18, 1, 10 + (i % 200) as u8],
-                20_000 + (i / 200) as u16,
-            ),
-            server: (ONLINE_IP.octets(), 80),
-            start_ns: T0 + u64::from(i) * 50_000,
-            requests: (0..args.requests)
-                .map(|r| http_get(&format!("/bench/{i}/{r}")))
-                .collect(),
-            response_len: 600,
-            rtt_ns: 200_000,
-            think_ns: 1_000_000,
-            tsval: Some(0x1000_0000 ^ i.wrapping_mul(0x9e37_79b9)),
-        })
-        .collect();
-    let frames = merge(&specs);
-    let path = lab.dir().join("bench.pcap");
-    let mut w = PcapWriter::new(
-        std::io::BufWriter::new(std::fs::File::create(&path).unwrap()),
-        1,
-        65_535,
-    )
-    .unwrap();
-    let mut client_packets = 0;
-    let mut bytes = 0;
-    for (t, f) in &frames {
-        w.write(*t, f, f.len()).unwrap();
-        bytes += f.len() as u64;
-        if f[30..34] == ONLINE_IP.octets() {
-            client_packets += 1;
-        }
-    }
-    w.flush().unwrap();
-    Capture {
-        path,
-        frames: frames.len() as u64,
-        client_packets,
-        requests: u64::from(args.sessions) * args.requests as u64,
-        bytes,
-    }
-}
-
-/// CPU time (user + system) of reaped children so far.
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 struct Outcome {
     tool: &'static str,
     elapsed: Duration,
@@ -119,30 +53,10 @@ struct Outcome {
 }
 
 fn run_tcpreplay(lab: &Lab, cap: &Capture) -> Outcome {
-    let path = cap.path.to_str().unwrap();
-    let started = Instant::now();
-    let out = lab.run(
-        Host::Online,
-        &["tcpreplay", "--topspeed", "-i", "eth1", path],
-    );
-    let elapsed = started.elapsed();
-    // "Actual: 123 packets (456 bytes) sent in 0.78 seconds"
-    let sent = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Actual: "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("tcpreplay said:\n{out}"));
-    let reported = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Actual: "))
-        .and_then(|l| l.split(" sent in ").nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|s| s.parse::<f64>().ok())
-        .map_or(elapsed, Duration::from_secs_f64);
+    let (sent, elapsed) = benchkit::run_tcpreplay(lab, &cap.path);
     Outcome {
         tool: "tcpreplay",
-        elapsed: reported,
+        elapsed,
         sent,
         completed_requests: None,
         failed_sessions: None,
@@ -216,7 +130,13 @@ fn main() {
     let lab = Lab::new();
     let target = start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
     let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
-    let cap = build_capture(&lab, &args);
+    let cap = benchkit::synthetic_http_capture(
+        lab.dir(),
+        "bench.pcap",
+        args.sessions,
+        args.requests,
+        600,
+    );
     // Built (if stale) now, not inside the first timed run.
     tcpcopy_tests::tcpcopy::tcpcopy_binary();
     println!(

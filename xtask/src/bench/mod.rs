@@ -2,6 +2,7 @@
 //! not tests and assert no timings. Each target builds what it measures in
 //! release mode; those that use the lab (namespaces, XDP) need root.
 
+mod capacity;
 mod compare;
 mod engine;
 mod intercept;
@@ -32,6 +33,8 @@ pub enum BenchTarget {
     Send(send::SendBench),
     /// Offline replay of a large capture at top speed vs tcpreplay --topspeed on the same link.
     Offline(offline::OfflineBench),
+    /// Offline top speed against a near-free XDP target, 1 and 2 workers, beside tcpreplay: where tcpcopy's limit is.
+    Capacity(capacity::CapacityBench),
     /// What --compare costs: tcpcopy and intercept CPU per request, the online host's TC program, without vs with.
     Compare(compare::CompareBench),
 }
@@ -48,6 +51,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         BenchTarget::Send(args) => send::run(args),
         BenchTarget::Offline(args) => offline::run(args),
         BenchTarget::Compare(args) => compare::run(args),
+        BenchTarget::Capacity(args) => capacity::run(args),
     }
 }
 
