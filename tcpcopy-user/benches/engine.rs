@@ -381,18 +381,39 @@ fn main() {
         median.seconds * 1e9 / median.captured as f64,
         median.seconds * 1e9 / median.inputs as f64
     );
-    compare_cost();
-    if std::env::var_os("ENGINE_BENCH_NO_MEMORY").is_some() {
-        return;
+    let compare = compare_cost();
+    let memory = (std::env::var_os("ENGINE_BENCH_NO_MEMORY").is_none()).then(|| {
+        let (bytes, sessions) = idle_session_bytes();
+        println!(
+            "  idle established sessions: {sessions}, heap bytes each: {bytes:.0} (goal <= 512)"
+        );
+        bytes
+    });
+    println!("summary (name value unit):");
+    println!(
+        "engine_captured_packets_per_s_median {:.0} packets/s",
+        pps(median)
+    );
+    println!(
+        "engine_captured_packets_per_s_best {:.0} packets/s",
+        pps(best)
+    );
+    println!(
+        "engine_ns_per_captured_packet_median {:.0} ns",
+        median.seconds * 1e9 / median.captured as f64
+    );
+    for (name, ns) in compare {
+        println!("engine_compare_http_{name}_per_exchange {ns:.0} ns");
     }
-    let (bytes, sessions) = idle_session_bytes();
-    println!("  idle established sessions: {sessions}, heap bytes each: {bytes:.0} (goal <= 512)");
+    if let Some(bytes) = memory {
+        println!("engine_idle_session_heap {bytes:.0} bytes");
+    }
 }
 
 /// `--compare http`: CPU per compared exchange (both responses parsed from
 /// their streams, then compared), for a small text response and a 2 KB
 /// JSON one (compared by structure, members reordered on one side).
-fn compare_cost() {
+fn compare_cost() -> Vec<(&'static str, f64)> {
     use tcpcopy_user::compare::{CompareCounts, CompareMode, IgnoreRules, streams::SessionStreams};
     let text = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 03 Dec 2026 14:00:00 GMT\r\nContent-Type: text/html\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\nhello world\n".to_vec();
     let members: Vec<String> = (0..40)
@@ -410,12 +431,23 @@ fn compare_cost() {
         .into_bytes()
     };
     let cases = [
-        ("text", text.clone(), text),
-        ("json 2 KB, identical", json(&body), json(&body)),
-        ("json 2 KB, members reordered", json(&body), json(&body2)),
+        ("text", "text", text.clone(), text),
+        (
+            "json_identical",
+            "json 2 KB, identical",
+            json(&body),
+            json(&body),
+        ),
+        (
+            "json_reordered",
+            "json 2 KB, members reordered",
+            json(&body),
+            json(&body2),
+        ),
     ];
     let rules = IgnoreRules::with_defaults();
-    for (name, prod, target) in cases {
+    let mut out = Vec::new();
+    for (key, name, prod, target) in cases {
         const EXCHANGES: u32 = 100_000;
         let mut counts = CompareCounts::default();
         let mut s = SessionStreams::new(CompareMode::Http, 64 << 10);
@@ -436,5 +468,7 @@ fn compare_cost() {
             "  --compare http, {name} ({} B responses): {ns:.0} ns per exchange",
             prod.len()
         );
+        out.push((key, ns));
     }
+    out
 }

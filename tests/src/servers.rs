@@ -202,3 +202,22 @@ pub const COMPARE_TARGET: &str = "\
         location = /cmp/header { add_header X-Extra yes; return 200 \"h\\n\"; }
         location = /cmp/json { default_type application/json; return 200 '{\"c\":{\"d\":\"x\"},\"b\":[1,2],\"a\":1}'; }
 ";
+
+/// `--compare bytes` tests: keys `k1`..`k5` set alike on production's and
+/// the target's Redis (`value-N`), but for `k3`, which holds `changed` at
+/// the target.
+pub fn redis_keys_with_one_planted_difference(lab: &Lab) {
+    for (host, addr) in [(Host::Online, "198.18.1.1"), (Host::Target, "198.18.2.2")] {
+        for k in 1..=5 {
+            let value = if k == 3 && host == Host::Target {
+                "changed".to_owned()
+            } else {
+                format!("value-{k}")
+            };
+            lab.run(
+                host,
+                &["redis-cli", "-h", addr, "SET", &format!("k{k}"), &value],
+            );
+        }
+    }
+}

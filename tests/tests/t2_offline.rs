@@ -511,19 +511,7 @@ fn compare_bytes_finds_the_one_key_the_target_holds_differently() {
     let _online = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
     let _target = start_redis(&lab, Host::Target, TARGET_IP, 6379);
     // The same keys on both, before any recording; one value differs.
-    for (host, addr) in [(Host::Online, "198.18.1.1"), (Host::Target, "198.18.2.2")] {
-        for k in 1..=5 {
-            let value = if k == 3 && host == Host::Target {
-                "changed".to_owned()
-            } else {
-                format!("value-{k}")
-            };
-            lab.run(
-                host,
-                &["redis-cli", "-h", addr, "SET", &format!("k{k}"), &value],
-            );
-        }
-    }
+    tcpcopy_tests::servers::redis_keys_with_one_planted_difference(&lab);
     let cap = Tcpdump::start(
         &lab,
         Host::Online,

@@ -202,6 +202,11 @@ fn main() {
         ratios.push(pair[0].elapsed.as_secs_f64() / pair[1].elapsed.as_secs_f64());
     }
     ratios.sort_by(f64::total_cmp);
+    println!("summary (name value unit):");
+    println!(
+        "offline_tcpcopy_vs_tcpreplay_file_frames_median {:.3} x",
+        ratios[ratios.len() / 2]
+    );
     println!(
         "tcpcopy / tcpreplay, file frames per second (median of {}): {:.3} (runs: {})",
         ratios.len(),
