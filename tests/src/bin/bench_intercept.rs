@@ -459,6 +459,7 @@ fn main() {
         "(cpu)",
         "(ns)"
     );
+    let mut summary = Vec::new();
     for rate in &args.rates {
         let rate = match rate.as_str() {
             "max" => None,
@@ -530,5 +531,23 @@ fn main() {
             r.disorder
         );
         assert_eq!(r.disorder, 0, "records reordered within a session");
+        let name = rate.map_or("max".to_owned(), |r| r.to_string());
+        summary.push(format!(
+            "intercept_{:?}_{name}_delivered_per_s {rate_out:.0} records/s",
+            args.path
+        ));
+        summary.push(format!(
+            "intercept_{:?}_{name}_loss {:.3} %",
+            args.path,
+            loss * 100.0
+        ));
+        summary.push(format!(
+            "intercept_{:?}_{name}_program_per_record {:.0} ns",
+            args.path, r.prog_ns
+        ));
+    }
+    println!("summary (name value unit):");
+    for line in summary {
+        println!("{}", line.to_lowercase());
     }
 }

@@ -379,6 +379,7 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 2, 4, 8, 16, 32, 64]);
+    let mut steps_summary = Vec::new();
     for conns in steps {
         let (p0, t0) = (online.requests().len(), target.requests().len());
         let c0 = captured_after(&tcpcopy, stats_lines(&tcpcopy));
@@ -423,6 +424,18 @@ fn main() {
         let packets = (c1 - c0).max(1) as f64;
         let user = (u1 - u0) as f64 / hz;
         let total = user + (s1 - s0) as f64 / hz;
+        steps_summary.push(format!(
+            "live_c{conns}_captured_per_s {:.0} packets/s",
+            (c1 - c0) as f64 / secs
+        ));
+        steps_summary.push(format!(
+            "live_c{conns}_complete {:.3} %",
+            100.0 * got as f64 / prod.max(1) as f64
+        ));
+        steps_summary.push(format!(
+            "live_c{conns}_tcpcopy_total_per_packet {:.0} ns",
+            total * 1e9 / packets
+        ));
         println!(
             "{:>6} {:>12.0} {:>14.0} {:>14} {:>11.3} {:>8.1}s {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>11.0} {:>11.0}",
             conns,
@@ -563,12 +576,25 @@ fn main() {
     let [mut off, mut busy, mut on] = results;
     let (op50, op99) = (median(&mut off.0), median(&mut off.1));
     println!("median of {rounds}: p50 off {op50:.3} ms, p99 off {op99:.3} ms");
-    for (label, r) in [("CPU 1 busy", &mut busy), ("tcpcopy on", &mut on)] {
+    let mut summary = vec![
+        format!("live_production_p50_off {op50:.3} ms"),
+        format!("live_production_p99_off {op99:.3} ms"),
+    ];
+    for (label, key, r) in [
+        ("CPU 1 busy", "busy", &mut busy),
+        ("tcpcopy on", "on", &mut on),
+    ] {
         let (p50, p99) = (median(&mut r.0), median(&mut r.1));
         println!(
             "  {label}: p50 {p50:.3} ms ({:+.1} %), p99 {p99:.3} ms ({:+.1} %)",
             100.0 * (p50 / op50 - 1.0),
             100.0 * (p99 / op99 - 1.0)
         );
+        summary.push(format!("live_production_p50_{key} {p50:.3} ms"));
+        summary.push(format!("live_production_p99_{key} {p99:.3} ms"));
+    }
+    println!("summary (name value unit):");
+    for line in steps_summary.iter().chain(&summary) {
+        println!("{line}");
     }
 }

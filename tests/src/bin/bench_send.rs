@@ -227,6 +227,7 @@ fn main() {
         "loss",
         "hop drops"
     );
+    let mut summary = Vec::new();
     for &size in &args.sizes {
         for &backend in &backends {
             let caps: &[u32] = if backend == SendBackend::AfXdp {
@@ -252,8 +253,22 @@ fn main() {
                     r.first_hop_drops,
                     r.second_hop_drops,
                 );
+                let cap = r.cap.map_or("-".to_owned(), |c| c.to_string());
+                let name = format!("send_{}_{}b_cap{cap}", r.backend.name(), r.frame_len);
+                summary.push(format!(
+                    "{name}_frames_per_s {:.0} frames/s",
+                    r.sent as f64 / secs
+                ));
+                summary.push(format!(
+                    "{name}_loss {:.3} %",
+                    100.0 * lost as f64 / r.sent.max(1) as f64
+                ));
             }
         }
+    }
+    println!("summary (name value unit):");
+    for line in &summary {
+        println!("{line}");
     }
     println!(
         "sent: frames the sender handed to the kernel; drops: frames it dropped and counted (ring full);\n\
