@@ -531,4 +531,49 @@ mod tests {
         s.compare_ready(&rules, &mut counts, |j| assert!(j.different().is_none()));
         assert_eq!((counts.compared, counts.equal, counts.gaps), (2, 2, 0));
     }
+
+    proptest::proptest! {
+        /// Any order of a stream's segments (some sent twice, the whole
+        /// stream within the reorder buffer) makes the stream itself; any
+        /// input at all never panics.
+        #[test]
+        fn any_order_of_the_segments_makes_the_same_stream(
+            sizes in proptest::collection::vec(1usize..400, 1..40),
+            order in proptest::collection::vec(0usize..1000, 1..80),
+            isn in proptest::prelude::any::<u32>(),
+        ) {
+            let stream: Vec<u8> = (0..sizes.iter().sum::<usize>()).map(|i| (i * 7 + 3) as u8).collect();
+            let mut segments = Vec::new();
+            let mut at = 0;
+            for n in &sizes {
+                segments.push((isn.wrapping_add(1).wrapping_add(at as u32), &stream[at..at + n]));
+                at += n;
+            }
+            let mut s = InOrder::default();
+            s.syn(isn);
+            let mut got = Vec::new();
+            // A shuffled prefix of pick-orders, then everything in order.
+            for pick in order.iter().map(|o| o % segments.len()).chain(0..segments.len()) {
+                let (seq, bytes) = segments[pick];
+                proptest::prop_assert!(s.data(seq, bytes, |b| got.extend_from_slice(b)).is_ok());
+            }
+            proptest::prop_assert_eq!(got, stream);
+        }
+
+        #[test]
+        fn arbitrary_segments_never_panic(
+            segs in proptest::collection::vec(
+                (proptest::prelude::any::<u32>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)),
+                0..60,
+            ),
+        ) {
+            let mut s = InOrder::default();
+            let mut total = 0usize;
+            for (seq, bytes) in &segs {
+                let _ = s.data(*seq, bytes, |b| total += b.len());
+                let _ = request_lines(bytes).count();
+            }
+            proptest::prop_assert!(s.held_bytes <= REORDER_BYTES);
+        }
+    }
 }
