@@ -136,9 +136,6 @@ pub struct Session {
     sent_data: bool,
     /// The current request has seen reply data.
     response_seen: bool,
-    /// The current request's response time is measured (it went out after
-    /// the previous response was whole, not pipelined).
-    timed: bool,
     /// Requests went out before earlier responses came (falling behind):
     /// which response answers which request is no longer known.
     pipelined: bool,
@@ -221,7 +218,6 @@ impl Session {
             target_rst: false,
             sent_data: false,
             response_seen: false,
-            timed: false,
             pipelined: false,
             baseline_known: false,
             rtt_known: false,

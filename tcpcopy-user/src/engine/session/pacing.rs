@@ -68,10 +68,7 @@ impl Session {
                 self.pipelined = true;
             }
             if data && (new_request || !self.sent_data) {
-                // A request sent before the previous response was whole
-                // is not timed, nor is any once the session pipelined:
-                // which response byte answers it is not known.
-                self.start_request(cx, ack, !hold && !self.pipelined);
+                self.start_request(cx, ack);
             }
             let in_flight = self.snd_nxt.since(self.snd_una);
             if self.snd_wnd == 0 && in_flight == 0 {
@@ -97,7 +94,7 @@ impl Session {
         Step::Continue
     }
 
-    fn start_request(&mut self, cx: &mut Ctx<'_>, ack: SeqNumber, timed: bool) {
+    fn start_request(&mut self, cx: &mut Ctx<'_>, ack: SeqNumber) {
         // The previous request was answered (or given up on): its bytes
         // are not needed any more.
         *cx.buffered -= self.segs.release_kept(cx.pool);
@@ -106,7 +103,6 @@ impl Session {
         self.response_mark = self.rcv_nxt;
         self.response_seen = false;
         self.request_at = cx.now;
-        self.timed = timed;
         self.sent_data = true;
         cx.stats.requests += 1;
     }

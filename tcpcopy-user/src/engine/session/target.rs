@@ -64,7 +64,11 @@ impl Session {
                     self.response_seen = true;
                     *cx.buffered -= self.segs.release_kept(cx.pool);
                     cx.stats.responses += 1;
-                    if self.sent_data && self.timed {
+                    // Not once the session pipelined (a request went out
+                    // before the answer before it was whole; `pipelined`
+                    // stays set): which response byte answers which request
+                    // is not known then.
+                    if self.sent_data && !self.pipelined {
                         let us = cx.now.saturating_since(self.request_at).as_micros() as u64;
                         cx.stats.response_time.record(us);
                     }
