@@ -381,6 +381,10 @@ fn main() {
         median.seconds * 1e9 / median.captured as f64,
         median.seconds * 1e9 / median.inputs as f64
     );
+    // (ENGINE_BENCH_ONLY_THROUGHPUT: for profiling the engine alone.)
+    if std::env::var_os("ENGINE_BENCH_ONLY_THROUGHPUT").is_some() {
+        return;
+    }
     let compare = compare_cost();
     let memory = (std::env::var_os("ENGINE_BENCH_NO_MEMORY").is_none()).then(|| {
         let (bytes, sessions) = idle_session_bytes();
