@@ -187,10 +187,11 @@ pub struct Cli {
 
     /// Compare the target's responses with production's: `http` (status,
     /// headers, body; JSON by structure) or `bytes` (any request/response
-    /// protocol, exchange by exchange). Live, production's answers are
-    /// captured at the input device's egress (inline) or taken from the
-    /// mirror (which must then carry both directions); offline, they are
-    /// the ones recorded in the file.
+    /// protocol, exchange by exchange), for every port or per online port
+    /// (`http,6379=bytes`; `80=http` compares port 80 only). Live,
+    /// production's answers are captured at the input device's egress
+    /// (inline) or taken from the mirror (which must then carry both
+    /// directions); offline, they are the ones recorded in the file.
     #[arg(long = "compare", value_name = "MODE", value_parser = parse_compare_mode)]
     pub compare: Option<crate::compare::CompareSpec>,
 
