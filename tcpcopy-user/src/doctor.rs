@@ -111,8 +111,15 @@ pub fn run(cli: &Cli, probe: &ProbeArgs) -> Report {
     let mut sender = sender;
     let mut next_hop_ok = true;
     if let Some(s) = sender.as_mut() {
-        for t in &cli.transfer.0 {
-            let target = Ipv4Addr::from(t.rule.target.addr);
+        // --compare-baseline: the baseline is replayed to like a target.
+        let baseline = cli.compare_baseline.map(|b| *b.ip());
+        for target in cli
+            .transfer
+            .0
+            .iter()
+            .map(|t| Ipv4Addr::from(t.rule.target.addr))
+            .chain(baseline)
+        {
             let what = format!("next hop of {target} via {output}");
             match s.resolve_next_hop(target, NEXT_HOP_WAIT) {
                 Some(mac) => r.pass(&what, format!("at {mac}")),
