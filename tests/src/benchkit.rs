@@ -113,9 +113,15 @@ pub fn run_tcpreplay(lab: &Lab, path: &Path) -> (u64, Duration) {
 
 /// CPU time (user + system) of reaped children so far.
 pub fn children_cpu() -> Duration {
+    let (user, system) = children_cpu_split();
+    user + system
+}
+
+/// CPU time of reaped children so far: (user, system).
+pub fn children_cpu_split() -> (Duration, Duration) {
     // SAFETY: getrusage fills the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    (tv(ru.ru_utime), tv(ru.ru_stime))
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tcpcopy_tests::{
-    benchkit::{Capture, children_cpu, run_tcpreplay, synthetic_http_capture},
+    benchkit::{Capture, children_cpu_split, run_tcpreplay, synthetic_http_capture},
     flood::mac_of,
     intercept::InterceptProcess,
     lab::{Host, Lab, TARGET_IP},
@@ -61,7 +61,7 @@ struct Row {
 }
 
 fn tcpcopy_row(lab: &Lab, cap: &Capture, intercept: &InterceptProcess, workers: u16) -> Row {
-    let cpu0 = children_cpu();
+    let (user0, sys0) = children_cpu_split();
     let (ic0, _) = cpu_ns_and_wakeups(intercept.pid());
     let started = Instant::now();
     let w = workers.to_string();
@@ -83,7 +83,9 @@ fn tcpcopy_row(lab: &Lab, cap: &Capture, intercept: &InterceptProcess, workers: 
         Duration::from_secs(900),
     );
     let secs = started.elapsed().as_secs_f64();
-    let cpu = children_cpu().saturating_sub(cpu0);
+    let (user1, sys1) = children_cpu_split();
+    let (user, sys) = (user1.saturating_sub(user0), sys1.saturating_sub(sys0));
+    let cpu = user + sys;
     let (ic1, _) = cpu_ns_and_wakeups(intercept.pid());
     assert!(
         done.status.success(),
@@ -101,9 +103,12 @@ fn tcpcopy_row(lab: &Lab, cap: &Capture, intercept: &InterceptProcess, workers: 
         tcpcopy_cpu: Some(cpu),
         intercept_cpu: Some(Duration::from_nanos(ic1 - ic0)),
         notes: format!(
-            "tcpcopy {:.0} % of a core; send drops {}, source drops {}, no session {}, \
-             refused memory {}",
+            "tcpcopy {:.0} % of a core (user {:.0} ns/pkt: file, engine; system {:.0} ns/pkt: \
+             sending, with the lab's veth, bridge and target XDP run in its context); send \
+             drops {}, source drops {}, no session {}, refused memory {}",
             100.0 * cpu.as_secs_f64() / secs,
+            user.as_nanos() as f64 / cap.client_packets as f64,
+            sys.as_nanos() as f64 / cap.client_packets as f64,
             get("send_dropped"),
             get("source_dropped"),
             get("no_session"),
