@@ -95,8 +95,9 @@ pub struct Tcpcopy {
     stats_interval: Duration,
     /// `--compare-report`: the page is rewritten from the totals.
     compare_report: Option<SharedReport>,
-    /// `--compare`: the comparison's line is logged this often (and at exit).
-    compare_every: Option<Duration>,
+    /// `--compare`: the comparison's line is logged every `COMPARE_EVERY`
+    /// (and at exit).
+    comparing: bool,
     /// Self-diagnosis (not in a dry run: nothing real to diagnose).
     watch: Option<HandshakeWatch>,
 }
@@ -297,7 +298,7 @@ impl Tcpcopy {
             dispatcher,
             stats_interval: Duration::from_secs(cli.stats_interval),
             compare_report,
-            compare_every: cli.compare.as_ref().map(|_| COMPARE_EVERY),
+            comparing: cli.compare.is_some(),
             watch: (!cli.dry_run).then(|| {
                 HandshakeWatch::new(Setup {
                     targets: cli
@@ -366,7 +367,7 @@ impl Tcpcopy {
             Duration::from_millis(200)
         };
         let mut interrupted = false;
-        let mut next_compare = started + self.compare_every.unwrap_or_default();
+        let mut next_compare = started + COMPARE_EVERY;
         loop {
             let _ = poll.poll(&mut events, Some(tick));
             if stop.is_triggered() {
@@ -393,17 +394,16 @@ impl Tcpcopy {
             }
             let now = Snapshot::take(&shared, capture);
             if let Some(watch) = &mut self.watch
-                && let Some(warning) =
-                    watch.observe(now.at, now.observation(self.compare_every.is_some()))
+                && let Some(warning) = watch.observe(now.at, now.observation(self.comparing))
             {
                 tracing::warn!("{warning}");
             }
             if let (Some(p), Some(o)) = (&mut progress, &self.offline) {
                 p.show(o, &now);
             }
-            if self.compare_every.is_some() && now.at >= next_compare {
+            if self.comparing && now.at >= next_compare {
                 self.compare_progress(&now, false);
-                next_compare = now.at + self.compare_every.unwrap_or_default();
+                next_compare = now.at + COMPARE_EVERY;
             }
             if now.at.saturating_since(last.at) >= self.stats_interval {
                 tracing::info!("stats: {}", now.line(Some(&last)));
@@ -427,7 +427,7 @@ impl Tcpcopy {
         let end = Snapshot::take(&shared, capture);
         let last_line = end.line(None);
         tracing::info!("final stats: {last_line}");
-        if self.compare_every.is_some() {
+        if self.comparing {
             self.compare_progress(&end, true);
         }
         if let Some(c) = &mut self.capture {

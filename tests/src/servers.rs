@@ -221,3 +221,25 @@ pub fn redis_keys_with_one_planted_difference(lab: &Lab) {
         }
     }
 }
+
+/// `--compare bytes` tests: ten GETs of `k1`..`k5` to production's Redis:
+/// one connection per GET, then all five on one connection, each answered
+/// before the next (bash's /dev/tcp: redis-cli would begin with COMMAND
+/// DOCS, whose answer lists commands in each server's own order).
+pub fn redis_get_exchanges(lab: &Lab) {
+    for k in 1..=5 {
+        lab.run(
+            Host::Client,
+            &["redis-cli", "-h", "198.18.1.1", "GET", &format!("k{k}")],
+        );
+    }
+    lab.run(
+        Host::Client,
+        &[
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/198.18.1.1/6379; for k in 1 2 3 4 5; do printf 'GET k%s\\r\\n' $k >&3; \
+             read -r a <&3; read -r b <&3; echo \"$b\"; done; exec 3>&-",
+        ],
+    );
+}

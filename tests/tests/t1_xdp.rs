@@ -2,7 +2,7 @@
 //! BPF_PROG_TEST_RUN. Asserts verdicts and counters. The reply program of
 //! intercept has its own target, `t1_intercept`.
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::{TestRun, TestRunOptions, TestRunResult};
 use tcpcopy_common::counters::CaptureCounter;
 use tcpcopy_tests::{frames, require_root};
 use tcpcopy_user::capture::xdp::CaptureProgram;
@@ -12,8 +12,11 @@ const XDP_PASS: u32 = 2;
 const ONLINE: [u8; 4] = [198, 18, 1, 1];
 const CLIENT: [u8; 4] = [198, 18, 1, 2];
 
-/// Runs `program` once on `frame` and returns the XDP verdict.
-fn verdict(program: &Xdp, frame: &[u8]) -> u32 {
+/// Runs `program` (XDP or TC) once on `frame` and returns its verdict.
+fn verdict<P>(program: &P, frame: &[u8]) -> u32
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
     let mut out = vec![0u8; frame.len() + 4096];
     let result = program
         .test_run(TestRunOptions {
@@ -306,17 +309,7 @@ fn capture_responses_copies_production_answers_that_carry_something() {
         frames::arp(),
     ];
     let program = capture.response_program().expect("loaded with responses");
-    let run = |frame: &[u8]| {
-        let mut out = vec![0u8; frame.len() + 4096];
-        program
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value
-    };
+    let run = |frame: &[u8]| verdict(program, frame);
     for frame in copied.iter().chain(&ignored) {
         assert_eq!(
             run(frame),
@@ -364,17 +357,7 @@ fn requests_and_responses_come_out_merged_by_capture_time() {
     let mut ring = capture.take_ring().unwrap();
     let inline = capture.object().program();
     let responses = capture.response_program().unwrap();
-    let tc_run = |frame: &[u8]| {
-        let mut out = vec![0u8; frame.len() + 4096];
-        responses
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value
-    };
+    let tc_run = |frame: &[u8]| verdict(responses, frame);
     // Request, answer, request, answer, ... alternating between the rings.
     let mut sent = Vec::new();
     for i in 0..20u8 {

@@ -184,26 +184,9 @@ fn live_compare_bytes_finds_the_one_redis_key_the_target_holds_differently() {
     tcpcopy_tests::servers::redis_keys_with_one_planted_difference(&lab);
     let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
     let mut tcpcopy = start(&lab, 6379, "eth0", &["--compare", "bytes"]);
-    // One connection per GET, then five GETs on one connection, each
-    // answered before the next (bash's /dev/tcp; redis-cli would begin
-    // with COMMAND DOCS, whose answer lists commands in each server's own
-    // order). Bytes mode ends an exchange at the client's next request:
-    // the capture must hand production's answer over before it.
-    for k in 1..=5 {
-        lab.run(
-            Host::Client,
-            &["redis-cli", "-h", "198.18.1.1", "GET", &format!("k{k}")],
-        );
-    }
-    lab.run(
-        Host::Client,
-        &[
-            "bash",
-            "-c",
-            "exec 3<>/dev/tcp/198.18.1.1/6379; for k in 1 2 3 4 5; do printf 'GET k%s\\r\\n' $k >&3; \
-             read -r a <&3; read -r b <&3; echo \"$b\"; done; exec 3>&-",
-        ],
-    );
+    // Bytes mode ends an exchange at the client's next request: the
+    // capture must hand production's answer over before it.
+    tcpcopy_tests::servers::redis_get_exchanges(&lab);
     tcpcopy.wait_stats("ten exchanges compared", |s| s["compared"] >= 10);
     let log = tcpcopy.log_text();
     let (status, stats) = tcpcopy.stop();

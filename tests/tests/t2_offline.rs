@@ -520,25 +520,7 @@ fn compare_bytes_finds_the_one_key_the_target_holds_differently() {
         &[],
         "tcp port 6379",
     );
-    // One connection per GET, then one connection with all five in turn
-    // (each answered before the next; bash's /dev/tcp: redis-cli would
-    // begin with COMMAND DOCS, whose answer lists commands in an order
-    // of each server's own).
-    for k in 1..=5 {
-        lab.run(
-            Host::Client,
-            &["redis-cli", "-h", "198.18.1.1", "GET", &format!("k{k}")],
-        );
-    }
-    lab.run(
-        Host::Client,
-        &[
-            "bash",
-            "-c",
-            "exec 3<>/dev/tcp/198.18.1.1/6379; for k in 1 2 3 4 5; do printf 'GET k%s\\r\\n' $k >&3; \
-             read -r a <&3; read -r b <&3; echo \"$b\"; done; exec 3>&-",
-        ],
-    );
+    tcpcopy_tests::servers::redis_get_exchanges(&lab);
     let file = cap.finish();
     let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
     let done = replay(&lab, 6379, &file, &["--compare", "bytes", "--top-speed"]);

@@ -244,7 +244,9 @@ pub struct SessionCompare {
     target: Side,
     baseline: Option<Baseline>,
     compared: u64,
-    unparsed_counted: bool,
+    /// The session is left for good (not HTTP, or one side too far
+    /// behind): nothing more is compared.
+    left: bool,
 }
 
 impl SessionCompare {
@@ -256,7 +258,7 @@ impl SessionCompare {
             target: Side::new(mode, cap),
             baseline: None,
             compared: 0,
-            unparsed_counted: false,
+            left: false,
         }
     }
 
@@ -342,16 +344,16 @@ impl SessionCompare {
     /// The engine's memory for comparisons ran out: the session is left
     /// (counted `behind`), its memory freed.
     pub fn leave(&mut self, counts: &mut CompareCounts) {
-        if self.unparsed_counted {
+        if self.left {
             return;
         }
-        self.unparsed_counted = true;
+        self.left = true;
         counts.behind += 1;
         self.production.abandon("out of comparison memory");
         self.target.abandon("out of comparison memory");
         if let Some(b) = &mut self.baseline {
             b.done = true;
-            b.side = Side::new(CompareMode::Bytes, 0);
+            b.side.abandon("out of comparison memory");
             b.pending.clear();
         }
     }
@@ -445,7 +447,7 @@ impl SessionCompare {
         if b.side.too_far_ahead() {
             // The baseline ran too far ahead of the target: leave it.
             b.done = true;
-            b.side = Side::new(CompareMode::Bytes, 0);
+            b.side.abandon("the target fell too far behind");
             while let Some(d) = b.pending.pop_front() {
                 Self::unconfirmed(d, counts, on_judged);
             }
@@ -461,12 +463,12 @@ impl SessionCompare {
         mut on_judged: impl FnMut(Judgement),
     ) {
         loop {
-            if self.unparsed_counted {
+            if self.left {
                 break;
             }
             if self.production.too_far_ahead() || self.target.too_far_ahead() {
                 // Left for good, memory freed.
-                self.unparsed_counted = true;
+                self.left = true;
                 counts.behind += 1;
                 self.production
                     .abandon("the other side fell too far behind");
@@ -475,14 +477,14 @@ impl SessionCompare {
             }
             let pair = match (&mut self.production, &mut self.target) {
                 (Side::Http(p), Side::Http(t)) => {
-                    if !self.unparsed_counted && (p.failure().is_some() || t.failure().is_some()) {
-                        self.unparsed_counted = true;
+                    if !self.left && (p.failure().is_some() || t.failure().is_some()) {
+                        self.left = true;
                         counts.unparsed += 1;
                         // Neither side is compared any more: free both.
                         p.abandon("the other side is not HTTP");
                         t.abandon("the other side is not HTTP");
                     }
-                    if self.unparsed_counted {
+                    if self.left {
                         break;
                     }
                     // Pop only when both have one, so none is lost.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tcpcopy_tests::{
-    benchkit::{Capture, children_cpu_split, run_tcpreplay, synthetic_http_capture},
+    benchkit::{Capture, children_cpu_split, median, run_tcpreplay, synthetic_http_capture},
     flood::mac_of,
     intercept::InterceptProcess,
     lab::{Host, Lab, TARGET_IP},
@@ -126,11 +126,6 @@ fn tcpreplay_row(lab: &Lab, cap: &Capture) -> Row {
         notes: "raw send, no sessions".into(),
         ..Row::default()
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
 fn main() {

@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use tcpcopy_tests::{
+    benchkit::median,
     intercept::{InterceptProcess, StatsLine},
     lab::{Host, Lab, ONLINE_IP, TARGET_IP},
     procstat::{BpfStats, cpu_ns_and_wakeups, program_stats},
@@ -146,11 +147,6 @@ fn round(
         ),
         responses_runs: resp1.1.saturating_sub(resp0.1),
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
 fn main() {
