@@ -668,7 +668,7 @@ impl Engine {
             return;
         };
         self.census.add(s.state, -1);
-        if self.spare_queues.len() < MAX_SPARE_QUEUES {
+        if self.spare_queues.len() < MAX_SPARE_QUEUES && s.queue_capacity() > 0 {
             self.spare_queues.push(s.take_queue());
         }
         let okey = origin_key(s.origin, s.copy);
@@ -677,6 +677,19 @@ impl Engine {
         }
         let rkey = endpoint_key(s.client.addr, s.client.port);
         remove_if(&mut self.by_replay, rkey, idx);
+    }
+
+    /// Takes the emptied queue of ended session `idx` for reuse.
+    fn spare_queue(&mut self, idx: u32) {
+        if self.spare_queues.len() >= MAX_SPARE_QUEUES {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(idx) else {
+            return;
+        };
+        if s.state == State::Lingering && s.queue_capacity() > 0 {
+            self.spare_queues.push(s.take_queue());
+        }
     }
 
     /// Runs `f` on session `idx` with the engine's context.
@@ -757,7 +770,11 @@ impl Engine {
 
     fn end(&mut self, idx: u32, now: Instant, reason: CloseReason) {
         self.run(idx, now, |s, cx| s.end(cx, reason));
-        // Ended (lingering now): its exchanges are complete.
+        // Lingering now, with nothing left to send: its (emptied) queue
+        // goes to the next new session, so a new session does not allocate
+        // while ended ones linger.
+        self.spare_queue(idx);
+        // Ended: its exchanges are complete.
         self.compare_close(idx);
         self.rearm(idx);
     }

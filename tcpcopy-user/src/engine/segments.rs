@@ -223,6 +223,10 @@ impl SegmentQueue {
     pub fn len(&self) -> usize {
         self.segs.len()
     }
+    /// Segments it holds room for (both deques) without allocating.
+    pub fn capacity(&self) -> usize {
+        self.segs.capacity() + self.kept.capacity()
+    }
     pub fn bytes(&self) -> usize {
         self.bytes
     }

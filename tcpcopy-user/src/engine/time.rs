@@ -34,17 +34,21 @@ impl Instant {
     }
 }
 
+/// The latest time a sum can reach (one below [`Instant::NEVER`]).
+const LATEST: u64 = u64::MAX - 1;
+
 impl ops::Add<Duration> for Instant {
     type Output = Self;
     fn add(self, d: Duration) -> Self {
         if self.is_never() {
             return self;
         }
-        Self(
-            self.0
-                .saturating_add(d.as_micros().min(u128::from(u64::MAX - 1)) as u64)
-                .min(u64::MAX - 1),
-        )
+        // u64 arithmetic (no u128 `as_micros`): this runs on every deadline.
+        let us = d
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros()));
+        Self(self.0.saturating_add(us).min(LATEST))
     }
 }
 

@@ -339,44 +339,52 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {
     /// captured segment sent to the target).
     pub fn rewrite(&mut self, r: &Rewrite) {
         let ip = self.ip_len;
-        let b = self.buf.as_mut();
+        let (iph, tcp) = self.buf.as_mut().split_at_mut(ip);
+        // Fixed-size views (checked once here): the header fields below are
+        // at constant offsets.
+        let iph: &mut [u8; IPV4_HEADER_LEN] = (&mut iph[..IPV4_HEADER_LEN])
+            .try_into()
+            .expect("a checked IPv4 header");
+        let th: &mut [u8; TCP_HEADER_LEN] = (&mut tcp[..TCP_HEADER_LEN])
+            .try_into()
+            .expect("a checked TCP header");
         let word = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
-        let mut ip_acc = u32::from(!word(b, 10));
-        let mut tcp_acc = u32::from(!word(b, ip + 16));
+        let mut ip_acc = u32::from(!word(iph, 10));
+        let mut tcp_acc = u32::from(!word(th, 16));
         // Addresses: in the IPv4 header and in the TCP pseudo-header.
         for (at, new) in [(12, r.src), (16, r.dst)] {
             for k in [0, 2] {
-                let (old, new) = (word(b, at + k), u16::from_be_bytes([new[k], new[k + 1]]));
+                let (old, new) = (word(iph, at + k), u16::from_be_bytes([new[k], new[k + 1]]));
                 delta(&mut ip_acc, old, new);
                 delta(&mut tcp_acc, old, new);
             }
-            b[at..at + 4].copy_from_slice(&new);
+            iph[at..at + 4].copy_from_slice(&new);
         }
-        for (at, new) in [(ip, r.src_port), (ip + 2, r.dst_port)] {
-            delta(&mut tcp_acc, word(b, at), new);
-            b[at..at + 2].copy_from_slice(&new.to_be_bytes());
+        for (at, new) in [(0, r.src_port), (2, r.dst_port)] {
+            delta(&mut tcp_acc, word(th, at), new);
+            th[at..at + 2].copy_from_slice(&new.to_be_bytes());
         }
         if let Some(ack) = r.ack {
             let new = ack.to_be_bytes();
             for k in [0, 2] {
                 delta(
                     &mut tcp_acc,
-                    word(b, ip + 8 + k),
+                    word(th, 8 + k),
                     u16::from_be_bytes([new[k], new[k + 1]]),
                 );
             }
-            b[ip + 8..ip + 12].copy_from_slice(&new);
-            let old = word(b, ip + 12);
+            th[8..12].copy_from_slice(&new);
+            let old = word(th, 12);
             let new = old | u16::from(TcpFlags::ACK.0);
             delta(&mut tcp_acc, old, new);
-            b[ip + 12..ip + 14].copy_from_slice(&new.to_be_bytes());
+            th[12..14].copy_from_slice(&new.to_be_bytes());
         }
         if let Some(window) = r.window {
-            delta(&mut tcp_acc, word(b, ip + 14), window);
-            b[ip + 14..ip + 16].copy_from_slice(&window.to_be_bytes());
+            delta(&mut tcp_acc, word(th, 14), window);
+            th[14..16].copy_from_slice(&window.to_be_bytes());
         }
-        b[10..12].copy_from_slice(&(!checksum::fold(ip_acc)).to_be_bytes());
-        b[ip + 16..ip + 18].copy_from_slice(&(!checksum::fold(tcp_acc)).to_be_bytes());
+        iph[10..12].copy_from_slice(&(!checksum::fold(ip_acc)).to_be_bytes());
+        th[16..18].copy_from_slice(&(!checksum::fold(tcp_acc)).to_be_bytes());
     }
 
     pub fn set_src_addr(&mut self, addr: [u8; 4]) {
@@ -472,32 +480,32 @@ impl SegmentRepr<'_> {
         debug_assert!(self.options.len().is_multiple_of(4) && self.options.len() <= 40);
         let len = self.len();
         let tcp_len = len - IPV4_HEADER_LEN;
-        let o = &mut out[..len];
-        o[0] = 0x45;
-        o[1] = 0;
-        o[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        o[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
-        o[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
-        o[8] = self.ttl;
-        o[9] = PROTO_TCP;
-        o[10..12].copy_from_slice(&[0, 0]);
-        o[12..16].copy_from_slice(&self.src);
-        o[16..20].copy_from_slice(&self.dst);
-        let ip_check = checksum::finish(checksum::sum(&o[..IPV4_HEADER_LEN]));
-        o[10..12].copy_from_slice(&ip_check.to_be_bytes());
+        let (iph, t) = out[..len].split_at_mut(IPV4_HEADER_LEN);
+        let iph: &mut [u8; IPV4_HEADER_LEN] = iph.try_into().expect("split at its length");
+        *iph = [
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, // DF
+            self.ttl, PROTO_TCP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        iph[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        iph[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
+        iph[12..16].copy_from_slice(&self.src);
+        iph[16..20].copy_from_slice(&self.dst);
+        let ip_check = checksum::finish(checksum::sum(iph));
+        iph[10..12].copy_from_slice(&ip_check.to_be_bytes());
 
-        let t = &mut o[IPV4_HEADER_LEN..];
-        t[0..2].copy_from_slice(&self.src_port.to_be_bytes());
-        t[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
-        t[4..8].copy_from_slice(&self.seq.to_be_bytes());
-        t[8..12].copy_from_slice(&self.ack.to_be_bytes());
-        t[12] = (((TCP_HEADER_LEN + self.options.len()) / 4) as u8) << 4;
-        t[13] = self.flags.0;
-        t[14..16].copy_from_slice(&self.window.to_be_bytes());
-        t[16..20].copy_from_slice(&[0, 0, 0, 0]);
-        let opt_end = TCP_HEADER_LEN + self.options.len();
-        t[TCP_HEADER_LEN..opt_end].copy_from_slice(self.options);
-        t[opt_end..].copy_from_slice(self.payload);
+        let (th, rest) = t.split_at_mut(TCP_HEADER_LEN);
+        let th: &mut [u8; TCP_HEADER_LEN] = th.try_into().expect("split at its length");
+        th[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        th[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        th[4..8].copy_from_slice(&self.seq.to_be_bytes());
+        th[8..12].copy_from_slice(&self.ack.to_be_bytes());
+        th[12] = (((TCP_HEADER_LEN + self.options.len()) / 4) as u8) << 4;
+        th[13] = self.flags.0;
+        th[14..16].copy_from_slice(&self.window.to_be_bytes());
+        th[16..20].copy_from_slice(&[0, 0, 0, 0]);
+        let (opts, payload) = rest.split_at_mut(self.options.len());
+        opts.copy_from_slice(self.options);
+        payload.copy_from_slice(self.payload);
         let pseudo = checksum::pseudo_header(self.src, self.dst, PROTO_TCP, tcp_len as u16);
         let tcp_check = checksum::finish(pseudo + checksum::sum(t));
         t[16..18].copy_from_slice(&tcp_check.to_be_bytes());

@@ -268,6 +268,11 @@ impl Session {
         std::mem::take(&mut self.segs)
     }
 
+    /// Segments the session's queue has room for without allocating.
+    pub fn queue_capacity(&self) -> usize {
+        self.segs.capacity()
+    }
+
     /// Buffered bytes.
     pub fn buffered(&self) -> usize {
         self.segs.bytes()
