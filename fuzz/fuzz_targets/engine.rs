@@ -11,7 +11,7 @@ use std::time::Duration;
 use tcpcopy_common::proto::HeaderRecord;
 use tcpcopy_user::{
     engine::{Config, Endpoint, Engine, Instant, TransferRule},
-    packet::{Ipv4TcpPacket, SeqNumber, TcpFlags, ipv4tcp::SegmentRepr, options::write_syn_options},
+    packet::{Ipv4TcpPacket, SeqNumber, TcpFlags, tcp::SegmentRepr, options::write_syn_options},
 };
 
 const ONLINE: Endpoint = Endpoint::new([198, 18, 1, 1], 80);

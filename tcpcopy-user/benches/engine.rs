@@ -20,7 +20,7 @@ use std::{
 use tcpcopy_common::proto::HeaderRecord;
 use tcpcopy_user::{
     engine::{Config, Endpoint, Engine, Instant, TransferRule},
-    packet::{SeqNumber, TcpFlags, ipv4tcp::SegmentRepr, options::write_syn_options},
+    packet::{SeqNumber, TcpFlags, options::write_syn_options, tcp::SegmentRepr},
 };
 
 /// Counts bytes currently allocated.

@@ -35,7 +35,7 @@ use crate::{
     cli::{CaptureKind, Cli, XdpMode},
     engine::Outbox,
     link,
-    packet::{SeqNumber, TcpFlags, ipv4tcp::SegmentRepr, options::write_syn_options},
+    packet::{SeqNumber, TcpFlags, options::write_syn_options, tcp::SegmentRepr},
     send::{FrameSender, SenderConfig},
 };
 

@@ -33,7 +33,7 @@ use tcpcopy_user::{
     engine::{
         CloseReason, Config, Endpoint, Engine, EngineStats, EventKind, Instant, TransferRule,
     },
-    packet::{SeqNumber, TcpFlags, ipv4tcp::SegmentRepr, options::write_syn_options},
+    packet::{SeqNumber, TcpFlags, options::write_syn_options, tcp::SegmentRepr},
 };
 
 const ONLINE: Endpoint = Endpoint::new([198, 18, 1, 1], 80);

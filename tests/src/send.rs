@@ -5,7 +5,7 @@
 
 use tcpcopy_user::{
     engine::outbox::Outbox,
-    packet::{SeqNumber, TcpFlags, ipv4tcp::SegmentRepr},
+    packet::{SeqNumber, TcpFlags, tcp::SegmentRepr},
     send::{FrameSender, SendError, SenderConfig},
 };
 

@@ -57,7 +57,7 @@ mod tests {
     use crate::packet::checksum::{fold, pseudo_header};
 
     fn packet(payload: &[u8]) -> Vec<u8> {
-        crate::packet::ipv4tcp::tests::sample(payload, &[])
+        crate::packet::tcp::tests::sample(payload, &[])
     }
 
     /// What a Linux sender with checksum offload hands its NIC (and what

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 use super::time::Instant;
-use crate::packet::{Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions};
+use crate::packet::{Address, Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions};
 
 /// A client segment, as captured (addresses and ports not yet rewritten).
 #[derive(Debug)]
@@ -95,7 +95,7 @@ impl Segment {
         let hdr = pkt.payload_offset();
         let mut buf = pool.take(&pkt.as_bytes()[..hdr]);
         if pkt.payload_len() > 0 {
-            buf[2..4].copy_from_slice(&(hdr as u16).to_be_bytes());
+            <[u8; 4] as Address>::set_total_len(&mut buf, hdr);
             let mut p =
                 Ipv4TcpPacket::new_checked(&mut buf[..]).expect("headers of a valid packet");
             p.set_flags(TcpFlags(pkt.flags().0 & !TcpFlags::FIN.0));
@@ -132,8 +132,8 @@ impl Segment {
         let hdr = pkt.payload_offset();
         let mut buf = pool.take(&pkt.as_bytes()[..hdr]);
         buf.extend_from_slice(&payload[start..end]);
-        let total = buf.len() as u16;
-        buf[2..4].copy_from_slice(&total.to_be_bytes());
+        let total = buf.len();
+        <[u8; 4] as Address>::set_total_len(&mut buf, total);
         let mut flags = TcpFlags(pkt.flags().0 & !TcpFlags::SYN.0);
         if !fin {
             flags = TcpFlags(flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
@@ -463,7 +463,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::packet::ipv4tcp::SegmentRepr;
+    use crate::packet::tcp::SegmentRepr;
 
     fn packet(seq: u32, payload: &[u8], fin: bool) -> Vec<u8> {
         let flags = if fin {

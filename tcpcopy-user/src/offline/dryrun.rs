@@ -27,8 +27,8 @@ use crate::{
     engine::outbox::Outbox,
     packet::{
         Ipv4TcpPacket, SeqNumber, TcpFlags,
-        ipv4tcp::SegmentRepr,
         options::{write_syn_options, write_timestamp_option},
+        tcp::SegmentRepr,
     },
     send::{FrameSender, MacAddr, SenderStats},
 };

@@ -2,7 +2,7 @@
 //! answered by a response, close) as Ethernet frames in time order, for
 //! tests and benchmarks that need a capture file of a known shape.
 
-use crate::packet::{SeqNumber, TcpFlags, ipv4tcp::SegmentRepr};
+use crate::packet::{SeqNumber, TcpFlags, tcp::SegmentRepr};
 
 /// One recorded client session.
 #[derive(Clone, Debug)]

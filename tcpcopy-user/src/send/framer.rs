@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     engine::outbox::{HEADROOM, Outbox},
-    packet::ipv4tcp::IPV4_HEADER_LEN,
+    packet::tcp::IPV4_HEADER_LEN,
 };
 
 // The sender writes exactly the headroom the engine leaves.

@@ -6,8 +6,8 @@ use super::{Ctx, OUR_WINDOW, Session, State, Step};
 use crate::{
     engine::{outbox::EventKind, reply::Reply, segments::Segment, time::Instant},
     packet::{
-        Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions, ipv4tcp::SegmentRepr,
-        options::write_syn_options,
+        Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions, options::write_syn_options,
+        tcp::SegmentRepr,
     },
 };
 

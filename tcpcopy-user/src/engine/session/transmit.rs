@@ -6,8 +6,8 @@
 use super::{Ctx, OUR_WINDOW, Session};
 use crate::packet::{
     Ipv4TcpPacket, SeqNumber, TcpFlags,
-    ipv4tcp::{Rewrite, SegmentRepr},
     options::write_timestamp_option,
+    tcp::{Rewrite, SegmentRepr},
 };
 
 impl Session {

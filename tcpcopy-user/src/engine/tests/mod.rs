@@ -18,8 +18,8 @@ use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
 use super::{Config, Endpoint, Engine, EventKind, Instant, SessionEvent, TransferRule};
 use crate::packet::{
     Ipv4TcpPacket, SeqNumber, TcpFlags,
-    ipv4tcp::SegmentRepr,
     options::{kind, write_syn_options},
+    tcp::SegmentRepr,
 };
 
 pub const CLIENT: Endpoint = Endpoint::new([198, 18, 1, 2], 40000);

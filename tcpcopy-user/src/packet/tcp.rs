@@ -1,18 +1,20 @@
-//! A zero-copy view over an IPv4 packet carrying TCP, and a representation
-//! for building one from scratch.
+//! A zero-copy view over an IP packet carrying TCP, of either family
+//! ([`Ipv4TcpPacket`], [`Ipv6TcpPacket`]: see [`super::family`]), and a
+//! representation for building one from scratch.
 //!
-//! [`Ipv4TcpPacket::new_checked`] validates every length once; after that
+//! [`TcpPacket::new_checked`] validates every length once; after that
 //! the accessors cannot go out of bounds. Setters patch a field and update
-//! the IPv4 and TCP checksums incrementally, so a packet that arrived with
-//! correct checksums leaves with correct checksums.
+//! the checksums (IPv4 header and TCP) incrementally, so a packet that
+//! arrived with correct checksums leaves with correct checksums.
 
-use super::{SeqNumber, TcpOptions, checksum};
+use core::marker::PhantomData;
+
+use super::{SeqNumber, TcpOptions, checksum, family::Address};
 
 /// IPv4 header length without options.
 pub const IPV4_HEADER_LEN: usize = 20;
 /// TCP header length without options.
 pub const TCP_HEADER_LEN: usize = 20;
-const PROTO_TCP: u8 = 6;
 
 /// Why bytes are not an IPv4/TCP packet the engine can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +23,14 @@ pub enum PacketError {
     Truncated,
     #[error("not IPv4")]
     NotIpv4,
+    #[error("not IPv6")]
+    NotIpv6,
+    #[error("IPv6 extension headers before TCP")]
+    ExtensionHeaders,
+    #[error("a malformed IPv6 extension header")]
+    BadExtensionHeader,
+    #[error("an IPv6 routing header with segments left")]
+    NotFinalDestination,
     #[error("IPv4 header length below 20 or beyond the packet")]
     BadIpHeaderLength,
     #[error("IPv4 total length beyond the captured bytes or below the headers")]
@@ -91,45 +101,28 @@ impl core::fmt::Debug for TcpFlags {
     }
 }
 
-/// A validated IPv4/TCP packet over `T` (the IP header first).
+/// A validated TCP packet over `T` (the IP header first) of the family
+/// whose address is `A`.
 #[derive(Clone, Copy, Debug)]
-pub struct Ipv4TcpPacket<T> {
+pub struct TcpPacket<T, A: Address = [u8; 4]> {
     buf: T,
     ip_len: usize,
     tcp_len: usize,
     total_len: usize,
+    family: PhantomData<A>,
 }
 
-impl<T: AsRef<[u8]>> Ipv4TcpPacket<T> {
+/// An IPv4 packet carrying TCP.
+pub type Ipv4TcpPacket<T> = TcpPacket<T, [u8; 4]>;
+/// An IPv6 packet carrying TCP right after its fixed header.
+pub type Ipv6TcpPacket<T> = TcpPacket<T, [u8; 16]>;
+
+impl<T: AsRef<[u8]>, A: Address> TcpPacket<T, A> {
     /// Validates versions, header lengths and total length. Bytes beyond the
-    /// IPv4 total length (link-layer padding) are ignored.
+    /// IP total length (link-layer padding) are ignored.
     pub fn new_checked(buf: T) -> Result<Self, PacketError> {
         let b = buf.as_ref();
-        if b.len() < IPV4_HEADER_LEN {
-            return Err(PacketError::Truncated);
-        }
-        if b[0] >> 4 != 4 {
-            return Err(PacketError::NotIpv4);
-        }
-        let ip_len = usize::from(b[0] & 0x0f) * 4;
-        if ip_len < IPV4_HEADER_LEN || ip_len > b.len() {
-            return Err(PacketError::BadIpHeaderLength);
-        }
-        let total_len = usize::from(u16::from_be_bytes([b[2], b[3]]));
-        if total_len > b.len() || total_len < ip_len + TCP_HEADER_LEN {
-            return Err(if b.len() < ip_len + TCP_HEADER_LEN {
-                PacketError::Truncated
-            } else {
-                PacketError::BadTotalLength
-            });
-        }
-        if b[9] != PROTO_TCP {
-            return Err(PacketError::NotTcp);
-        }
-        let frag = u16::from_be_bytes([b[6], b[7]]);
-        if frag & 0x3fff != 0 {
-            return Err(PacketError::Fragment);
-        }
+        let (ip_len, total_len) = A::check(b)?;
         let tcp_len = usize::from(b[ip_len + 12] >> 4) * 4;
         if tcp_len < TCP_HEADER_LEN || ip_len + tcp_len > total_len {
             return Err(PacketError::BadDataOffset);
@@ -139,6 +132,7 @@ impl<T: AsRef<[u8]>> Ipv4TcpPacket<T> {
             ip_len,
             tcp_len,
             total_len,
+            family: PhantomData,
         })
     }
 
@@ -172,17 +166,15 @@ impl<T: AsRef<[u8]>> Ipv4TcpPacket<T> {
     pub const fn total_len(&self) -> usize {
         self.total_len
     }
+    /// The TTL (IPv4) or hop limit (IPv6).
     pub fn ttl(&self) -> u8 {
-        self.b()[8]
+        A::ttl(self.b())
     }
-    pub fn ip_id(&self) -> u16 {
-        u16::from_be_bytes([self.b()[4], self.b()[5]])
+    pub fn src_addr(&self) -> A {
+        A::read(&self.b()[A::SRC_AT..])
     }
-    pub fn src_addr(&self) -> [u8; 4] {
-        self.b()[12..16].try_into().expect("validated length")
-    }
-    pub fn dst_addr(&self) -> [u8; 4] {
-        self.b()[16..20].try_into().expect("validated length")
+    pub fn dst_addr(&self) -> A {
+        A::read(&self.b()[A::DST_AT..])
     }
     pub fn src_port(&self) -> u16 {
         self.tcp_u16(0)
@@ -236,8 +228,11 @@ impl<T: AsRef<[u8]>> Ipv4TcpPacket<T> {
 
     /// What the IPv4 header checksum holds: right, zero (left for the NIC
     /// by a sender with IPv4 checksum offload, as some captures show), or
-    /// wrong.
+    /// wrong. (IPv6 has none: always right.)
     pub fn ip_checksum(&self) -> ChecksumField {
+        if !A::HEADER_CHECKSUM {
+            return ChecksumField::Valid;
+        }
         let b = self.as_bytes();
         if checksum::fold(checksum::sum(&b[..self.ip_len])) == 0xffff {
             ChecksumField::Valid
@@ -256,9 +251,10 @@ impl<T: AsRef<[u8]>> Ipv4TcpPacket<T> {
     /// the BSDs) and without (segmentation offload on Windows).
     pub fn tcp_checksum_field(&self) -> ChecksumField {
         let b = self.as_bytes();
-        let tcp_len = (self.total_len - self.ip_len) as u16;
-        let base = checksum::pseudo_header(self.src_addr(), self.dst_addr(), PROTO_TCP, 0);
-        let pseudo = base + u32::from(tcp_len);
+        let tcp_len = (self.total_len - self.ip_len) as u32;
+        let (src, dst) = (self.src_addr(), self.dst_addr());
+        let base = A::pseudo_header(src, dst, 0);
+        let pseudo = A::pseudo_header(src, dst, tcp_len);
         if checksum::fold(pseudo + checksum::sum(&b[self.ip_len..])) == 0xffff {
             return ChecksumField::Valid;
         }
@@ -283,7 +279,13 @@ pub enum ChecksumField {
     Bad,
 }
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {
+impl<T: AsRef<[u8]>> Ipv4TcpPacket<T> {
+    pub fn ip_id(&self) -> u16 {
+        u16::from_be_bytes([self.b()[4], self.b()[5]])
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>, A: Address> TcpPacket<T, A> {
     fn bm(&mut self) -> &mut [u8] {
         self.buf.as_mut()
     }
@@ -301,21 +303,24 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {
         b[at + 16 - off..at + 18 - off].copy_from_slice(&check.to_be_bytes());
     }
 
-    /// Replaces an IPv4 address at `off` (12 or 16), adjusting the IPv4
-    /// checksum and the TCP checksum (the address is in its pseudo-header).
-    fn patch_addr(&mut self, off: usize, new: [u8; 4]) {
-        let old: [u8; 4] = self.b()[off..off + 4].try_into().expect("validated");
+    /// Replaces the address at `off` ([`Address::SRC_AT`] or `DST_AT`),
+    /// adjusting the IPv4 header checksum (if any) and the TCP checksum
+    /// (the address is in its pseudo-header).
+    fn patch_addr(&mut self, off: usize, new: A) {
+        let old = A::read(&self.b()[off..]);
         if old == new {
             return;
         }
-        let ip_check = u16::from_be_bytes([self.b()[10], self.b()[11]]);
-        let tcp_check = self.tcp_checksum();
-        let ip_check = checksum::adjust(ip_check, off, &old, &new);
-        let tcp_check = checksum::adjust(tcp_check, 0, &old, &new);
+        let (old, new) = (old.as_ref(), new.as_ref());
+        let tcp_check = checksum::adjust(self.tcp_checksum(), 0, old, new);
         let ip_len = self.ip_len;
+        if A::HEADER_CHECKSUM {
+            let ip_check = u16::from_be_bytes([self.b()[10], self.b()[11]]);
+            let ip_check = checksum::adjust(ip_check, off, old, new);
+            self.bm()[10..12].copy_from_slice(&ip_check.to_be_bytes());
+        }
         let b = self.bm();
-        b[off..off + 4].copy_from_slice(&new);
-        b[10..12].copy_from_slice(&ip_check.to_be_bytes());
+        b[off..off + new.len()].copy_from_slice(new);
         b[ip_len + 16..ip_len + 18].copy_from_slice(&tcp_check.to_be_bytes());
     }
 
@@ -325,11 +330,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {
         let (ip_len, total) = (self.ip_len, self.total_len);
         let (src, dst) = (self.src_addr(), self.dst_addr());
         let b = self.bm();
-        b[10..12].copy_from_slice(&[0, 0]);
-        let ip_check = checksum::finish(checksum::sum(&b[..ip_len]));
-        b[10..12].copy_from_slice(&ip_check.to_be_bytes());
+        if A::HEADER_CHECKSUM {
+            b[10..12].copy_from_slice(&[0, 0]);
+            let ip_check = checksum::finish(checksum::sum(&b[..ip_len]));
+            b[10..12].copy_from_slice(&ip_check.to_be_bytes());
+        }
         b[ip_len + 16..ip_len + 18].copy_from_slice(&[0, 0]);
-        let pseudo = checksum::pseudo_header(src, dst, PROTO_TCP, (total - ip_len) as u16);
+        let pseudo = A::pseudo_header(src, dst, (total - ip_len) as u32);
         let tcp_check = checksum::finish(pseudo + checksum::sum(&b[ip_len..total]));
         b[ip_len + 16..ip_len + 18].copy_from_slice(&tcp_check.to_be_bytes());
     }
@@ -337,28 +344,32 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {
     /// Re-addresses the segment and sets acknowledgment and window, with a
     /// single incremental update of each checksum (the fast path for every
     /// captured segment sent to the target).
-    pub fn rewrite(&mut self, r: &Rewrite) {
+    pub fn rewrite(&mut self, r: &Rewrite<A>) {
         let ip = self.ip_len;
         let (iph, tcp) = self.buf.as_mut().split_at_mut(ip);
-        // Fixed-size views (checked once here): the header fields below are
-        // at constant offsets.
-        let iph: &mut [u8; IPV4_HEADER_LEN] = (&mut iph[..IPV4_HEADER_LEN])
-            .try_into()
-            .expect("a checked IPv4 header");
+        // Views of constant length (checked once here): the fields below
+        // sit at constant offsets, so the compiler drops their bounds checks.
+        let iph = &mut iph[..A::HEADER_LEN];
         let th: &mut [u8; TCP_HEADER_LEN] = (&mut tcp[..TCP_HEADER_LEN])
             .try_into()
             .expect("a checked TCP header");
         let word = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
-        let mut ip_acc = u32::from(!word(iph, 10));
+        let mut ip_acc = if A::HEADER_CHECKSUM {
+            u32::from(!word(iph, 10))
+        } else {
+            0
+        };
         let mut tcp_acc = u32::from(!word(th, 16));
-        // Addresses: in the IPv4 header and in the TCP pseudo-header.
-        for (at, new) in [(12, r.src), (16, r.dst)] {
-            for k in [0, 2] {
+        // Addresses: in the IP header and in the TCP pseudo-header.
+        let alen = size_of::<A>();
+        for (at, new) in [(A::SRC_AT, r.src), (A::DST_AT, r.dst)] {
+            let new = new.as_ref();
+            for k in (0..alen).step_by(2) {
                 let (old, new) = (word(iph, at + k), u16::from_be_bytes([new[k], new[k + 1]]));
                 delta(&mut ip_acc, old, new);
                 delta(&mut tcp_acc, old, new);
             }
-            iph[at..at + 4].copy_from_slice(&new);
+            iph[at..at + alen].copy_from_slice(new);
         }
         for (at, new) in [(0, r.src_port), (2, r.dst_port)] {
             delta(&mut tcp_acc, word(th, at), new);
@@ -383,16 +394,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {
             delta(&mut tcp_acc, word(th, 14), window);
             th[14..16].copy_from_slice(&window.to_be_bytes());
         }
-        iph[10..12].copy_from_slice(&(!checksum::fold(ip_acc)).to_be_bytes());
+        if A::HEADER_CHECKSUM {
+            iph[10..12].copy_from_slice(&(!checksum::fold(ip_acc)).to_be_bytes());
+        }
         th[16..18].copy_from_slice(&(!checksum::fold(tcp_acc)).to_be_bytes());
     }
 
-    pub fn set_src_addr(&mut self, addr: [u8; 4]) {
-        self.patch_addr(12, addr);
+    pub fn set_src_addr(&mut self, addr: A) {
+        self.patch_addr(A::SRC_AT, addr);
     }
-    pub fn set_dst_addr(&mut self, addr: [u8; 4]) {
-        self.patch_addr(16, addr);
+    pub fn set_dst_addr(&mut self, addr: A) {
+        self.patch_addr(A::DST_AT, addr);
     }
+
     pub fn set_src_port(&mut self, port: u16) {
         self.patch_tcp(0, &port.to_be_bytes());
     }
@@ -428,11 +442,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4TcpPacket<T> {
 }
 
 /// The re-addressing of a captured segment for the target, applied in one
-/// pass by [`Ipv4TcpPacket::rewrite`].
+/// pass by [`TcpPacket::rewrite`].
 #[derive(Clone, Copy, Debug)]
-pub struct Rewrite {
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
+pub struct Rewrite<A: Address = [u8; 4]> {
+    pub src: A,
+    pub dst: A,
     pub src_port: u16,
     pub dst_port: u16,
     /// Sets the ACK flag and this acknowledgment number.
@@ -450,9 +464,9 @@ fn delta(acc: &mut u32, old: u16, new: u16) {
 /// A TCP segment to build from scratch (the engine's own SYNs, ACKs, RSTs
 /// and split segments).
 #[derive(Clone, Copy, Debug)]
-pub struct SegmentRepr<'a> {
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
+pub struct SegmentRepr<'a, A: Address = [u8; 4]> {
+    pub src: A,
+    pub dst: A,
     pub src_port: u16,
     pub dst_port: u16,
     pub seq: SeqNumber,
@@ -466,9 +480,9 @@ pub struct SegmentRepr<'a> {
     pub payload: &'a [u8],
 }
 
-impl SegmentRepr<'_> {
+impl<A: Address> SegmentRepr<'_, A> {
     pub const fn len(&self) -> usize {
-        IPV4_HEADER_LEN + TCP_HEADER_LEN + self.options.len() + self.payload.len()
+        A::HEADERS_LEN + self.options.len() + self.payload.len()
     }
 
     pub const fn is_empty(&self) -> bool {
@@ -479,20 +493,9 @@ impl SegmentRepr<'_> {
     pub fn emit(&self, out: &mut [u8]) -> usize {
         debug_assert!(self.options.len().is_multiple_of(4) && self.options.len() <= 40);
         let len = self.len();
-        let tcp_len = len - IPV4_HEADER_LEN;
-        let (iph, t) = out[..len].split_at_mut(IPV4_HEADER_LEN);
-        let iph: &mut [u8; IPV4_HEADER_LEN] = iph.try_into().expect("split at its length");
-        *iph = [
-            0x45, 0, 0, 0, 0, 0, 0x40, 0, // DF
-            self.ttl, PROTO_TCP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ];
-        iph[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        iph[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
-        iph[12..16].copy_from_slice(&self.src);
-        iph[16..20].copy_from_slice(&self.dst);
-        let ip_check = checksum::finish(checksum::sum(iph));
-        iph[10..12].copy_from_slice(&ip_check.to_be_bytes());
-
+        let tcp_len = len - A::HEADER_LEN;
+        let (iph, t) = out[..len].split_at_mut(A::HEADER_LEN);
+        A::write_header(iph, self.src, self.dst, self.ttl, self.ip_id, len);
         let (th, rest) = t.split_at_mut(TCP_HEADER_LEN);
         let th: &mut [u8; TCP_HEADER_LEN] = th.try_into().expect("split at its length");
         th[0..2].copy_from_slice(&self.src_port.to_be_bytes());
@@ -506,7 +509,7 @@ impl SegmentRepr<'_> {
         let (opts, payload) = rest.split_at_mut(self.options.len());
         opts.copy_from_slice(self.options);
         payload.copy_from_slice(self.payload);
-        let pseudo = checksum::pseudo_header(self.src, self.dst, PROTO_TCP, tcp_len as u16);
+        let pseudo = A::pseudo_header(self.src, self.dst, tcp_len as u32);
         let tcp_check = checksum::finish(pseudo + checksum::sum(t));
         t[16..18].copy_from_slice(&tcp_check.to_be_bytes());
         len
