@@ -6,11 +6,16 @@ use std::{
     path::PathBuf,
 };
 
-use crate::lab::{Host, Lab};
+use crate::{
+    lab::{Host, Lab},
+    wait::{DEADLINE, wait_until},
+};
 
 /// An nginx instance answering `200 ok` on every URI.
 pub struct Nginx {
     pub addr: SocketAddrV4,
+    /// The lab host it runs in.
+    pub host: Host,
     /// One line per request: `$request_method $request_uri $status`.
     pub access_log: PathBuf,
     /// Files served as `/files/<name>`.
@@ -25,6 +30,41 @@ impl Nginx {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The requests logged once nginx holds no open connection on its
+    /// address any more. nginx writes a request's log line after sending
+    /// the answer, and a load generator stopped by its clock abandons
+    /// requests in flight that nginx still serves and logs: read right
+    /// after the client exits, the log can miss the last few.
+    pub fn requests_settled(&self, lab: &Lab) -> Vec<String> {
+        let local = self.addr.to_string();
+        wait_until(
+            &format!("nginx at {local} to finish its connections"),
+            DEADLINE,
+            || {
+                let out = lab.run(self.host, &["ss", "-Htan"]);
+                let open: Vec<&str> = out
+                    .lines()
+                    .filter(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        cols.len() >= 4
+                            && cols[3] == local
+                            && !matches!(cols[0], "LISTEN" | "TIME-WAIT")
+                    })
+                    .collect();
+                if open.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} open: {:?}",
+                        open.len(),
+                        &open[..open.len().min(3)]
+                    ))
+                }
+            },
+        );
+        self.requests()
     }
 }
 
@@ -93,6 +133,7 @@ pub fn start_nginx_with(
     }
     Nginx {
         addr: SocketAddrV4::new(addr, ports[0]),
+        host,
         access_log,
         files: dir.join("files"),
     }

@@ -109,7 +109,7 @@ fn round(
             &format!("http://{ONLINE_IP}{path}"),
         ],
     );
-    let requests = online.requests().len() as u64 - p0;
+    let requests = online.requests_settled(lab).len() as u64 - p0;
     wait_for("the target to catch up", Duration::from_secs(60), || {
         target.requests().len() as u64 - t0 >= requests
     });

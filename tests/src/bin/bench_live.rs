@@ -407,7 +407,7 @@ fn main() {
             .map(|k| delta(k))
             .sum();
         let iwi = delta("IWI");
-        let prod = online.requests().len() - p0;
+        let prod = online.requests_settled(&lab).len() - p0;
         let (got, lag) = wait_caught_up(&target, t0 + prod);
         let got = got - t0;
         if got < prod {

@@ -160,7 +160,7 @@ fn main() {
     let elapsed = started.elapsed();
 
     println!("load done; waiting for the target to catch up ...");
-    let want_http = online_web.requests().len();
+    let want_http = online_web.requests_settled(&lab).len();
     let want_keys = online_kv.dbsize(&lab, Host::Online);
     let caught_up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_until("the target to catch up", Duration::from_secs(60), || {
