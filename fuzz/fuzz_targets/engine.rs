@@ -91,7 +91,7 @@ fn build(src: Endpoint, dst: Endpoint, s: &Seg, seq_base: u32, ack_base: u32) ->
 
 fuzz_target!(|input: Input| {
     let config = Config {
-        rules: vec![TransferRule { online_addr: Some(ONLINE.addr), online_port: ONLINE.port, target: TARGET }],
+        rules: vec![TransferRule { online_addr: Some(ONLINE.to_socket().ip()), online_port: ONLINE.port, target: TARGET.to_socket() }],
         replicas: u16::from(input.replicas % 3) + 1,
         dont_wait: input.dont_wait,
         mtu: 200 + input.mtu % 1400,

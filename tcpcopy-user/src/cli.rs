@@ -2,13 +2,18 @@
 //! options where they still make sense, with long names, strict validation
 //! and errors that show the expected syntax.
 
-use std::{net::Ipv4Addr, path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
 
 use clap::{Parser, ValueEnum};
 use tcpcopy_common::proto::INTERCEPT_PORT;
 
 use crate::{
-    engine::{Config, Endpoint, TransferRule, shaping::ClientPool},
+    engine::{Config, TransferRule, shaping::ClientPool},
     send::{MacAddr, SendBackend},
 };
 
@@ -274,6 +279,23 @@ pub struct Transfer {
     pub next_hop_mac: Option<MacAddr>,
 }
 
+impl Transfer {
+    /// The online address of the rule (the command line takes IPv4 rules
+    /// only: the capture, intercept and sender paths are IPv4 still).
+    pub fn online_v4(&self) -> Option<Ipv4Addr> {
+        self.rule.online_addr.map(|a| match a {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => unreachable!("the command line takes IPv4 rules only"),
+        })
+    }
+
+    /// The target of the rule (IPv4: see [`Transfer::online_v4`]).
+    pub fn target_v4(&self) -> crate::engine::Endpoint {
+        crate::engine::Endpoint::from_socket(self.rule.target)
+            .expect("the command line takes IPv4 rules only")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransferList(pub Vec<Transfer>);
 
@@ -306,11 +328,10 @@ impl FromStr for Transfer {
             .ok_or_else(|| err("no '-' between online and target".into()))?;
         let (online_addr, online_port) = match online.rsplit_once(':') {
             Some((a, p)) => (
-                Some(
+                Some(IpAddr::V4(
                     a.parse::<Ipv4Addr>()
-                        .map_err(|_| err(format!("{a:?} is not an IPv4 address")))?
-                        .octets(),
-                ),
+                        .map_err(|_| err(format!("{a:?} is not an IPv4 address")))?,
+                )),
                 parse_port(p).map_err(err)?,
             ),
             None => (None, parse_port(online).map_err(err)?),
@@ -335,7 +356,7 @@ impl FromStr for Transfer {
             rule: TransferRule {
                 online_addr,
                 online_port,
-                target: Endpoint::new(taddr.octets(), parse_port(tport).map_err(err)?),
+                target: SocketAddr::new(taddr.into(), parse_port(tport).map_err(err)?),
             },
             next_hop_mac: mac,
         })
@@ -528,9 +549,7 @@ impl Cli {
                     memory: self.compare_memory.saturating_mul(1 << 20),
                     report_dir: self.compare_report.clone(),
                     time_production: self.offline_file().is_none(),
-                    baseline: self
-                        .compare_baseline
-                        .map(|a| crate::engine::Endpoint::new(a.ip().octets(), a.port())),
+                    baseline: self.compare_baseline.map(SocketAddr::V4),
                 }),
             // Bytes mode cuts the target's stream where the next request
             // goes: that must wait until the response is whole.
@@ -640,7 +659,7 @@ impl Cli {
                 .transfer
                 .0
                 .iter()
-                .any(|t| t.rule.target.addr == b.ip().octets() && t.rule.target.port == b.port())
+                .any(|t| t.rule.target == SocketAddr::V4(b))
             {
                 return Err(format!(
                     "--compare-baseline {b} is a -x target: the baseline must be another copy \
@@ -655,10 +674,9 @@ impl Cli {
             ));
         }
         if let Some(pool) = &self.client_pool {
-            let targets: Vec<[u8; 4]> =
-                self.transfer.0.iter().map(|t| t.rule.target.addr).collect();
+            let targets: Vec<IpAddr> = self.transfer.0.iter().map(|t| t.rule.target.ip()).collect();
             if pool
-                .map([0, 0, 0, 1], 0, |a| targets.contains(&a))
+                .map([0, 0, 0, 1], 0, |a: [u8; 4]| targets.contains(&a.into()))
                 .is_none()
             {
                 return Err("-c: every client address in the pool is a target address".into());
@@ -701,9 +719,9 @@ mod tests {
                 .unwrap();
         assert_eq!(t.0[0].rule.online_addr, None);
         assert_eq!(t.0[0].rule.online_port, 80);
-        assert_eq!(t.0[0].rule.target, Endpoint::new([198, 18, 2, 2], 8080));
+        assert_eq!(t.0[0].rule.target, "198.18.2.2:8080".parse().unwrap());
         assert_eq!(t.0[0].next_hop_mac, None);
-        assert_eq!(t.0[1].rule.online_addr, Some([198, 18, 1, 1]));
+        assert_eq!(t.0[1].rule.online_addr, Some([198, 18, 1, 1].into()));
         assert_eq!(
             t.0[1].next_hop_mac,
             Some(MacAddr([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]))
@@ -834,12 +852,12 @@ mod tests {
              --compare http,6379=bytes"
         );
         let config = parse(&two).unwrap().engine_config();
-        use crate::{compare::CompareMode, engine::Endpoint};
+        use crate::compare::CompareMode;
         assert_eq!(
             config.compare.unwrap().modes,
             vec![
-                (Endpoint::new([198, 18, 2, 2], 80), CompareMode::Http),
-                (Endpoint::new([198, 18, 2, 2], 6379), CompareMode::Bytes)
+                ("198.18.2.2:80".parse().unwrap(), CompareMode::Http),
+                ("198.18.2.2:6379".parse().unwrap(), CompareMode::Bytes)
             ]
         );
         assert!(!config.min_response_quiet.is_zero(), "bytes mode for 6379");
@@ -867,7 +885,7 @@ mod tests {
         with.validate().unwrap();
         assert_eq!(
             with.engine_config().compare.unwrap().baseline,
-            Some(crate::engine::Endpoint::new([198, 18, 2, 2], 8080))
+            Some("198.18.2.2:8080".parse().unwrap())
         );
         assert!(
             parse(&format!("{base} --compare-baseline 198.18.2.2:8080")).is_err(),

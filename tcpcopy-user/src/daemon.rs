@@ -164,11 +164,7 @@ impl Tcpcopy {
             }
         };
         for (i, t) in cli.transfer.0.iter().enumerate() {
-            capture.add_target(
-                t.rule.online_addr.map(Into::into),
-                t.rule.online_port,
-                i as u32,
-            )?;
+            capture.add_target(t.online_v4(), t.rule.online_port, i as u32)?;
         }
         let policy = match cli.xdp_mode {
             XdpMode::Auto => XdpModePolicy::Auto,
@@ -545,7 +541,7 @@ fn open_sender(cli: &Cli, w: u16, tx_queues: u32) -> Result<Box<dyn FrameSender>
         .transfer
         .0
         .iter()
-        .map(|t| std::net::Ipv4Addr::from(t.rule.target.addr))
+        .map(|t| std::net::Ipv4Addr::from(t.target_v4().addr))
         .chain(baseline)
     {
         if sender

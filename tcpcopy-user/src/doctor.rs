@@ -117,7 +117,7 @@ pub fn run(cli: &Cli, probe: &ProbeArgs) -> Report {
             .transfer
             .0
             .iter()
-            .map(|t| Ipv4Addr::from(t.rule.target.addr))
+            .map(|t| Ipv4Addr::from(t.target_v4().addr))
             .chain(baseline)
         {
             let what = format!("next hop of {target} via {output}");
@@ -464,7 +464,7 @@ fn probe_target(
     links: &mut [Probe],
 ) {
     const WHAT: &str = "probe SYN through intercept";
-    let target = cli.transfer.0[0].rule.target;
+    let target = cli.transfer.0[0].target_v4();
     let nonce = std::process::id().wrapping_mul(2_654_435_761) ^ now_nanos();
     let client = match (args.probe_client, &cli.client_pool) {
         (Some(ip), _) => ip.octets(),

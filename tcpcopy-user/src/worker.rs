@@ -412,8 +412,8 @@ impl Worker {
         }
         if reopened {
             // intercept forgot this connection's sessions: announce them again.
-            for msg in self.engine.live_announcements() {
-                self.announce(&msg);
+            for a in self.engine.live_announcements() {
+                self.announce(&a.message());
             }
         }
         Ok(total)
@@ -454,8 +454,8 @@ impl Worker {
             return false;
         }
         let announcements = std::mem::take(&mut out.announcements);
-        for msg in &announcements {
-            self.announce(msg);
+        for a in &announcements {
+            self.announce(&a.message());
         }
         let out = self.engine.outbox();
         out.announcements = announcements;

@@ -558,9 +558,9 @@ fn run(sc: &Scenario) -> Outcome {
     let mut engine = Engine::new(
         Config {
             rules: vec![TransferRule {
-                online_addr: Some(ONLINE.addr),
+                online_addr: Some(ONLINE.to_socket().ip()),
                 online_port: ONLINE.port,
-                target: TARGET,
+                target: TARGET.to_socket(),
             }],
             ..Config::default()
         },

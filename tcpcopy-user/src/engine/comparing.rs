@@ -7,7 +7,7 @@
 //! engine's statistics (`compared`, `compare_*`); the first differences are
 //! logged with what differed.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::SocketAddr};
 
 use crate::{
     compare::{
@@ -16,7 +16,7 @@ use crate::{
         session::{DifferentExchange, Exchange, Judgement},
         streams::SessionStreams,
     },
-    packet::Ipv4TcpPacket,
+    packet::{Address, TcpPacket},
 };
 
 use super::{BASELINE_COPY, Endpoint, Engine, Instant, config::CompareSettings, reply::Reply};
@@ -34,8 +34,8 @@ const MAX_ENDPOINTS: usize = 1024;
 
 /// A session's streams, and its endpoints (for the report).
 struct Tracked {
-    client: Endpoint,
-    target: Endpoint,
+    client: SocketAddr,
+    target: SocketAddr,
     streams: SessionStreams,
 }
 
@@ -87,7 +87,7 @@ impl Comparing {
     }
 
     /// `--compare-baseline`: where sessions are replayed a second time.
-    pub(super) fn baseline(&self) -> Option<Endpoint> {
+    pub(super) fn baseline(&self) -> Option<SocketAddr> {
         self.settings.baseline
     }
 
@@ -116,8 +116,8 @@ impl Comparing {
 
     fn record(
         &mut self,
-        client: Endpoint,
-        target: Endpoint,
+        client: SocketAddr,
+        target: SocketAddr,
         endpoint: Option<&str>,
         d: &DifferentExchange,
     ) {
@@ -154,7 +154,7 @@ impl Comparing {
         self.records.push(line.to_string());
     }
 
-    fn log(&mut self, client: Endpoint, d: &DifferentExchange) {
+    fn log(&mut self, client: SocketAddr, d: &DifferentExchange) {
         if self.logged >= LOGGED_DIFFERENCES {
             return;
         }
@@ -204,7 +204,7 @@ fn describe(d: &Difference) -> String {
     }
 }
 
-impl Engine {
+impl<A: Address> Engine<A> {
     /// `--compare-report`: the differing exchanges found since the last
     /// call, as JSON lines.
     pub fn take_compare_records(&mut self) -> Vec<String> {
@@ -272,7 +272,7 @@ impl Engine {
             .settings
             .modes
             .iter()
-            .find(|(t, _)| *t == target)
+            .find(|(t, _)| *t == target.to_socket())
             .map(|(_, m)| *m)
         else {
             return;
@@ -284,8 +284,8 @@ impl Engine {
         c.sessions.insert(
             idx,
             Tracked {
-                client,
-                target,
+                client: client.to_socket(),
+                target: target.to_socket(),
                 streams,
             },
         );
@@ -384,7 +384,7 @@ impl Engine {
     }
 
     /// A target reply of session `idx`, with the payload intercept sent.
-    pub(super) fn compare_reply(&mut self, idx: u32, reply: &Reply, payload: Option<&[u8]>) {
+    pub(super) fn compare_reply(&mut self, idx: u32, reply: &Reply<A>, payload: Option<&[u8]>) {
         if self.compare.is_none() {
             return;
         }
@@ -405,7 +405,7 @@ impl Engine {
     pub(super) fn compare_server_packet(
         &mut self,
         now: Instant,
-        pkt: &Ipv4TcpPacket<&[u8]>,
+        pkt: &TcpPacket<&[u8], A>,
         round: u16,
     ) {
         let origin = Endpoint::new(pkt.dst_addr(), pkt.dst_port());
@@ -466,7 +466,7 @@ impl Engine {
         &mut self,
         idx: u32,
         now: Instant,
-        pkt: &Ipv4TcpPacket<&[u8]>,
+        pkt: &TcpPacket<&[u8], A>,
     ) {
         let (seq, payload) = (pkt.seq().0, pkt.payload());
         self.with_streams(idx, false, |s, _| {

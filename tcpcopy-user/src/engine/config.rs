@@ -1,23 +1,34 @@
 //! What the engine is told to do: transfer rules and the options of the
 //! `tcpcopy` command line that shape sessions.
 
-use std::time::Duration;
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use super::shaping::ClientPool;
-use crate::engine::Endpoint;
+use crate::packet::Address;
 
 /// One `-x` rule: packets to `online` are replayed against `target`.
+/// Rules name addresses of either family; an engine of one family (see
+/// [`super::Engine`]) applies the rules whose target is of its family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransferRule {
-    /// Online server address, or `None` for any address (`-x port-...`).
-    pub online_addr: Option<[u8; 4]>,
+    /// Online server address, or `None` for any address of the target's
+    /// family (`-x port-...`).
+    pub online_addr: Option<IpAddr>,
     pub online_port: u16,
-    pub target: Endpoint,
+    pub target: SocketAddr,
 }
 
 impl TransferRule {
-    pub fn matches(&self, addr: [u8; 4], port: u16) -> bool {
-        port == self.online_port && self.online_addr.is_none_or(|a| a == addr)
+    /// Whether a packet of family `A` to `addr:port` falls under the rule.
+    pub fn matches<A: Address>(&self, addr: A, port: u16) -> bool {
+        port == self.online_port
+            && match self.online_addr {
+                Some(a) => A::from_ip(a) == Some(addr),
+                None => A::from_ip(self.target.ip()).is_some(),
+            }
     }
 }
 
@@ -34,10 +45,11 @@ pub struct Config {
     pub sample_percent: u8,
     /// `-c`: client addresses the target sees instead of the real ones.
     pub client_pool: Option<ClientPool>,
-    /// `-M`: largest IPv4 packet sent to the target; bigger captured
+    /// `-M`: largest IP packet sent to the target; bigger captured
     /// packets (GRO) are split.
     pub mtu: u16,
-    /// `-D`: MSS option of the SYNs the engine fakes.
+    /// `-D`: MSS option of the SYNs the engine fakes (IPv4; IPv6 sessions
+    /// advertise 20 bytes less, for their longer IP header).
     pub fake_mss: u16,
     /// `-t`: end a session whose target sent nothing for this long while
     /// client data waits.
@@ -93,7 +105,7 @@ pub struct Config {
 pub struct CompareSettings {
     /// How sessions to each target are compared (targets not listed are
     /// not compared).
-    pub modes: Vec<(Endpoint, crate::compare::CompareMode)>,
+    pub modes: Vec<(SocketAddr, crate::compare::CompareMode)>,
     pub rules: crate::compare::IgnoreRules,
     /// Bytes of each response kept and compared.
     pub cap: usize,
@@ -109,7 +121,7 @@ pub struct CompareSettings {
     pub time_production: bool,
     /// `--compare-baseline`: every session is replayed here too (a second
     /// copy of production's build); differences it shows as well are noise.
-    pub baseline: Option<Endpoint>,
+    pub baseline: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -144,29 +156,5 @@ impl Default for Config {
             linger: Duration::from_secs(6),
             max_reconnects: 16,
         }
-    }
-}
-
-impl Config {
-    /// The rule for a packet to `addr:port`: an exact rule wins over a
-    /// port-only one.
-    pub fn rule_for(&self, addr: [u8; 4], port: u16) -> Option<&TransferRule> {
-        let mut by_port = None;
-        for rule in &self.rules {
-            if rule.online_port == port {
-                match rule.online_addr {
-                    Some(a) if a == addr => return Some(rule),
-                    None => by_port = by_port.or(Some(rule)),
-                    Some(_) => {}
-                }
-            }
-        }
-        by_port
-    }
-
-    /// Whether `addr` is the address of some target (client addresses
-    /// must never be one).
-    pub fn is_target_addr(&self, addr: [u8; 4]) -> bool {
-        self.rules.iter().any(|r| r.target.addr == addr)
     }
 }

@@ -16,7 +16,7 @@
 //!   host's own stack dropped it too (the client retransmits it, and the
 //!   retransmission is captured). Counted as `bad_checksum` and dropped.
 
-use crate::packet::{ChecksumField, Ipv4TcpPacket};
+use crate::packet::{Address, ChecksumField, TcpPacket};
 
 /// What intake decided for one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum Verdict {
 
 /// Sorts `pkt` by its checksums; for [`Verdict::Completed`], `scratch`
 /// holds the packet with both checksums filled in.
-pub fn admit(pkt: &Ipv4TcpPacket<&[u8]>, scratch: &mut Vec<u8>) -> Verdict {
+pub fn admit<A: Address>(pkt: &TcpPacket<&[u8], A>, scratch: &mut Vec<u8>) -> Verdict {
     let ip = pkt.ip_checksum();
     if ip == ChecksumField::Bad {
         return Verdict::BadChecksum;
@@ -43,7 +43,7 @@ pub fn admit(pkt: &Ipv4TcpPacket<&[u8]>, scratch: &mut Vec<u8>) -> Verdict {
         _ => {
             scratch.clear();
             scratch.extend_from_slice(pkt.as_bytes());
-            Ipv4TcpPacket::new_checked(&mut scratch[..])
+            TcpPacket::<_, A>::new_checked(&mut scratch[..])
                 .expect("the bytes of a validated packet")
                 .fill_checksums();
             Verdict::Completed
@@ -54,6 +54,7 @@ pub fn admit(pkt: &Ipv4TcpPacket<&[u8]>, scratch: &mut Vec<u8>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::Ipv4TcpPacket;
     use crate::packet::checksum::{fold, pseudo_header};
 
     fn packet(payload: &[u8]) -> Vec<u8> {

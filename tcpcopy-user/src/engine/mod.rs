@@ -2,8 +2,9 @@
 //!
 //! One [`Engine`] is one shard: it owns its sessions outright (no locks).
 //! The driver feeds it captured client packets ([`Engine::on_client_packet`],
-//! IPv4 packets without link-layer header), the target's reply headers from
-//! intercept ([`Engine::on_reply`]) and the passage of time
+//! IP packets without link-layer header), the target's reply headers from
+//! intercept ([`Engine::on_reply`], or [`Engine::on_parsed_reply`]) and the
+//! passage of time
 //! ([`Engine::on_timer`], when [`Engine::next_deadline`] says). After each
 //! batch the driver calls [`Engine::flush`] and drains the [`Outbox`]:
 //! announcements first (to every intercept), then frames (to the target).
@@ -13,6 +14,10 @@
 //! they were sent to ([`shard_for_reply`]); the engine only gives out client
 //! addresses that hash to its own shard (see [`shaping`]), so both land on
 //! the shard that owns the session.
+//!
+//! An engine serves one IP family, its type parameter (`Engine` is IPv4,
+//! `Engine<[u8; 16]>` IPv6); one [`Config`] serves both, each engine taking
+//! the rules whose target is of its family.
 //!
 //! Performance shape: sessions live in a slab indexed from two hash maps
 //! (real client + copy -> slot, replayed client -> slot), captured segments
@@ -35,15 +40,16 @@ pub mod timer;
 
 use std::{
     collections::{HashMap, hash_map::Entry},
-    hash::{BuildHasher, Hasher},
+    hash::{BuildHasher, Hash, Hasher},
+    net::SocketAddr,
 };
 
-use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
+use tcpcopy_common::proto::HeaderRecord;
 
 pub use self::{
     close::CloseReason,
     config::{Config, TransferRule},
-    outbox::{EventKind, HEADROOM, Outbox, SessionEvent},
+    outbox::{Announcement, EventKind, HEADROOM, Outbox, SessionEvent},
     stats::{EngineStats, LatencyHistogram},
     time::Instant,
 };
@@ -52,43 +58,62 @@ use self::{
     reply::Reply,
     segments::SegmentPool,
     session::{Ctx, Session, State, Step},
-    shaping::{endpoint_key, mix64, port_candidates, sampled_in, shard_of},
+    shaping::{mix64, port_candidates, sampled_in, shard_of},
     slab::Slab,
     timer::{TimerEntry, TimerWheel},
 };
-use crate::packet::{Ipv4TcpPacket, TcpOptions};
+use crate::packet::{Address, Ipv4TcpPacket, Ipv6TcpPacket, TcpOptions, TcpPacket};
 
-/// An IPv4 address and TCP port.
+/// An IP address of family `A` (see [`Address`]) and a TCP port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Endpoint {
-    pub addr: [u8; 4],
+pub struct Endpoint<A: Address = [u8; 4]> {
+    pub addr: A,
     pub port: u16,
 }
 
-impl Endpoint {
-    pub const fn new(addr: [u8; 4], port: u16) -> Self {
+impl<A: Address> Endpoint<A> {
+    pub const fn new(addr: A, port: u16) -> Self {
         Self { addr, port }
     }
-}
 
-impl core::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let [a, b, c, d] = self.addr;
-        write!(f, "{a}.{b}.{c}.{d}:{}", self.port)
+    /// The endpoint of `sock`, if it is of family `A`.
+    pub fn from_socket(sock: SocketAddr) -> Option<Self> {
+        Some(Self::new(A::from_ip(sock.ip())?, sock.port()))
+    }
+
+    pub fn to_socket(self) -> SocketAddr {
+        SocketAddr::new(self.addr.to_ip(), self.port)
+    }
+
+    /// Exact table key of the endpoint with `tag` (a copy number).
+    fn packed(self, tag: u16) -> A::Packed {
+        self.addr.pack(self.port, tag)
     }
 }
 
-/// The shard a captured client packet belongs to (`None`: not IPv4/TCP;
-/// any shard may count it).
+impl<A: Address> core::fmt::Display for Endpoint<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.addr.fmt_endpoint(self.port, f)
+    }
+}
+
+/// The shard a captured client packet belongs to (`None`: not TCP over
+/// IPv4 or IPv6; any shard may count it).
 pub fn shard_for_packet(packet: &[u8], shards: u16, seed: u64) -> Option<u16> {
-    let p = Ipv4TcpPacket::new_checked(packet).ok()?;
+    if let Ok(p) = Ipv4TcpPacket::new_checked(packet) {
+        return Some(shard_of(p.src_addr(), p.src_port(), shards, seed));
+    }
+    let p = Ipv6TcpPacket::new_checked(packet).ok()?;
     Some(shard_of(p.src_addr(), p.src_port(), shards, seed))
 }
 
 /// The shard production's answer belongs to (`--compare`): the one of the
 /// client it goes to.
 pub fn shard_for_answer(packet: &[u8], shards: u16, seed: u64) -> Option<u16> {
-    let p = Ipv4TcpPacket::new_checked(packet).ok()?;
+    if let Ok(p) = Ipv4TcpPacket::new_checked(packet) {
+        return Some(shard_of(p.dst_addr(), p.dst_port(), shards, seed));
+    }
+    let p = Ipv6TcpPacket::new_checked(packet).ok()?;
     Some(shard_of(p.dst_addr(), p.dst_port(), shards, seed))
 }
 
@@ -105,8 +130,6 @@ pub const BASELINE_COPY: u16 = 0x8000;
 const PORT_ATTEMPTS: usize = 4096;
 /// Segment queues kept for reuse (their small allocations).
 const MAX_SPARE_QUEUES: usize = 4096;
-/// Memory a session costs besides its buffered segments (slot and map entries).
-const SESSION_COST: usize = size_of::<slab::Slot<Session>>() + 24;
 
 /// Hash maps keyed by packed endpoints: a seeded multiply-xorshift.
 #[derive(Clone, Copy)]
@@ -133,32 +156,57 @@ impl Hasher for KeyHasher {
     fn write_u64(&mut self, v: u64) {
         self.0 = mix64(self.0 ^ v);
     }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.write_u64(v as u64);
+        self.write_u64((v >> 64) as u64);
+    }
 }
 
-/// One shard of the session engine.
-pub struct Engine {
+/// A transfer rule (`-x`) of the engine's family.
+#[derive(Clone, Copy, Debug)]
+struct Rule<A: Address> {
+    online_addr: Option<A>,
+    online_port: u16,
+    target: Endpoint<A>,
+}
+
+/// The session tables' map: packed endpoint -> slot.
+type Table<A> = HashMap<<A as Address>::Packed, u32, KeyHash>;
+
+/// One shard of the session engine, for the sessions of one IP family:
+/// `Engine` (IPv4) or `Engine<[u8; 16]>` (IPv6). The family is a type
+/// parameter, so each family's engine is compiled on its own and IPv4
+/// pays nothing for IPv6.
+pub struct Engine<A: Address = [u8; 4]> {
     config: Config,
+    /// The rules of `config` whose target is of this family.
+    rules: Vec<Rule<A>>,
     shard: u16,
     shards: u16,
-    sessions: Slab<Session>,
+    sessions: Slab<Session<A>>,
     /// (real client, copy) -> slot, for sessions whose replayed address is
     /// not simply the client's own (copies, `-c`, a taken port). The others
     /// are found through `by_replay` alone: one map, one lookup.
-    by_origin: HashMap<u64, u32, KeyHash>,
+    by_origin: Table<A>,
     /// Client address the target sees -> slot.
-    by_replay: HashMap<u64, u32, KeyHash>,
+    by_replay: Table<A>,
     timers: TimerWheel,
     due: Vec<TimerEntry>,
     ack_list: Vec<u32>,
     /// Emptied segment queues of removed sessions, reused by new ones.
     spare_queues: Vec<segments::SegmentQueue>,
     pool: SegmentPool,
-    out: Outbox,
+    out: Outbox<A>,
     stats: EngineStats,
     buffered: usize,
     census: Census,
     /// Where intake completes a packet's offloaded checksums.
     intake_buf: Vec<u8>,
+    /// Where an IPv6 packet's extension headers are stripped.
+    strip_buf: Vec<u8>,
     /// `--compare`: the sessions' response streams.
     compare: Option<Box<comparing::Comparing>>,
 }
@@ -194,12 +242,33 @@ impl Census {
     }
 }
 
-impl Engine {
-    /// An engine that is shard `shard` of `shards` (0 of 1 when alone).
+impl<A: Address> Engine<A> {
+    /// Memory a session costs besides its buffered segments (slot and map
+    /// entries).
+    const SESSION_COST: usize = size_of::<slab::Slot<Session<A>>>() + 24;
+
+    /// An engine that is shard `shard` of `shards` (0 of 1 when alone). It
+    /// replays the sessions of the rules in `config` whose target is of its
+    /// family.
     pub fn new(config: Config, shard: u16, shards: u16) -> Self {
         assert!(shards > 0 && shard < shards, "shard {shard} of {shards}");
         let hash = KeyHash(mix64(config.seed ^ 0x5eed));
+        let rules = config
+            .rules
+            .iter()
+            .filter_map(|r| {
+                Some(Rule {
+                    target: Endpoint::from_socket(r.target)?,
+                    online_addr: match r.online_addr {
+                        Some(a) => Some(A::from_ip(a)?),
+                        None => None,
+                    },
+                    online_port: r.online_port,
+                })
+            })
+            .collect();
         Self {
+            rules,
             shard,
             shards,
             sessions: Slab::default(),
@@ -215,6 +284,7 @@ impl Engine {
             buffered: 0,
             census: Census::default(),
             intake_buf: Vec::new(),
+            strip_buf: Vec::new(),
             compare: config
                 .compare
                 .clone()
@@ -230,7 +300,7 @@ impl Engine {
         &self.stats
     }
     /// What to send and announce; drain it after each batch.
-    pub fn outbox(&mut self) -> &mut Outbox {
+    pub fn outbox(&mut self) -> &mut Outbox<A> {
         &mut self.out
     }
     /// Sessions in the table (lingering ones included).
@@ -258,12 +328,35 @@ impl Engine {
     /// Memory counted against the cap (`-m`): buffered segments and
     /// sessions.
     pub fn memory_used(&self) -> usize {
-        self.buffered + self.sessions.len() * SESSION_COST
+        self.buffered + self.sessions.len() * Self::SESSION_COST
+    }
+
+    /// The target of a packet to `addr:port` under the rules: an exact
+    /// rule wins over a port-only one.
+    fn rule_for(&self, addr: A, port: u16) -> Option<Endpoint<A>> {
+        let mut by_port = None;
+        for rule in &self.rules {
+            if rule.online_port == port {
+                match rule.online_addr {
+                    Some(a) if a == addr => return Some(rule.target),
+                    None => by_port = by_port.or(Some(rule.target)),
+                    Some(_) => {}
+                }
+            }
+        }
+        by_port
+    }
+
+    /// Whether `addr` is the address of some target (client addresses
+    /// must never be one).
+    fn is_target_addr(&self, addr: A) -> bool {
+        self.rules.iter().any(|r| r.target.addr == addr)
     }
 
     // ----- inputs -----------------------------------------------------------
 
-    /// A captured client packet (IPv4, starting at the IP header).
+    /// A captured client packet (of the engine's family, starting at the
+    /// IP header; IPv6 extension headers are normalized away first).
     pub fn on_client_packet(&mut self, now: Instant, packet: &[u8]) {
         self.on_client_packet_in_round(now, packet, 0);
     }
@@ -274,25 +367,50 @@ impl Engine {
     /// with each other or with the target's memory of earlier rounds.
     pub fn on_client_packet_in_round(&mut self, now: Instant, packet: &[u8], round: u16) {
         self.stats.captured += 1;
-        let Ok(pkt) = Ipv4TcpPacket::new_checked(packet) else {
-            self.stats.malformed += 1;
-            return;
+        let pkt = match TcpPacket::<_, A>::new_checked(packet) {
+            Ok(pkt) => pkt,
+            Err(crate::packet::PacketError::ExtensionHeaders) => {
+                self.on_extended_packet(now, packet, round);
+                return;
+            }
+            Err(crate::packet::PacketError::Fragment) => {
+                self.stats.fragments += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
         };
-        let Some(rule) = self
-            .config
-            .rule_for(pkt.dst_addr(), pkt.dst_port())
-            .copied()
-        else {
-            if self.compare.is_some()
-                && self
-                    .config
-                    .rule_for(pkt.src_addr(), pkt.src_port())
-                    .is_some()
-            {
+        self.on_valid_packet(now, &pkt, round);
+    }
+
+    /// An IPv6 packet with extension headers: replayed without them (the
+    /// target's TCP sees the same segment), or counted when it cannot be.
+    #[cold]
+    fn on_extended_packet(&mut self, now: Instant, packet: &[u8], round: u16) {
+        let mut buf = std::mem::take(&mut self.strip_buf);
+        match crate::packet::family::ipv6_strip_extensions(packet, &mut buf) {
+            Ok(_) => match TcpPacket::<_, A>::new_checked(&buf[..]) {
+                Ok(pkt) => {
+                    self.stats.extensions_stripped += 1;
+                    self.on_valid_packet(now, &pkt, round);
+                }
+                Err(_) => self.stats.malformed += 1,
+            },
+            Err(crate::packet::PacketError::Fragment) => self.stats.fragments += 1,
+            Err(_) => self.stats.malformed += 1,
+        }
+        self.strip_buf = buf;
+    }
+
+    fn on_valid_packet(&mut self, now: Instant, pkt: &TcpPacket<&[u8], A>, round: u16) {
+        let Some(target) = self.rule_for(pkt.dst_addr(), pkt.dst_port()) else {
+            if self.compare.is_some() && self.rule_for(pkt.src_addr(), pkt.src_port()).is_some() {
                 // Production's answer (offline `--compare`).
                 self.stats.captured -= 1;
                 self.stats.server_segments += 1;
-                self.compare_server_packet(now, &pkt, round);
+                self.compare_server_packet(now, pkt, round);
             } else {
                 self.stats.unmatched += 1;
             }
@@ -303,13 +421,13 @@ impl Engine {
             self.stats.sampled_out += 1;
             return;
         }
-        match intake::admit(&pkt, &mut self.intake_buf) {
-            Verdict::AsCaptured => self.client_copies(now, &pkt, origin, round, rule.target),
+        match intake::admit(pkt, &mut self.intake_buf) {
+            Verdict::AsCaptured => self.client_copies(now, pkt, origin, round, target),
             Verdict::Completed => {
                 self.stats.checksum_completed += 1;
                 let buf = std::mem::take(&mut self.intake_buf);
-                let pkt = Ipv4TcpPacket::new_checked(&buf[..]).expect("a completed copy");
-                self.client_copies(now, &pkt, origin, round, rule.target);
+                let pkt = TcpPacket::<_, A>::new_checked(&buf[..]).expect("a completed copy");
+                self.client_copies(now, &pkt, origin, round, target);
                 self.intake_buf = buf;
             }
             Verdict::BadChecksum => self.stats.bad_checksum += 1,
@@ -320,15 +438,19 @@ impl Engine {
     fn client_copies(
         &mut self,
         now: Instant,
-        pkt: &Ipv4TcpPacket<&[u8]>,
-        origin: Endpoint,
+        pkt: &TcpPacket<&[u8], A>,
+        origin: Endpoint<A>,
         round: u16,
-        target: Endpoint,
+        target: Endpoint<A>,
     ) {
         let opts = pkt.options();
         let replicas = self.config.replicas.max(1);
         let first = round.saturating_mul(replicas);
-        let baseline = self.compare.as_ref().and_then(|c| c.baseline());
+        let baseline = self
+            .compare
+            .as_ref()
+            .and_then(|c| c.baseline())
+            .and_then(Endpoint::from_socket);
         for copy in first..first.saturating_add(replicas) {
             self.client_copy(now, pkt, &opts, origin, copy, target);
             if let Some(baseline) = baseline {
@@ -341,11 +463,11 @@ impl Engine {
     fn client_copy(
         &mut self,
         now: Instant,
-        pkt: &Ipv4TcpPacket<&[u8]>,
+        pkt: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
-        origin: Endpoint,
+        origin: Endpoint<A>,
         copy: u16,
-        target: Endpoint,
+        target: Endpoint<A>,
     ) {
         let Some(idx) = self.find_origin(origin, copy) else {
             self.start(now, pkt, opts, origin, copy, target);
@@ -389,11 +511,11 @@ impl Engine {
     fn start(
         &mut self,
         now: Instant,
-        pkt: &Ipv4TcpPacket<&[u8]>,
+        pkt: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
-        origin: Endpoint,
+        origin: Endpoint<A>,
         copy: u16,
-        target: Endpoint,
+        target: Endpoint<A>,
     ) {
         let flags = pkt.flags();
         let syn = flags.syn() && !flags.ack();
@@ -404,7 +526,7 @@ impl Engine {
             self.stats.no_session += 1;
             return;
         }
-        if self.memory_used() + SESSION_COST + pkt.total_len() > self.config.memory_cap {
+        if self.memory_used() + Self::SESSION_COST + pkt.total_len() > self.config.memory_cap {
             self.stats.sessions_refused_memory += 1;
             return;
         }
@@ -418,12 +540,7 @@ impl Engine {
         }
         let idx = self.insert(session);
         self.compare_open(idx);
-        self.out.announcements.push(ClientMsg::add(
-            client.addr,
-            client.port,
-            target.addr,
-            target.port,
-        ));
+        self.out.announcements.push(Announcement { client, target });
         let step = self.run(idx, now, |s, cx| {
             if syn {
                 s.start_with_syn(cx, pkt, opts);
@@ -437,44 +554,27 @@ impl Engine {
 
     /// A client address for copy `copy` of `origin` that hashes to this
     /// shard and no session of this shard holds.
-    fn client_address(&self, origin: Endpoint, copy: u16) -> Option<Endpoint> {
+    fn client_address(&self, origin: Endpoint<A>, copy: u16) -> Option<Endpoint<A>> {
         let addr = match &self.config.client_pool {
-            Some(pool) => pool.map(origin.addr, self.config.seed, |a| {
-                self.config.is_target_addr(a)
-            })?,
+            Some(pool) => pool.map(origin.addr, self.config.seed, |a| self.is_target_addr(a))?,
             None => origin.addr,
         };
         port_candidates(origin, copy, self.config.instance, self.config.seed)
             .take(PORT_ATTEMPTS)
             .find(|&port| {
                 shard_of(addr, port, self.shards, self.config.seed) == self.shard
-                    && !self.by_replay.contains_key(&endpoint_key(addr, port))
+                    && !self
+                        .by_replay
+                        .contains_key(&Endpoint::new(addr, port).packed(0))
             })
             .map(|port| Endpoint::new(addr, port))
     }
 
-    /// A reply header from intercept.
-    pub fn on_reply(&mut self, now: Instant, record: &HeaderRecord) {
-        self.on_reply_payload(now, record, None);
-    }
-
-    /// As [`on_reply`](Self::on_reply), with the reply's payload bytes when
+    /// A reply of the target, parsed, with its payload bytes when
     /// intercept sent them (`--compare`).
-    pub fn on_reply_payload(
-        &mut self,
-        now: Instant,
-        record: &HeaderRecord,
-        payload: Option<&[u8]>,
-    ) {
+    pub fn on_parsed_reply(&mut self, now: Instant, reply: &Reply<A>, payload: Option<&[u8]>) {
         self.stats.replies += 1;
-        let Ok(reply) = Reply::parse(record) else {
-            self.stats.replies_malformed += 1;
-            return;
-        };
-        let Some(&idx) = self
-            .by_replay
-            .get(&endpoint_key(reply.dst.addr, reply.dst.port))
-        else {
+        let Some(&idx) = self.by_replay.get(&reply.dst.packed(0)) else {
             self.stats.replies_unknown += 1;
             return;
         };
@@ -482,8 +582,8 @@ impl Engine {
             self.stats.replies_unknown += 1;
             return;
         }
-        self.compare_reply(idx, &reply, payload);
-        let step = self.run(idx, now, |s, cx| s.on_reply(cx, &reply));
+        self.compare_reply(idx, reply, payload);
+        let step = self.run(idx, now, |s, cx| s.on_reply(cx, reply));
         self.apply(idx, now, step);
     }
 
@@ -529,12 +629,13 @@ impl Engine {
 
     /// A CLIENT_ADD for every open session (for an intercept connection
     /// that came back: intercept forgot what it had been told).
-    pub fn live_announcements(&self) -> Vec<ClientMsg> {
+    pub fn live_announcements(&self) -> Vec<Announcement<A>> {
         self.sessions
             .iter()
             .filter(|(_, s)| s.state != State::Lingering)
-            .map(|(_, s)| {
-                ClientMsg::add(s.client.addr, s.client.port, s.target.addr, s.target.port)
+            .map(|(_, s)| Announcement {
+                client: s.client,
+                target: s.target,
             })
             .collect()
     }
@@ -566,7 +667,7 @@ impl Engine {
     /// add up, both maps point at live sessions with matching addresses,
     /// and the live count is right.
     pub fn audit(&self) -> Result<(), String> {
-        let sessions: Vec<(u32, &Session)> = self.sessions.iter().collect();
+        let sessions: Vec<(u32, &Session<A>)> = self.sessions.iter().collect();
         if sessions.len() != self.sessions.len() {
             return Err(format!(
                 "slab says {} but holds {} sessions",
@@ -603,17 +704,12 @@ impl Engine {
         }
         for (&key, &idx) in &self.by_replay {
             let s = self.sessions.get(idx);
-            if s.is_none_or(|s| endpoint_key(s.client.addr, s.client.port) != key) {
+            if s.is_none_or(|s| s.client.packed(0) != key) {
                 return Err(format!("replay key {key:x} -> slot {idx} mismatch"));
             }
         }
         for (idx, s) in &sessions {
-            if s.state != State::Lingering
-                && self
-                    .by_replay
-                    .get(&endpoint_key(s.client.addr, s.client.port))
-                    != Some(idx)
-            {
+            if s.state != State::Lingering && self.by_replay.get(&s.client.packed(0)) != Some(idx) {
                 return Err(format!(
                     "open session {idx} ({}) unreachable by replies",
                     s.client
@@ -626,7 +722,7 @@ impl Engine {
     // ----- the table --------------------------------------------------------
 
     /// The current session of copy `copy` of `origin`.
-    fn find_origin(&self, origin: Endpoint, copy: u16) -> Option<u32> {
+    fn find_origin(&self, origin: Endpoint<A>, copy: u16) -> Option<u32> {
         if !self.by_origin.is_empty()
             && let Some(&idx) = self.by_origin.get(&origin_key(origin, copy))
         {
@@ -635,20 +731,18 @@ impl Engine {
         if copy != 0 {
             return None;
         }
-        let &idx = self
-            .by_replay
-            .get(&endpoint_key(origin.addr, origin.port))?;
+        let &idx = self.by_replay.get(&origin.packed(0))?;
         let s = self.session(idx);
         (s.copy == 0 && s.origin == origin).then_some(idx)
     }
 
-    fn session(&self, idx: u32) -> &Session {
+    fn session(&self, idx: u32) -> &Session<A> {
         self.sessions.get(idx).expect("live slot")
     }
 
-    fn insert(&mut self, session: Session) -> u32 {
+    fn insert(&mut self, session: Session<A>) -> u32 {
         let okey = origin_key(session.origin, session.copy);
-        let rkey = endpoint_key(session.client.addr, session.client.port);
+        let rkey = session.client.packed(0);
         self.census.add(session.state, 1);
         let idx = self.sessions.insert(session);
         if is_direct(self.session(idx)) {
@@ -675,7 +769,7 @@ impl Engine {
         if !self.by_origin.is_empty() {
             remove_if(&mut self.by_origin, okey, idx);
         }
-        let rkey = endpoint_key(s.client.addr, s.client.port);
+        let rkey = s.client.packed(0);
         remove_if(&mut self.by_replay, rkey, idx);
     }
 
@@ -697,7 +791,7 @@ impl Engine {
         &mut self,
         idx: u32,
         now: Instant,
-        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+        f: impl FnOnce(&mut Session<A>, &mut Ctx<'_, A>) -> R,
     ) -> R {
         let (requests, pipelined) = (self.stats.requests, self.stats.pipelined);
         let r = self.run_session(idx, now, f);
@@ -711,7 +805,7 @@ impl Engine {
         &mut self,
         idx: u32,
         now: Instant,
-        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+        f: impl FnOnce(&mut Session<A>, &mut Ctx<'_, A>) -> R,
     ) -> R {
         let Self {
             config,
@@ -789,19 +883,12 @@ impl Engine {
             self.stats.sessions_refused_port += 1;
             return Step::End(CloseReason::ReconnectLimit);
         };
-        let old_key = endpoint_key(old.addr, old.port);
-        remove_if(&mut self.by_replay, old_key, idx);
-        self.by_replay
-            .insert(endpoint_key(client.addr, client.port), idx);
+        remove_if(&mut self.by_replay, old.packed(0), idx);
+        self.by_replay.insert(client.packed(0), idx);
         // No longer at the client's own address: findable by origin.
         self.by_origin.insert(origin_key(origin, copy), idx);
-        let s = self.session(idx);
-        self.out.announcements.push(ClientMsg::add(
-            client.addr,
-            client.port,
-            s.target.addr,
-            s.target.port,
-        ));
+        let target = self.session(idx).target;
+        self.out.announcements.push(Announcement { client, target });
         self.run(idx, now, |s, cx| s.reconnect(cx, client, target_reset))
     }
 
@@ -820,8 +907,31 @@ impl Engine {
     }
 }
 
+impl Engine<[u8; 4]> {
+    /// A reply header from intercept.
+    pub fn on_reply(&mut self, now: Instant, record: &HeaderRecord) {
+        self.on_reply_payload(now, record, None);
+    }
+
+    /// As [`on_reply`](Self::on_reply), with the reply's payload bytes when
+    /// intercept sent them (`--compare`).
+    pub fn on_reply_payload(
+        &mut self,
+        now: Instant,
+        record: &HeaderRecord,
+        payload: Option<&[u8]>,
+    ) {
+        let Ok(reply) = Reply::parse(record) else {
+            self.stats.replies += 1;
+            self.stats.replies_malformed += 1;
+            return;
+        };
+        self.on_parsed_reply(now, &reply, payload);
+    }
+}
+
 /// Removes `key` from `map` if it maps to `idx` (one probe).
-fn remove_if(map: &mut HashMap<u64, u32, KeyHash>, key: u64, idx: u32) {
+fn remove_if<K: Eq + Hash>(map: &mut HashMap<K, u32, KeyHash>, key: K, idx: u32) {
     if let Entry::Occupied(e) = map.entry(key)
         && *e.get() == idx
     {
@@ -831,13 +941,13 @@ fn remove_if(map: &mut HashMap<u64, u32, KeyHash>, key: u64, idx: u32) {
 
 /// Whether a session sits at its client's own address (copy 0), so it is
 /// found through `by_replay` without a `by_origin` entry.
-fn is_direct(s: &Session) -> bool {
+fn is_direct<A: Address>(s: &Session<A>) -> bool {
     s.copy == 0 && s.client == s.origin
 }
 
 /// Key of the by-origin map: the real client and the copy number.
-fn origin_key(origin: Endpoint, copy: u16) -> u64 {
-    endpoint_key(origin.addr, origin.port) | (u64::from(copy) << 48)
+fn origin_key<A: Address>(origin: Endpoint<A>, copy: u16) -> A::Packed {
+    origin.packed(copy)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! by the driver: frames for the target, announcements for intercept, and
 //! session events for statistics.
 //!
-//! Frames are IPv4 packets stored back to back, each preceded by
+//! Frames are IP packets (of the engine's family) stored back to back, each preceded by
 //! [`HEADROOM`] spare bytes so the sender can write the Ethernet header in
 //! place. Nothing here allocates in steady state: the buffers keep their
 //! capacity across [`Outbox::clear`].
@@ -10,6 +10,7 @@
 use tcpcopy_common::proto::ClientMsg;
 
 use super::{Endpoint, close::CloseReason};
+use crate::packet::Address;
 
 /// Spare bytes in front of every frame (an Ethernet header).
 pub const HEADROOM: usize = 14;
@@ -28,24 +29,44 @@ pub enum EventKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionEvent {
+pub struct SessionEvent<A: Address = [u8; 4]> {
     /// The client address the target sees.
-    pub client: Endpoint,
+    pub client: Endpoint<A>,
     pub kind: EventKind,
 }
 
 #[derive(Debug, Default)]
-pub struct Outbox {
+pub struct Outbox<A: Address = [u8; 4]> {
     bytes: Vec<u8>,
     /// `(offset of the IPv4 packet, its length)`.
     frames: Vec<(usize, usize)>,
-    /// CLIENT_ADD messages; each must reach every intercept before the SYN
-    /// it announces (drain these first).
-    pub announcements: Vec<ClientMsg>,
-    pub events: Vec<SessionEvent>,
+    /// New client addresses; each must reach every intercept (as a
+    /// CLIENT_ADD) before the SYN it announces (drain these first).
+    pub announcements: Vec<Announcement<A>>,
+    pub events: Vec<SessionEvent<A>>,
 }
 
-impl Outbox {
+/// A client address the target will answer, for intercept to pass on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Announcement<A: Address = [u8; 4]> {
+    /// The client address the target sees.
+    pub client: Endpoint<A>,
+    pub target: Endpoint<A>,
+}
+
+impl Announcement<[u8; 4]> {
+    /// The CLIENT_ADD message that tells intercept.
+    pub fn message(&self) -> ClientMsg {
+        ClientMsg::add(
+            self.client.addr,
+            self.client.port,
+            self.target.addr,
+            self.target.port,
+        )
+    }
+}
+
+impl<A: Address> Outbox<A> {
     /// Appends a frame holding a copy of `bytes` and returns it for
     /// patching (written once: no zero fill first).
     pub(crate) fn push_frame_copy(&mut self, bytes: &[u8]) -> &mut [u8] {

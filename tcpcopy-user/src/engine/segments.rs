@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 use super::time::Instant;
-use crate::packet::{Address, Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions};
+use crate::packet::{Address, SeqNumber, TcpFlags, TcpOptions, TcpPacket};
 
 /// A client segment, as captured (addresses and ports not yet rewritten).
 #[derive(Debug)]
@@ -64,8 +64,8 @@ impl Segment {
     }
 
     /// A segment holding the whole of `pkt` (no SYN: see [`Segment::syn`]).
-    pub fn whole(
-        pkt: &Ipv4TcpPacket<&[u8]>,
+    pub fn whole<A: Address>(
+        pkt: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
         now: Instant,
         pool: &mut SegmentPool,
@@ -86,8 +86,8 @@ impl Segment {
 
     /// The SYN of `pkt` without any payload it carried (TCP Fast Open data
     /// goes to the queue as an ordinary segment).
-    pub fn syn(
-        pkt: &Ipv4TcpPacket<&[u8]>,
+    pub fn syn<A: Address>(
+        pkt: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
         now: Instant,
         pool: &mut SegmentPool,
@@ -95,9 +95,9 @@ impl Segment {
         let hdr = pkt.payload_offset();
         let mut buf = pool.take(&pkt.as_bytes()[..hdr]);
         if pkt.payload_len() > 0 {
-            <[u8; 4] as Address>::set_total_len(&mut buf, hdr);
+            A::set_total_len(&mut buf, hdr);
             let mut p =
-                Ipv4TcpPacket::new_checked(&mut buf[..]).expect("headers of a valid packet");
+                TcpPacket::<_, A>::new_checked(&mut buf[..]).expect("headers of a valid packet");
             p.set_flags(TcpFlags(pkt.flags().0 & !TcpFlags::FIN.0));
             p.fill_checksums();
         }
@@ -116,8 +116,8 @@ impl Segment {
     /// A segment holding the part of `pkt`'s data from sequence number
     /// `from` to `to` (FIN included when `to` is past the payload; a SYN is
     /// never included). Checksums are recomputed.
-    pub fn part(
-        pkt: &Ipv4TcpPacket<&[u8]>,
+    pub fn part<A: Address>(
+        pkt: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
         from: SeqNumber,
         to: SeqNumber,
@@ -133,14 +133,14 @@ impl Segment {
         let mut buf = pool.take(&pkt.as_bytes()[..hdr]);
         buf.extend_from_slice(&payload[start..end]);
         let total = buf.len();
-        <[u8; 4] as Address>::set_total_len(&mut buf, total);
+        A::set_total_len(&mut buf, total);
         let mut flags = TcpFlags(pkt.flags().0 & !TcpFlags::SYN.0);
         if !fin {
             flags = TcpFlags(flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
         }
         let seq = data_seq + start as u32;
         {
-            let mut p = Ipv4TcpPacket::new_checked(&mut buf[..])
+            let mut p = TcpPacket::<_, A>::new_checked(&mut buf[..])
                 .expect("headers copied from a valid packet");
             p.set_seq(seq);
             p.set_flags(flags);
@@ -160,7 +160,7 @@ impl Segment {
 }
 
 /// Sequence number of `pkt`'s first data byte (after a SYN, if any).
-fn data_start(pkt: &Ipv4TcpPacket<&[u8]>) -> SeqNumber {
+fn data_start<A: Address>(pkt: &TcpPacket<&[u8], A>) -> SeqNumber {
     pkt.seq() + u32::from(pkt.flags().syn())
 }
 
@@ -348,9 +348,9 @@ impl SegmentQueue {
     /// sequence number is not data):
     /// bytes before `floor` (acknowledged) or already buffered are dropped;
     /// pieces larger than `max_payload` are split.
-    pub fn insert(
+    pub fn insert<A: Address>(
         &mut self,
-        pkt: &Ipv4TcpPacket<&[u8]>,
+        pkt: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
         floor: SeqNumber,
         max_payload: usize,
@@ -431,6 +431,7 @@ impl SegmentQueue {
 
 #[cfg(test)]
 mod tests {
+    use crate::packet::Ipv4TcpPacket;
     #[test]
     fn capture_times_survive_the_wrap_and_the_future() {
         let seg = |at: Instant| Segment {

@@ -20,6 +20,7 @@
 use core::str::FromStr;
 
 use super::Endpoint;
+use crate::packet::Address;
 
 /// The splitmix64 finaliser: a fast, well-mixing 64-bit hash.
 pub const fn mix64(mut x: u64) -> u64 {
@@ -28,26 +29,27 @@ pub const fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// `addr:port` packed into 48 bits.
-pub const fn endpoint_key(addr: [u8; 4], port: u16) -> u64 {
-    ((u32::from_be_bytes(addr) as u64) << 16) | port as u64
+/// `addr:port` as one 64-bit value to hash (for IPv4 exact: the address
+/// and port packed into 48 bits).
+pub fn endpoint_digest<A: Address>(addr: A, port: u16) -> u64 {
+    (addr.digest() << 16) | u64::from(port)
 }
 
 /// The shard (worker) that owns replayed client address `addr:port`.
-pub const fn shard_of(addr: [u8; 4], port: u16, shards: u16, seed: u64) -> u16 {
+pub fn shard_of<A: Address>(addr: A, port: u16, shards: u16, seed: u64) -> u16 {
     if shards <= 1 {
         return 0;
     }
-    (mix64(endpoint_key(addr, port) ^ seed) % shards as u64) as u16
+    (mix64(endpoint_digest(addr, port) ^ seed) % u64::from(shards)) as u16
 }
 
 /// `-r`: whether the session of `origin` is replayed. The same client
 /// address always gets the same answer, so a session is replayed wholly or
 /// not at all.
-pub const fn sampled_in(origin: Endpoint, percent: u8, seed: u64) -> bool {
+pub fn sampled_in<A: Address>(origin: Endpoint<A>, percent: u8, seed: u64) -> bool {
     percent >= 100
-        || mix64(endpoint_key(origin.addr, origin.port) ^ seed.rotate_left(17)) % 100
-            < percent as u64
+        || mix64(endpoint_digest(origin.addr, origin.port) ^ seed.rotate_left(17)) % 100
+            < u64::from(percent)
 }
 
 /// Lowest port handed out for copies (below are well-known ports).
@@ -57,14 +59,14 @@ const PORT_FLOOR: u16 = 1024;
 /// `origin` in instance `instance`. The first candidate of copy 0 of
 /// instance 0 is the client's own port; the rest are pseudo-random over
 /// `1024..=65535`, different per copy and instance.
-pub fn port_candidates(
-    origin: Endpoint,
+pub fn port_candidates<A: Address>(
+    origin: Endpoint<A>,
     copy: u16,
     instance: u16,
     seed: u64,
 ) -> impl Iterator<Item = u16> {
     let own = (copy == 0 && instance == 0).then_some(origin.port);
-    let base = endpoint_key(origin.addr, origin.port)
+    let base = endpoint_digest(origin.addr, origin.port)
         ^ (u64::from(copy) << 48)
         ^ (u64::from(instance) << 58)
         ^ seed;
@@ -73,17 +75,19 @@ pub fn port_candidates(
         .chain((1u64..).map(move |j| PORT_FLOOR + (mix64(base ^ (j << 32)) % span) as u16))
 }
 
-/// `-c`: client addresses the target sees, e.g. `198.19.7.x,198.19.9.10`.
-/// An `x` octet takes the real client's octet, so each real client maps to
-/// one address for good (sticky).
+/// `-c`: client addresses the target sees, e.g. `198.19.7.x,198.19.9.10`
+/// or `2001:db8:7::x`. An `x` octet (IPv4) or group (IPv6) takes the real
+/// client's bytes there, so each real client maps to one address for good
+/// (sticky). A session uses the addresses of its own family.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientPool {
-    patterns: Vec<[Option<u8>; 4]>,
+    /// Per address, its bytes (4 or 16): fixed, or `None` for the client's.
+    patterns: Vec<Vec<Option<u8>>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "bad client address pool {input:?}: {why}; expected IPv4 addresses with `x` for any octet, e.g. 198.19.7.x,198.19.9.10"
+    "bad client address pool {input:?}: {why}; expected IPv4 addresses with `x` for any octet, e.g. 198.19.7.x,198.19.9.10, or IPv6 addresses with `x` for any group, e.g. 2001:db8:7::x"
 )]
 pub struct PoolError {
     input: String,
@@ -101,21 +105,12 @@ impl FromStr for ClientPool {
         let mut patterns = Vec::new();
         for item in s.split(',') {
             let item = item.trim();
-            let octets: Vec<&str> = item.split('.').collect();
-            if octets.len() != 4 {
-                return Err(err("each address needs four octets"));
-            }
-            let mut p = [None; 4];
-            for (slot, o) in p.iter_mut().zip(octets) {
-                *slot = match o {
-                    "x" | "X" => None,
-                    n => Some(
-                        n.parse::<u8>()
-                            .map_err(|_| err("an octet is neither 0..=255 nor x"))?,
-                    ),
-                };
-            }
-            patterns.push(p);
+            let pattern = if item.contains(':') {
+                ipv6_pattern(item).map_err(err)?
+            } else {
+                ipv4_pattern(item).map_err(err)?
+            };
+            patterns.push(pattern);
         }
         if patterns.is_empty() {
             return Err(err("empty"));
@@ -124,30 +119,99 @@ impl FromStr for ClientPool {
     }
 }
 
+fn ipv4_pattern(item: &str) -> Result<Vec<Option<u8>>, &'static str> {
+    let octets: Vec<&str> = item.split('.').collect();
+    if octets.len() != 4 {
+        return Err("each address needs four octets");
+    }
+    octets
+        .into_iter()
+        .map(|o| match o {
+            "x" | "X" => Ok(None),
+            n => n
+                .parse::<u8>()
+                .map(Some)
+                .map_err(|_| "an octet is neither 0..=255 nor x"),
+        })
+        .collect()
+}
+
+/// IPv6 text with `x` groups (`::` allowed, no dotted IPv4 tail).
+fn ipv6_pattern(item: &str) -> Result<Vec<Option<u8>>, &'static str> {
+    const BAD: &str = "an IPv6 group is neither 1-4 hex digits nor x";
+    let group = |g: &str| -> Result<[Option<u8>; 2], &'static str> {
+        match g {
+            "x" | "X" => Ok([None, None]),
+            h if (1..=4).contains(&h.len()) => {
+                let v = u16::from_str_radix(h, 16).map_err(|_| BAD)?;
+                let [a, b] = v.to_be_bytes();
+                Ok([Some(a), Some(b)])
+            }
+            _ => Err(BAD),
+        }
+    };
+    let groups = |part: &str| -> Result<Vec<[Option<u8>; 2]>, &'static str> {
+        if part.is_empty() {
+            return Ok(Vec::new());
+        }
+        part.split(':').map(group).collect()
+    };
+    let mut parts = item.splitn(2, "::");
+    let head = groups(parts.next().unwrap_or(""))?;
+    let all = match parts.next() {
+        Some(rest) => {
+            let tail = groups(rest)?;
+            if head.len() + tail.len() > 7 {
+                return Err("an IPv6 address has eight groups");
+            }
+            let zeros = 8 - head.len() - tail.len();
+            let mut v = head;
+            v.extend(std::iter::repeat_n([Some(0), Some(0)], zeros));
+            v.extend(tail);
+            v
+        }
+        None if head.len() == 8 => head,
+        None => return Err("an IPv6 address has eight groups"),
+    };
+    Ok(all.into_iter().flatten().collect())
+}
+
 impl ClientPool {
+    /// Whether the pool has addresses of family `A`.
+    pub fn has_family<A: Address>(&self) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| p.len() == A::default().as_ref().len())
+    }
+
     /// The address the target sees for real client `addr`: the same every
-    /// time for the same client, never one for which `forbidden` is true
-    /// (target addresses). `None` when the pool has nothing allowed.
-    pub fn map(
-        &self,
-        addr: [u8; 4],
-        seed: u64,
-        forbidden: impl Fn([u8; 4]) -> bool,
-    ) -> Option<[u8; 4]> {
-        let n = self.patterns.len();
-        let start = (mix64(u64::from(u32::from_be_bytes(addr)) ^ seed) % n as u64) as usize;
+    /// time for the same client, of the client's family, never one for
+    /// which `forbidden` is true (target addresses). `None` when the pool
+    /// has nothing allowed of that family.
+    pub fn map<A: Address>(&self, addr: A, seed: u64, forbidden: impl Fn(A) -> bool) -> Option<A> {
+        let own = || {
+            self.patterns
+                .iter()
+                .filter(|p| p.len() == addr.as_ref().len())
+        };
+        let n = own().count();
+        if n == 0 {
+            return None;
+        }
+        let start = (mix64(addr.digest() ^ seed) % n as u64) as usize;
+        let last = addr.as_ref().len() - 1;
         for i in 0..n {
-            let p = &self.patterns[(start + i) % n];
+            let p = own().nth((start + i) % n).expect("within the count");
             let wild = p.iter().any(Option::is_none);
             for shift in 0..if wild { 256u16 } else { 1 } {
-                let mut out = [0u8; 4];
-                for (k, o) in out.iter_mut().enumerate() {
+                let mut out = A::default();
+                for (k, o) in out.as_mut().iter_mut().enumerate() {
                     *o = p[k].unwrap_or_else(|| {
-                        let v = addr[k].wrapping_add(shift as u8);
-                        // Keep network/broadcast-looking host octets out.
-                        match (k, v) {
-                            (3, 0) => 1,
-                            (3, 255) => 254,
+                        let v = addr.as_ref()[k].wrapping_add(shift as u8);
+                        // Keep network/broadcast-looking host bytes out.
+                        match (k == last, v) {
+                            (true, 0) => 1,
+                            (true, 255) => 254,
                             _ => v,
                         }
                     });
@@ -190,13 +254,63 @@ mod tests {
         assert_eq!(
             pool.patterns,
             vec![
-                [Some(198), Some(19), Some(7), None],
-                [Some(198), Some(19), Some(9), Some(10)]
+                vec![Some(198), Some(19), Some(7), None],
+                vec![Some(198), Some(19), Some(9), Some(10)]
             ]
         );
         for bad in ["", "1.2.3", "1.2.3.256", "1.2.y.4", "1.2.3.4,"] {
             let e = bad.parse::<ClientPool>().unwrap_err().to_string();
             assert!(e.contains("expected IPv4 addresses"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ipv6_pools_parse_with_x_groups_and_compressed_zeros() {
+        let pool: ClientPool = "2001:db8:7::x, 198.19.9.10, 2001:db8::1:2:3:4:5"
+            .parse()
+            .unwrap();
+        assert!(pool.has_family::<[u8; 16]>() && pool.has_family::<[u8; 4]>());
+        let mut want = vec![Some(0); 16];
+        want[..6].copy_from_slice(&[
+            Some(0x20),
+            Some(0x01),
+            Some(0x0d),
+            Some(0xb8),
+            Some(0),
+            Some(7),
+        ]);
+        want[14] = None;
+        want[15] = None;
+        assert_eq!(pool.patterns[0], want);
+        assert_eq!(
+            pool.patterns[2][8..],
+            [
+                Some(0),
+                Some(2),
+                Some(0),
+                Some(3),
+                Some(0),
+                Some(4),
+                Some(0),
+                Some(5)
+            ]
+        );
+        let v6_only: ClientPool = "x:x:x:x:x:x:x:1".parse().unwrap();
+        assert!(!v6_only.has_family::<[u8; 4]>());
+        assert_eq!(v6_only.map([10, 0, 0, 9], 1, |_| false), None);
+        let client = [0xfd, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+        let mut mapped = client;
+        mapped[14..].copy_from_slice(&[0, 1]);
+        assert_eq!(v6_only.map(client, 1, |_| false), Some(mapped));
+        for bad in [
+            "2001:db8::x::1",
+            "2001:db8:1:2:3:4:5:6:7",
+            "2001:db8:1",
+            "2001:db8::fffff",
+            "2001:db8::g",
+        ] {
+            let e = bad.parse::<ClientPool>().unwrap_err().to_string();
+            assert!(e.contains("IPv6 addresses"), "{bad}: {e}");
         }
     }
 

@@ -144,8 +144,14 @@ counters! {
     pub struct EngineStats {
         /// Client packets handed to the engine.
         captured,
-        /// ... that were not IPv4/TCP or had impossible lengths.
+        /// ... that were not TCP over the engine's IP family or had
+        /// impossible lengths.
         malformed,
+        /// ... IP fragments (not reassembled: dropped).
+        fragments,
+        /// ... IPv6 packets replayed without their extension headers
+        /// (hop-by-hop, routing at its end, destination options).
+        extensions_stripped,
         /// ... whose destination matched no rule.
         unmatched,
         /// ... with a checksum that was neither right nor left for the

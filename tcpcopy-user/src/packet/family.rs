@@ -61,6 +61,23 @@ pub trait Address:
     fn pseudo_header(src: Self, dst: Self, tcp_len: u32) -> u32;
     /// Reads an address from `b` (at least its length).
     fn read(b: &[u8]) -> Self;
+
+    /// `addr:port` and a 16-bit tag packed into one exact, cheaply hashed
+    /// key (session tables).
+    type Packed: Copy + Eq + Hash + Debug + core::fmt::LowerHex;
+    fn pack(self, port: u16, tag: u16) -> Self::Packed;
+    /// A 64-bit digest of the address for hashing (sharding, sampling,
+    /// port choice); an IPv4 address is its own digest.
+    fn digest(self) -> u64;
+    /// Writes `addr:port` as users write it (`[addr]:port` for IPv6).
+    fn fmt_endpoint(self, port: u16, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result;
+    /// This family's address of `ip`, if it is of this family.
+    fn from_ip(ip: std::net::IpAddr) -> Option<Self>;
+    fn to_ip(self) -> std::net::IpAddr;
+    /// The IP version of a packet that starts with `b`.
+    fn is_version(b: &[u8]) -> bool {
+        b.first().is_some_and(|v| v >> 4 == Self::VERSION)
+    }
 }
 
 impl Address for [u8; 4] {
@@ -122,6 +139,27 @@ impl Address for [u8; 4] {
     fn read(b: &[u8]) -> Self {
         b[..4].try_into().expect("4 bytes")
     }
+
+    type Packed = u64;
+    fn pack(self, port: u16, tag: u16) -> u64 {
+        (u64::from(u32::from_be_bytes(self)) << 16) | u64::from(port) | (u64::from(tag) << 48)
+    }
+    fn digest(self) -> u64 {
+        u64::from(u32::from_be_bytes(self))
+    }
+    fn fmt_endpoint(self, port: u16, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d] = self;
+        write!(f, "{a}.{b}.{c}.{d}:{port}")
+    }
+    fn from_ip(ip: std::net::IpAddr) -> Option<Self> {
+        match ip {
+            std::net::IpAddr::V4(a) => Some(a.octets()),
+            std::net::IpAddr::V6(_) => None,
+        }
+    }
+    fn to_ip(self) -> std::net::IpAddr {
+        self.into()
+    }
 }
 
 impl Address for [u8; 16] {
@@ -177,6 +215,42 @@ impl Address for [u8; 16] {
 
     fn read(b: &[u8]) -> Self {
         b[..16].try_into().expect("16 bytes")
+    }
+
+    type Packed = PackedV6;
+    fn pack(self, port: u16, tag: u16) -> PackedV6 {
+        PackedV6(
+            u128::from_be_bytes(self),
+            u32::from(port) | (u32::from(tag) << 16),
+        )
+    }
+    fn digest(self) -> u64 {
+        let v = u128::from_be_bytes(self);
+        // The interface identifier (low half) varies most; the prefix is
+        // folded in rotated so equal halves do not cancel.
+        (v as u64) ^ ((v >> 64) as u64).rotate_left(29)
+    }
+    fn fmt_endpoint(self, port: u16, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "[{}]:{port}", std::net::Ipv6Addr::from(self))
+    }
+    fn from_ip(ip: std::net::IpAddr) -> Option<Self> {
+        match ip {
+            std::net::IpAddr::V6(a) => Some(a.octets()),
+            std::net::IpAddr::V4(_) => None,
+        }
+    }
+    fn to_ip(self) -> std::net::IpAddr {
+        self.into()
+    }
+}
+
+/// A packed IPv6 endpoint: the address and (tag << 16 | port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PackedV6(pub u128, pub u32);
+
+impl core::fmt::LowerHex for PackedV6 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:x}/{:x}", self.0, self.1)
     }
 }
 

@@ -5,15 +5,15 @@
 use super::{Ctx, MAX_SEGMENTS, Session, State, Step};
 use crate::{
     engine::close::CloseReason,
-    packet::{Ipv4TcpPacket, SeqNumber, TcpOptions},
+    packet::{Address, SeqNumber, TcpOptions, TcpPacket},
 };
 
-impl Session {
+impl<A: Address> Session<A> {
     /// A captured client segment of this session (not its first SYN).
     pub fn on_client(
         &mut self,
-        cx: &mut Ctx<'_>,
-        pkt: &Ipv4TcpPacket<&[u8]>,
+        cx: &mut Ctx<'_, A>,
+        pkt: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
     ) -> Step {
         self.last_client = cx.now;

@@ -5,12 +5,12 @@
 use super::{Ctx, Session, State, Step};
 use crate::{
     engine::{Endpoint, close::CloseReason, outbox::EventKind, time::Instant},
-    packet::TcpFlags,
+    packet::{Address, TcpFlags},
 };
 
-impl Session {
+impl<A: Address> Session<A> {
     /// Ends the session when both sides have closed.
-    pub(super) fn check_closed(&mut self, cx: &mut Ctx<'_>) -> Step {
+    pub(super) fn check_closed(&mut self, cx: &mut Ctx<'_, A>) -> Step {
         let fin_acked = self.fin_sent && self.snd_una == self.snd_nxt;
         if fin_acked && self.target_fin {
             return Step::End(CloseReason::Completed);
@@ -24,7 +24,7 @@ impl Session {
     /// Resets the target's side of the connection: at the sequence number
     /// it acknowledged, and at ours when data is in flight (one of them is
     /// the exact number it accepts a reset at).
-    fn send_resets(&mut self, cx: &mut Ctx<'_>) {
+    fn send_resets(&mut self, cx: &mut Ctx<'_, A>) {
         let at = if self.state == State::SynSent {
             self.isn + 1
         } else {
@@ -38,7 +38,7 @@ impl Session {
 
     /// Ends the session: resets the target's side (unless the target ended
     /// it), frees the buffer, and lingers.
-    pub fn end(&mut self, cx: &mut Ctx<'_>, reason: CloseReason) {
+    pub fn end(&mut self, cx: &mut Ctx<'_, A>, reason: CloseReason) {
         if self.state == State::Lingering {
             return;
         }
@@ -62,7 +62,12 @@ impl Session {
     /// Replays the rest on a new connection from client address `client`:
     /// resets the old one, fakes a SYN before the first unacknowledged
     /// byte. Returns `End` when the target closed early too often.
-    pub fn reconnect(&mut self, cx: &mut Ctx<'_>, client: Endpoint, target_reset: bool) -> Step {
+    pub fn reconnect(
+        &mut self,
+        cx: &mut Ctx<'_, A>,
+        client: Endpoint<A>,
+        target_reset: bool,
+    ) -> Step {
         if self.reconnects >= cx.config.max_reconnects {
             return Step::End(CloseReason::ReconnectLimit);
         }

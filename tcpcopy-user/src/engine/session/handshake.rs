@@ -6,17 +6,17 @@ use super::{Ctx, OUR_WINDOW, Session, State, Step};
 use crate::{
     engine::{outbox::EventKind, reply::Reply, segments::Segment, time::Instant},
     packet::{
-        Ipv4TcpPacket, SeqNumber, TcpFlags, TcpOptions, options::write_syn_options,
+        Address, SeqNumber, TcpFlags, TcpOptions, TcpPacket, options::write_syn_options,
         tcp::SegmentRepr,
     },
 };
 
-impl Session {
+impl<A: Address> Session<A> {
     /// Starts from a captured SYN: it goes out (re-addressed) at once.
     pub fn start_with_syn(
         &mut self,
-        cx: &mut Ctx<'_>,
-        syn: &Ipv4TcpPacket<&[u8]>,
+        cx: &mut Ctx<'_, A>,
+        syn: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
     ) {
         self.syn_captured = true;
@@ -53,8 +53,8 @@ impl Session {
     /// them), then buffers the segment.
     pub fn start_faked(
         &mut self,
-        cx: &mut Ctx<'_>,
-        first: &Ipv4TcpPacket<&[u8]>,
+        cx: &mut Ctx<'_, A>,
+        first: &TcpPacket<&[u8], A>,
         opts: &TcpOptions,
     ) -> Step {
         cx.stats.sessions_faked += 1;
@@ -69,7 +69,7 @@ impl Session {
     }
 
     /// Puts a SYN of our own at the front (seq `isn`) and sends it.
-    pub(super) fn fake_syn(&mut self, cx: &mut Ctx<'_>, isn: SeqNumber, tsval: Option<u32>) {
+    pub(super) fn fake_syn(&mut self, cx: &mut Ctx<'_, A>, isn: SeqNumber, tsval: Option<u32>) {
         self.isn = isn;
         self.tsval_sent = tsval.unwrap_or(0);
         self.snd_una = isn;
@@ -77,7 +77,13 @@ impl Session {
         self.syn_ws = false;
         self.syn_ts = tsval.is_some();
         let mut opts = [0u8; 20];
-        let n = write_syn_options(&mut opts, cx.config.fake_mss, tsval.map(|v| (v, 0)), None);
+        // `-D` is an IPv4 MSS: the IPv6 header takes 20 bytes more of
+        // the same MTU.
+        let mss = cx
+            .config
+            .fake_mss
+            .saturating_sub((A::HEADER_LEN - <[u8; 4]>::HEADER_LEN) as u16);
+        let n = write_syn_options(&mut opts, mss, tsval.map(|v| (v, 0)), None);
         let repr = SegmentRepr {
             src: self.origin.addr,
             dst: self.target.addr,
@@ -110,7 +116,7 @@ impl Session {
         self.send_syn(cx);
     }
 
-    fn send_syn(&mut self, cx: &mut Ctx<'_>) {
+    fn send_syn(&mut self, cx: &mut Ctx<'_, A>) {
         self.state = State::SynSent;
         self.started_at = cx.now;
         self.refused = false;
@@ -123,7 +129,7 @@ impl Session {
         self.rto_at = cx.now + cx.config.syn_rto;
     }
 
-    pub(super) fn on_reply_syn_sent(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
+    pub(super) fn on_reply_syn_sent(&mut self, cx: &mut Ctx<'_, A>, r: &Reply<A>) -> Step {
         if r.flags.rst() {
             if r.flags.ack() && r.ack != self.isn + 1 {
                 return Step::Continue; // not about our SYN

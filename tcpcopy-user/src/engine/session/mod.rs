@@ -48,7 +48,7 @@ use super::{
     stats::EngineStats,
     time::Instant,
 };
-use crate::packet::SeqNumber;
+use crate::packet::{Address, SeqNumber};
 
 /// The window we advertise: we consume everything at once.
 const OUR_WINDOW: u16 = 65535;
@@ -85,24 +85,24 @@ pub enum Step {
 }
 
 /// What a session borrows from its engine while it runs.
-pub struct Ctx<'a> {
+pub struct Ctx<'a, A: Address = [u8; 4]> {
     pub now: Instant,
     pub config: &'a Config,
-    pub out: &'a mut Outbox,
+    pub out: &'a mut Outbox<A>,
     pub stats: &'a mut EngineStats,
     pub pool: &'a mut SegmentPool,
     /// Buffered bytes of the whole engine.
     pub buffered: &'a mut usize,
 }
 
-pub struct Session {
+pub struct Session<A: Address = [u8; 4]> {
     /// The real client.
-    pub origin: Endpoint,
+    pub origin: Endpoint<A>,
     /// Which copy of the real client's session (`-n`).
     pub copy: u16,
     /// The client address the target sees.
-    pub client: Endpoint,
-    pub target: Endpoint,
+    pub client: Endpoint<A>,
+    pub target: Endpoint<A>,
     pub state: State,
     /// The earliest deadline the timer wheel holds an entry for.
     pub armed: Instant,
@@ -189,13 +189,13 @@ pub struct Session {
     segs: SegmentQueue,
 }
 
-impl Session {
+impl<A: Address> Session<A> {
     pub fn new(
         now: Instant,
-        origin: Endpoint,
+        origin: Endpoint<A>,
         copy: u16,
-        client: Endpoint,
-        target: Endpoint,
+        client: Endpoint<A>,
+        target: Endpoint<A>,
     ) -> Self {
         Self {
             origin,
@@ -311,7 +311,7 @@ impl Session {
         self.isn
     }
 
-    fn emit_event(&self, cx: &mut Ctx<'_>, kind: EventKind) {
+    fn emit_event(&self, cx: &mut Ctx<'_, A>, kind: EventKind) {
         cx.out.events.push(SessionEvent {
             client: self.client,
             kind,

@@ -5,12 +5,12 @@
 use super::{CLOSE_QUIET, Ctx, LAN_RTT_US, Session, State, Step};
 use crate::{
     engine::{close::CloseReason, time::Instant},
-    packet::SeqNumber,
+    packet::{Address, SeqNumber},
 };
 
-impl Session {
+impl<A: Address> Session<A> {
     /// Sends what pacing and the target's window allow.
-    pub(super) fn pump(&mut self, cx: &mut Ctx<'_>) -> Step {
+    pub(super) fn pump(&mut self, cx: &mut Ctx<'_, A>) -> Step {
         if self.state != State::Established {
             return Step::Continue;
         }
@@ -94,7 +94,7 @@ impl Session {
         Step::Continue
     }
 
-    fn start_request(&mut self, cx: &mut Ctx<'_>, ack: SeqNumber) {
+    fn start_request(&mut self, cx: &mut Ctx<'_, A>, ack: SeqNumber) {
         // The previous request was answered (or given up on): its bytes
         // are not needed any more.
         *cx.buffered -= self.segs.release_kept(cx.pool);
@@ -110,7 +110,7 @@ impl Session {
     /// Whether the response to the current request is complete, so the
     /// segment with client acknowledgment `next_ack` may go. Otherwise sets
     /// the wait deadline.
-    fn release_ok(&mut self, cx: &mut Ctx<'_>, next_ack: SeqNumber) -> bool {
+    fn release_ok(&mut self, cx: &mut Ctx<'_, A>, next_ack: SeqNumber) -> bool {
         if cx.config.dont_wait {
             return true;
         }
@@ -145,7 +145,7 @@ impl Session {
     /// client's acknowledgment then), or the target has been quiet long
     /// enough that nothing more is coming (it may answer less than
     /// production: it is a different build). Otherwise sets the wait.
-    fn close_ok(&mut self, cx: &mut Ctx<'_>, close_ack: SeqNumber) -> bool {
+    fn close_ok(&mut self, cx: &mut Ctx<'_, A>, close_ack: SeqNumber) -> bool {
         if cx.config.dont_wait || !self.sent_data {
             return true;
         }
@@ -186,7 +186,7 @@ impl Session {
     }
 
     /// How long reply data must pause before a response counts as complete.
-    fn quiet(&self, cx: &Ctx<'_>) -> std::time::Duration {
+    fn quiet(&self, cx: &Ctx<'_, A>) -> std::time::Duration {
         let rtt = if self.rtt_known {
             std::time::Duration::from_micros(u64::from(self.client_rtt_us))
         } else {

@@ -5,16 +5,16 @@
 use super::{Ctx, Session, State, Step};
 use crate::{
     engine::{close::CloseReason, reply::Reply, time::Instant},
-    packet::{SeqNumber, TcpFlags},
+    packet::{Address, SeqNumber, TcpFlags},
 };
 
 /// Bytes of an acknowledged, unanswered request kept for a replay (larger
 /// requests are replayed from what is still unacknowledged).
 const KEEP_UNANSWERED: usize = 256 << 10;
 
-impl Session {
+impl<A: Address> Session<A> {
     /// A reply from the target to this session.
-    pub fn on_reply(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
+    pub fn on_reply(&mut self, cx: &mut Ctx<'_, A>, r: &Reply<A>) -> Step {
         self.last_target = cx.now;
         match self.state {
             State::Lingering => Step::Continue,
@@ -23,7 +23,7 @@ impl Session {
         }
     }
 
-    fn on_reply_established(&mut self, cx: &mut Ctx<'_>, r: &Reply) -> Step {
+    fn on_reply_established(&mut self, cx: &mut Ctx<'_, A>, r: &Reply<A>) -> Step {
         if r.flags.rst() {
             self.replay_lost_request(cx);
             if self.segs.has_payload() {
@@ -99,7 +99,7 @@ impl Session {
     /// it (a crash, a restart). The kept segments go back in front, so the
     /// reconnection that follows replays the request. (A close without an
     /// answer is not replayed: it may be what the server does.)
-    fn replay_lost_request(&mut self, cx: &mut Ctx<'_>) {
+    fn replay_lost_request(&mut self, cx: &mut Ctx<'_, A>) {
         if self.response_seen || !self.segs.has_kept() {
             return;
         }
@@ -110,7 +110,7 @@ impl Session {
     }
 
     /// The acknowledgment and window of a reply.
-    fn on_ack(&mut self, cx: &mut Ctx<'_>, r: &Reply) {
+    fn on_ack(&mut self, cx: &mut Ctx<'_, A>, r: &Reply<A>) {
         let window = u32::from(r.window) << self.target_wscale;
         if r.ack > self.snd_una && r.ack <= self.snd_nxt {
             self.snd_una = r.ack;
@@ -154,13 +154,13 @@ impl Session {
         self.ack_forced |= forced;
     }
 
-    pub(super) fn send_ack(&mut self, cx: &mut Ctx<'_>) {
+    pub(super) fn send_ack(&mut self, cx: &mut Ctx<'_, A>) {
         self.send_control(cx, TcpFlags::ACK, self.snd_nxt);
         cx.stats.acks_sent += 1;
     }
 
     /// Sends the acknowledgment queued by replies (the engine's flush).
-    pub fn flush_ack(&mut self, cx: &mut Ctx<'_>) {
+    pub fn flush_ack(&mut self, cx: &mut Ctx<'_, A>) {
         if self.ack_queued {
             self.ack_queued = false;
             let needed = self.ack_forced || self.ack_sent != self.rcv_nxt;

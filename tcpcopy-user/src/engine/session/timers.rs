@@ -3,9 +3,12 @@
 //! zero-window probes, capture holes, the end of lingering).
 
 use super::{Ctx, Session, State, Step};
-use crate::engine::{close::CloseReason, config::Config, time::Instant};
+use crate::{
+    engine::{close::CloseReason, config::Config, time::Instant},
+    packet::Address,
+};
 
-impl Session {
+impl<A: Address> Session<A> {
     /// The next time this session needs [`Session::on_timer`].
     pub fn deadline(&self, config: &Config) -> Instant {
         match self.state {
@@ -32,7 +35,7 @@ impl Session {
     }
 
     /// Handles whatever is due at `cx.now`.
-    pub fn on_timer(&mut self, cx: &mut Ctx<'_>) -> Step {
+    pub fn on_timer(&mut self, cx: &mut Ctx<'_, A>) -> Step {
         let now = cx.now;
         match self.state {
             State::Lingering => {
@@ -62,7 +65,7 @@ impl Session {
         }
     }
 
-    fn on_timer_established(&mut self, cx: &mut Ctx<'_>) -> Step {
+    fn on_timer_established(&mut self, cx: &mut Ctx<'_, A>) -> Step {
         let now = cx.now;
         let config = cx.config;
         if self.segs.is_empty() {

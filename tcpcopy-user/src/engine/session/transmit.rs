@@ -5,18 +5,18 @@
 
 use super::{Ctx, OUR_WINDOW, Session};
 use crate::packet::{
-    Ipv4TcpPacket, SeqNumber, TcpFlags,
+    Address, SeqNumber, TcpFlags, TcpPacket,
     options::write_timestamp_option,
     tcp::{Rewrite, SegmentRepr},
 };
 
-impl Session {
-    pub(super) fn rto(&self, cx: &Ctx<'_>) -> std::time::Duration {
+impl<A: Address> Session<A> {
+    pub(super) fn rto(&self, cx: &Ctx<'_, A>) -> std::time::Duration {
         (cx.config.rto * (1u32 << self.backoff.min(16))).min(cx.config.rto_max)
     }
 
     /// Sends the next unsent segment for the first time.
-    pub(super) fn send_next(&mut self, cx: &mut Ctx<'_>) {
+    pub(super) fn send_next(&mut self, cx: &mut Ctx<'_, A>) {
         let idx = self.segs.sent_count();
         let (end, fin) = {
             let seg = self.segs.next_unsent().expect("caller checked");
@@ -33,7 +33,7 @@ impl Session {
     }
 
     /// Sends (again) the first unacknowledged segment.
-    pub(super) fn emit_front(&mut self, cx: &mut Ctx<'_>) {
+    pub(super) fn emit_front(&mut self, cx: &mut Ctx<'_, A>) {
         if !self.segs.is_empty() {
             self.emit_segment(cx, 0);
         }
@@ -41,7 +41,7 @@ impl Session {
 
     /// Writes buffered segment `idx` to the outbox, re-addressed and with
     /// our acknowledgment, window and timestamps.
-    fn emit_segment(&mut self, cx: &mut Ctx<'_>, idx: usize) {
+    fn emit_segment(&mut self, cx: &mut Ctx<'_, A>, idx: usize) {
         let seg = self.segs.get(idx).expect("index within the queue");
         let ts = (self.ts_ok && seg.ts_offset != 0).then(|| {
             let tsval = if SeqNumber(seg.tsval) > SeqNumber(self.tsval_sent) {
@@ -53,7 +53,7 @@ impl Session {
         });
         let syn = seg.flags.syn();
         let frame = cx.out.push_frame_copy(&seg.buf);
-        let mut p = Ipv4TcpPacket::new_checked(frame).expect("buffered packets are valid");
+        let mut p = TcpPacket::<_, A>::new_checked(frame).expect("buffered packets are valid");
         p.rewrite(&Rewrite {
             src: self.client.addr,
             dst: self.target.addr,
@@ -83,7 +83,7 @@ impl Session {
     }
 
     /// Sends a pure ACK (`flags` ACK) or a reset (`RST|ACK`) built here.
-    pub(super) fn send_control(&mut self, cx: &mut Ctx<'_>, flags: TcpFlags, seq: SeqNumber) {
+    pub(super) fn send_control(&mut self, cx: &mut Ctx<'_, A>, flags: TcpFlags, seq: SeqNumber) {
         let mut opts = [0u8; 12];
         let n = if self.ts_ok {
             let tsval = self.next_tsval();

@@ -9,7 +9,7 @@ fn test_syn_is_announced_then_forwarded_to_target() {
     h.client(syn(1000).with_ts(77, 0).with_wscale(7));
     let s = h.one();
     assert_eq!(
-        h.announced,
+        h.announced_messages(),
         vec![ClientMsg::add(
             CLIENT.addr,
             CLIENT.port,

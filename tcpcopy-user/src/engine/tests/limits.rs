@@ -69,7 +69,7 @@ fn test_memory_cap_refuses_sessions_and_never_grows_past_it() {
         h.client_from(from, syn(1));
         h.client_from(from, data(2, 9, &[b'y'; 600]));
         let used =
-            h.engine.buffered_bytes() + h.engine.session_count() * super::super::SESSION_COST;
+            h.engine.buffered_bytes() + h.engine.session_count() * Engine::<[u8; 4]>::SESSION_COST;
         assert!(used <= cap, "memory {used} over cap {cap}");
         h.sent();
     }

@@ -6,6 +6,7 @@
 mod close;
 mod handshake;
 mod intake_tests;
+mod ipv6;
 mod limits;
 mod pacing;
 mod reliability;
@@ -15,9 +16,12 @@ use std::time::Duration;
 
 use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
 
-use super::{Config, Endpoint, Engine, EventKind, Instant, SessionEvent, TransferRule};
+use super::{
+    Announcement, Config, Endpoint, Engine, EventKind, Instant, SessionEvent, TransferRule,
+    reply::Reply,
+};
 use crate::packet::{
-    Ipv4TcpPacket, SeqNumber, TcpFlags,
+    Address, SeqNumber, TcpFlags, TcpPacket,
     options::{kind, write_syn_options},
     tcp::SegmentRepr,
 };
@@ -25,6 +29,46 @@ use crate::packet::{
 pub const CLIENT: Endpoint = Endpoint::new([198, 18, 1, 2], 40000);
 pub const ONLINE: Endpoint = Endpoint::new([198, 18, 1, 1], 80);
 pub const TARGET: Endpoint = Endpoint::new([198, 18, 2, 2], 8080);
+
+/// The same three hosts over IPv6 (documentation prefix).
+const fn v6(last: u8) -> [u8; 16] {
+    [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last,
+    ]
+}
+pub const CLIENT6: Endpoint<[u8; 16]> = Endpoint::new(v6(2), 40000);
+pub const ONLINE6: Endpoint<[u8; 16]> = Endpoint::new(v6(1), 80);
+pub const TARGET6: Endpoint<[u8; 16]> = Endpoint::new(v6(0x22), 8080);
+
+/// How a test harness of one family hands the engine a target's reply:
+/// IPv4 as intercept's header record, IPv6 as the parsed packet.
+pub trait Family: Address {
+    const CLIENT: Endpoint<Self>;
+    const ONLINE: Endpoint<Self>;
+    const TARGET: Endpoint<Self>;
+    fn feed_reply(engine: &mut Engine<Self>, now: Instant, packet: &[u8]);
+}
+
+impl Family for [u8; 4] {
+    const CLIENT: Endpoint = CLIENT;
+    const ONLINE: Endpoint = ONLINE;
+    const TARGET: Endpoint = TARGET;
+    fn feed_reply(engine: &mut Engine, now: Instant, pkt: &[u8]) {
+        let ihl = usize::from(pkt[0] & 0x0f) * 4;
+        let rec = HeaderRecord::from_headers(&pkt[..ihl], &pkt[ihl..]);
+        engine.on_reply(now, &rec);
+    }
+}
+
+impl Family for [u8; 16] {
+    const CLIENT: Endpoint<Self> = CLIENT6;
+    const ONLINE: Endpoint<Self> = ONLINE6;
+    const TARGET: Endpoint<Self> = TARGET6;
+    fn feed_reply(engine: &mut Engine<Self>, now: Instant, pkt: &[u8]) {
+        let p = TcpPacket::<_, Self>::new_checked(pkt).expect("a valid reply");
+        engine.on_parsed_reply(now, &Reply::from_packet(&p), None);
+    }
+}
 
 /// A TCP segment to feed in (client -> online, or target -> client).
 #[derive(Clone, Debug, Default)]
@@ -113,8 +157,8 @@ impl Seg {
         self
     }
 
-    /// The IPv4 packet `src -> dst` carrying this segment.
-    pub fn packet(&self, src: Endpoint, dst: Endpoint) -> Vec<u8> {
+    /// The IP packet `src -> dst` carrying this segment.
+    pub fn packet<A: Address>(&self, src: Endpoint<A>, dst: Endpoint<A>) -> Vec<u8> {
         let mut opts = [0u8; 40];
         let n = if self.flags.syn() {
             write_syn_options(&mut opts, self.mss.unwrap_or(1460), self.ts, self.wscale)
@@ -148,9 +192,9 @@ impl Seg {
 
 /// A frame the engine emitted, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sent {
-    pub src: Endpoint,
-    pub dst: Endpoint,
+pub struct Sent<A: Address = [u8; 4]> {
+    pub src: Endpoint<A>,
+    pub dst: Endpoint<A>,
     pub flags: TcpFlags,
     pub seq: u32,
     pub ack: u32,
@@ -160,9 +204,9 @@ pub struct Sent {
     pub mss: Option<u16>,
 }
 
-impl Sent {
+impl<A: Address> Sent<A> {
     fn parse(frame: &[u8]) -> Self {
-        let p = Ipv4TcpPacket::new_checked(frame).expect("engine frames are valid IPv4/TCP");
+        let p = TcpPacket::<_, A>::new_checked(frame).expect("engine frames are valid IP/TCP");
         assert!(p.checksums_ok(), "bad checksum in emitted frame {p:?}");
         let o = p.options();
         Self {
@@ -182,22 +226,27 @@ impl Sent {
     }
 }
 
-pub struct Harness {
-    pub engine: Engine,
+pub struct Harness<A: Family = [u8; 4]> {
+    pub engine: Engine<A>,
     pub now: Instant,
-    pub announced: Vec<ClientMsg>,
-    pub events: Vec<SessionEvent>,
+    pub announced: Vec<Announcement<A>>,
+    pub events: Vec<SessionEvent<A>>,
 }
 
-pub fn config() -> Config {
+/// One rule, `A::ONLINE` -> `A::TARGET`.
+pub fn config_of<A: Family>() -> Config {
     Config {
         rules: vec![TransferRule {
-            online_addr: Some(ONLINE.addr),
-            online_port: ONLINE.port,
-            target: TARGET,
+            online_addr: Some(A::ONLINE.to_socket().ip()),
+            online_port: A::ONLINE.port,
+            target: A::TARGET.to_socket(),
         }],
         ..Config::default()
     }
+}
+
+pub fn config() -> Config {
+    config_of::<[u8; 4]>()
 }
 
 pub fn harness() -> Harness {
@@ -205,7 +254,16 @@ pub fn harness() -> Harness {
 }
 
 pub fn harness_with(f: impl FnOnce(&mut Config)) -> Harness {
-    let mut c = config();
+    family_harness_with(f)
+}
+
+/// The IPv6 harness: `CLIENT6` -> `ONLINE6`, replayed to `TARGET6`.
+pub fn harness6() -> Harness<[u8; 16]> {
+    family_harness_with(|_| {})
+}
+
+pub fn family_harness_with<A: Family>(f: impl FnOnce(&mut Config)) -> Harness<A> {
+    let mut c = config_of::<A>();
     f(&mut c);
     Harness {
         engine: Engine::new(c, 0, 1),
@@ -216,30 +274,35 @@ pub fn harness_with(f: impl FnOnce(&mut Config)) -> Harness {
 }
 
 impl Harness {
-    /// A client segment from `CLIENT` to `ONLINE`, captured now.
-    pub fn client(&mut self, seg: Seg) {
-        self.client_from(CLIENT, seg);
+    /// The CLIENT_ADD messages announced so far.
+    pub fn announced_messages(&self) -> Vec<ClientMsg> {
+        self.announced.iter().map(Announcement::message).collect()
     }
-    pub fn client_from(&mut self, from: Endpoint, seg: Seg) {
-        let pkt = seg.packet(from, ONLINE);
+}
+
+impl<A: Family> Harness<A> {
+    /// A client segment from `A::CLIENT` to `A::ONLINE`, captured now.
+    pub fn client(&mut self, seg: Seg) {
+        self.client_from(A::CLIENT, seg);
+    }
+    pub fn client_from(&mut self, from: Endpoint<A>, seg: Seg) {
+        let pkt = seg.packet(from, A::ONLINE);
         self.engine.on_client_packet(self.now, &pkt);
     }
-    /// A reply from `TARGET` to `to` (the replayed client), then a flush.
-    pub fn reply_to(&mut self, to: Endpoint, seg: Seg) {
+    /// A reply from `A::TARGET` to `to` (the replayed client), then a flush.
+    pub fn reply_to(&mut self, to: Endpoint<A>, seg: Seg) {
         self.replies_to(to, &[seg]);
     }
     /// Several replies in one batch, then one flush.
-    pub fn replies_to(&mut self, to: Endpoint, segs: &[Seg]) {
+    pub fn replies_to(&mut self, to: Endpoint<A>, segs: &[Seg]) {
         for seg in segs {
-            let pkt = seg.packet(TARGET, to);
-            let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            let rec = HeaderRecord::from_headers(&pkt[..ihl], &pkt[ihl..]);
-            self.engine.on_reply(self.now, &rec);
+            let pkt = seg.packet(A::TARGET, to);
+            A::feed_reply(&mut self.engine, self.now, &pkt);
         }
         self.engine.flush(self.now);
     }
     pub fn reply(&mut self, seg: Seg) {
-        self.reply_to(CLIENT, seg);
+        self.reply_to(A::CLIENT, seg);
     }
     /// Lets `ms` milliseconds pass (timers fire).
     pub fn advance(&mut self, ms: u64) {
@@ -247,7 +310,7 @@ impl Harness {
         self.engine.on_timer(self.now);
     }
     /// Drains the outbox: the frames sent (announcements and events are kept).
-    pub fn sent(&mut self) -> Vec<Sent> {
+    pub fn sent(&mut self) -> Vec<Sent<A>> {
         self.engine.audit().expect("engine bookkeeping");
         let out = self.engine.outbox();
         let frames = out.frames().map(Sent::parse).collect();
@@ -257,7 +320,7 @@ impl Harness {
         frames
     }
     /// Drains and expects exactly one frame.
-    pub fn one(&mut self) -> Sent {
+    pub fn one(&mut self) -> Sent<A> {
         let mut s = self.sent();
         assert_eq!(s.len(), 1, "expected one frame, got {s:#?}");
         s.remove(0)

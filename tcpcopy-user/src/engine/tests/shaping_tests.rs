@@ -121,7 +121,7 @@ fn test_shards_own_the_client_addresses_they_give_out() {
     let mut total = 0;
     for (i, e) in engines.iter_mut().enumerate() {
         for f in e.outbox().frames() {
-            let p = Ipv4TcpPacket::new_checked(f).unwrap();
+            let p = crate::packet::Ipv4TcpPacket::new_checked(f).unwrap();
             assert_eq!(
                 usize::from(shard_of(p.src_addr(), p.src_port(), shards, seed)),
                 i
