@@ -545,7 +545,7 @@ fn open_sender(cli: &Cli, w: u16, tx_queues: u32) -> Result<Box<dyn FrameSender>
         .chain(baseline)
     {
         if sender
-            .resolve_next_hop(target, Duration::from_secs(2))
+            .resolve_next_hop(target.into(), Duration::from_secs(2))
             .is_none()
         {
             tracing::warn!(%target, output, "no next-hop MAC yet for the target: frames wait for it, counted as drops");

@@ -121,7 +121,7 @@ pub fn run(cli: &Cli, probe: &ProbeArgs) -> Report {
             .chain(baseline)
         {
             let what = format!("next hop of {target} via {output}");
-            match s.resolve_next_hop(target, NEXT_HOP_WAIT) {
+            match s.resolve_next_hop(target.into(), NEXT_HOP_WAIT) {
                 Some(mac) => r.pass(&what, format!("at {mac}")),
                 None => {
                     next_hop_ok = false;

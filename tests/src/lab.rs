@@ -19,7 +19,7 @@
 //! container): each is an extra case, never a replacement of the default.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4},
     path::Path,
     process::{Child, Command, Output, Stdio},
     sync::{
@@ -45,6 +45,16 @@ pub const TARGET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 pub const ASSISTANT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 3);
 /// The client address range whose replies the target routes to the assistant.
 pub const CLIENT_NET: &str = "198.18.1.0/24";
+
+/// [`LabSpec::ipv6`]: the same hosts' IPv6 addresses (documentation
+/// space), the client side in 2001:db8:1::/64, the LAN in 2001:db8:2::/64.
+pub const CLIENT6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+pub const ONLINE6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const ONLINE6_LAN_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+pub const TARGET6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+pub const ASSISTANT6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 3);
+/// The client range whose IPv6 replies the target routes to the assistant.
+pub const CLIENT6_NET: &str = "2001:db8:1::/64";
 
 /// The production server's address in [`LabSpec::container`]'s container.
 pub const CONTAINER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 2);
@@ -114,6 +124,10 @@ pub struct LabSpec {
     /// every real host has (here via the online host, which does not
     /// forward: a reply that got out ends there, seen on the LAN).
     pub no_assistant: bool,
+    /// IPv6 on every link as well ([`CLIENT6_IP`] and the rest, routed
+    /// like the IPv4 addresses). Without it the lab has IPv6 off, so a
+    /// test's counters see no router solicitations or address probes.
+    pub ipv6: bool,
 }
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
@@ -174,12 +188,23 @@ impl Lab {
         for host in self.hosts() {
             ip(&["netns", "add", &self.ns(host)]);
             self.run(host, &["ip", "link", "set", "lo", "up"]);
-            // No IPv6 chatter (router solicitations, DAD) in the counters.
-            self.run(host, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-            self.run(
-                host,
-                &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
-            );
+            if self.spec.ipv6 {
+                // Addresses usable at once (no duplicate address detection
+                // on links only the test uses), no router solicitations.
+                for conf in ["all", "default"] {
+                    for (key, v) in [("accept_dad", "0"), ("router_solicitations", "0")] {
+                        let set = format!("net.ipv6.conf.{conf}.{key}={v}");
+                        self.run(host, &["sysctl", "-qw", &set]);
+                    }
+                }
+            } else {
+                // No IPv6 chatter (router solicitations, DAD) in the counters.
+                self.run(host, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+                self.run(
+                    host,
+                    &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+                );
+            }
         }
         // client <-> online: a point-to-point link.
         self.veth(Client, "eth0", Online, "eth0");
@@ -213,6 +238,9 @@ impl Lab {
             self.ip_in(host, &["link", "set", iface, "up"]);
         }
         self.ip_in(Client, &["route", "add", "default", "via", "198.18.1.1"]);
+        if self.spec.ipv6 {
+            self.build_ipv6(&lan_hosts);
+        }
         if self.spec.no_assistant {
             self.ip_in(Target, &["route", "add", "default", "via", "198.18.2.1"]);
         } else {
@@ -223,6 +251,37 @@ impl Lab {
         }
         self.run(Online, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
         self.apply_spec();
+    }
+
+    /// [`LabSpec::ipv6`]: the IPv6 addresses and routes, as the IPv4 ones.
+    fn build_ipv6(&self, lan_hosts: &[Host]) {
+        use Host::*;
+        for (host, iface, addr) in [
+            (Client, "eth0", "2001:db8:1::2/64"),
+            (Online, "eth0", "2001:db8:1::1/64"),
+            (Online, "eth1", "2001:db8:2::1/64"),
+            (Target, "eth0", "2001:db8:2::2/64"),
+            (Assistant, "eth0", "2001:db8:2::3/64"),
+        ] {
+            if lan_hosts.contains(&host) {
+                self.ip_in(host, &["-6", "addr", "add", addr, "dev", iface, "nodad"]);
+            }
+        }
+        self.ip_in(
+            Client,
+            &["-6", "route", "add", "default", "via", "2001:db8:1::1"],
+        );
+        let via = if self.spec.no_assistant {
+            "2001:db8:2::1"
+        } else {
+            "2001:db8:2::3"
+        };
+        self.ip_in(Target, &["-6", "route", "add", CLIENT6_NET, "via", via]);
+        for host in [Online, Assistant] {
+            if lan_hosts.contains(&host) {
+                self.run(host, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
+            }
+        }
     }
 
     /// The variants of [`LabSpec`], on top of the default lab.

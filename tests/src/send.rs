@@ -5,7 +5,7 @@
 
 use tcpcopy_user::{
     engine::outbox::Outbox,
-    packet::{SeqNumber, TcpFlags, tcp::SegmentRepr},
+    packet::{Address, SeqNumber, TcpFlags, tcp::SegmentRepr},
     send::{FrameSender, SendError, SenderConfig},
 };
 
@@ -18,6 +18,11 @@ const MSS_1460: [u8; 4] = [2, 4, 0x05, 0xb4];
 
 /// A SYN from `client` to `target` with sequence number `isn`.
 pub fn syn(client: ([u8; 4], u16), target: ([u8; 4], u16), isn: u32) -> Vec<u8> {
+    segment(client, target, isn, TcpFlags::SYN, &MSS_1460, &[])
+}
+
+/// An IPv6 SYN from `client` to `target` with sequence number `isn`.
+pub fn syn6(client: ([u8; 16], u16), target: ([u8; 16], u16), isn: u32) -> Vec<u8> {
     segment(client, target, isn, TcpFlags::SYN, &MSS_1460, &[])
 }
 
@@ -36,9 +41,10 @@ pub fn sized(client: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ip_len: usiz
     )
 }
 
-fn segment(
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
+/// A packet of `src`'s family (IPv4 or IPv6) carrying one TCP segment.
+pub fn segment<A: Address>(
+    src: (A, u16),
+    dst: (A, u16),
     seq: u32,
     flags: TcpFlags,
     options: &[u8],

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use tcpcopy_tests::{
     flood::mac_of,
-    lab::{Host, Lab, TARGET_IP},
+    lab::{CLIENT6_NET, Host, Lab, LabSpec, TARGET_IP, TARGET6_IP},
     raw::{Direction, PacketTap},
-    send::{TARGET, open_in, outbox_of, sized, syn},
+    send::{TARGET, open_in, outbox_of, sized, syn, syn6},
     servers::start_nginx,
     wait::{DEADLINE, wait_until},
 };
 use tcpcopy_user::{
-    packet::{Ipv4TcpPacket, TcpFlags},
+    packet::{Ipv4TcpPacket, Ipv6TcpPacket, TcpFlags},
     send::{DropReason, FrameSender, MacAddr, ResolvePolicy, SendBackend, SendError, SenderConfig},
 };
 
@@ -35,7 +35,11 @@ struct Scene {
 
 impl Scene {
     fn new() -> Self {
-        let lab = Lab::new();
+        Self::with(LabSpec::default())
+    }
+
+    fn with(spec: LabSpec) -> Self {
+        let lab = Lab::with(spec);
         // Why not the default offloads: the target's answers are read by a
         // tap on its own NIC, which sees them before the NIC would finish
         // their checksums; with the offloads off the tap reads them as they
@@ -174,7 +178,7 @@ fn both_backends_deliver_frames_intact_and_the_target_answers_them() {
     for (b, backend) in BACKENDS.into_iter().enumerate() {
         let mut sender = scene.sender(&SenderConfig::new("eth1").backend(backend));
         sender
-            .resolve_next_hop(TARGET_IP, DEADLINE)
+            .resolve_next_hop(TARGET_IP.into(), DEADLINE)
             .expect("the target's MAC resolves");
         // Five SYNs from five clients the online host does not own, and a
         // data segment of MTU size to a closed port.
@@ -306,7 +310,7 @@ fn a_changed_neighbour_is_picked_up_on_refresh() {
     };
     let mut sender = scene.sender(&SenderConfig::new("eth1").resolve_policy(policy));
     assert_eq!(
-        sender.resolve_next_hop(TARGET_IP, DEADLINE),
+        sender.resolve_next_hop(TARGET_IP.into(), DEADLINE),
         Some(scene.target_mac)
     );
     // The target gets a new NIC (MAC); the online host learns it.
@@ -421,7 +425,7 @@ fn a_frame_over_the_mtu_is_dropped_and_counted() {
     for backend in BACKENDS {
         let mut sender = scene.sender(&SenderConfig::new("eth1").backend(backend));
         sender
-            .resolve_next_hop(TARGET_IP, DEADLINE)
+            .resolve_next_hop(TARGET_IP.into(), DEADLINE)
             .expect("resolves");
         let client = ([198, 18, 1, 33], 43003);
         let fits = sized(client, ([198, 18, 2, 2], 9), 1, 1500);
@@ -575,5 +579,92 @@ fn a_burst_at_full_speed_arrives_without_loss() {
             (sent..sent + 10).contains(&received),
             "{backend}: sent {sent}, the target received {received}"
         );
+    }
+}
+
+#[test]
+fn ipv6_frames_go_out_as_86dd_to_the_neighbour_ndp_found() {
+    let scene = Scene::with(LabSpec {
+        ipv6: true,
+        ..LabSpec::default()
+    });
+    // A client address of the range the target routes back (to the
+    // assistant): the target's reset to the SYN proves it took the frame.
+    let client_net: std::net::Ipv6Addr = CLIENT6_NET.split('/').next().unwrap().parse().unwrap();
+    for (b, backend) in BACKENDS.into_iter().enumerate() {
+        scene
+            .lab
+            .run(Host::Online, &["ip", "-6", "neigh", "flush", "dev", "eth1"]);
+        let mut sender = scene.sender(&SenderConfig::new("eth1").backend(backend));
+        let mut client = client_net.octets();
+        client[15] = 0x30 + b as u8;
+        let port = 43000 + b as u16;
+        // Port 9 is closed: the target's stack answers with a reset.
+        let packet = syn6((client, port), (TARGET6_IP.octets(), 9), 7000);
+        let mut sends = 0u64;
+        let mut tapped = Vec::new();
+        let from_online = |f: &[u8]| f.len() > 14 && f[6..12] == scene.online_mac.0;
+        wait_until("the IPv6 SYN arrives at the target", DEADLINE, || {
+            sends += 1;
+            sender.send(&mut outbox_of(&[&packet]));
+            tapped.extend(scene.target_tap.frames());
+            // Ours: TCP from the client address (the kernel's neighbour
+            // solicitations are IPv6 from online's MAC too).
+            let arrived: Vec<&Vec<u8>> = tapped
+                .iter()
+                .filter(|(d, f)| {
+                    *d == Direction::Incoming
+                        && from_online(f)
+                        && f[12..14] == [0x86, 0xdd]
+                        && Ipv6TcpPacket::new_checked(&f[14..])
+                            .is_ok_and(|p| p.src_addr() == client)
+                })
+                .map(|(_, f)| f)
+                .collect();
+            match arrived.first() {
+                Some(f) => {
+                    assert_eq!(MacAddr(f[0..6].try_into().unwrap()), scene.target_mac);
+                    assert_eq!(&f[14..], &packet[..], "the IPv6 packet, byte for byte");
+                    Ok(())
+                }
+                None => Err(format!("{sends} sends, stats {}", sender.stats())),
+            }
+        });
+        let stats = sender.stats();
+        assert!(stats.next_hop.solicited >= 1, "{backend}: {stats}");
+        assert_eq!(stats.next_hop.resolved, 1, "{backend}: {stats}");
+        let entry = scene.lab.run(
+            Host::Online,
+            &[
+                "ip",
+                "-6",
+                "neigh",
+                "show",
+                &TARGET6_IP.to_string(),
+                "dev",
+                "eth1",
+            ],
+        );
+        assert!(
+            entry.contains(&scene.target_mac.to_string()),
+            "{backend}: the kernel's IPv6 neighbour entry: {entry:?}"
+        );
+        wait_until("the target's reset to the IPv6 SYN", DEADLINE, || {
+            tapped.extend(scene.target_tap.frames());
+            let reset = tapped.iter().any(|(d, f)| {
+                *d == Direction::Outgoing
+                    && f.len() > 14
+                    && f[12..14] == [0x86, 0xdd]
+                    && Ipv6TcpPacket::new_checked(&f[14..]).is_ok_and(|p| {
+                        p.dst_addr() == client && p.dst_port() == port && p.flags().rst()
+                    })
+            });
+            if reset {
+                Ok(())
+            } else {
+                Err(format!("{} frames tapped", tapped.len()))
+            }
+        });
+        eprintln!("{backend}: IPv6 frame delivered after {sends} sends");
     }
 }

@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     fs::File,
     io::BufWriter,
-    net::Ipv4Addr,
+    net::IpAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -252,7 +252,7 @@ impl FrameSender for DryRun {
         self.stats
     }
 
-    fn resolve_next_hop(&mut self, _dst: Ipv4Addr, _wait: Duration) -> Option<MacAddr> {
+    fn resolve_next_hop(&mut self, _dst: IpAddr, _wait: Duration) -> Option<MacAddr> {
         None
     }
 

@@ -23,7 +23,7 @@
 
 use std::{
     io::Write,
-    net::Ipv4Addr,
+    net::IpAddr,
     num::NonZeroU32,
     time::{Duration, Instant},
 };
@@ -356,7 +356,7 @@ impl FrameSender for AfXdpSender {
         s
     }
 
-    fn resolve_next_hop(&mut self, dst: Ipv4Addr, wait: Duration) -> Option<MacAddr> {
+    fn resolve_next_hop(&mut self, dst: IpAddr, wait: Duration) -> Option<MacAddr> {
         self.framer.next_hops.resolve_now(dst, wait)
     }
 

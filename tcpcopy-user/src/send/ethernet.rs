@@ -1,7 +1,7 @@
 //! Ethernet II framing: MAC addresses and the 14-byte header the senders
 //! write into each frame's headroom.
 //!
-//! The engine emits IPv4 packets with [`HEADROOM`](crate::engine::outbox::HEADROOM)
+//! The engine emits IP packets with [`HEADROOM`](crate::engine::outbox::HEADROOM)
 //! spare bytes in front; [`write_header`] fills exactly those bytes, so a
 //! frame is complete without moving the packet.
 
@@ -11,6 +11,8 @@ use std::{fmt, str::FromStr};
 pub const HEADER_LEN: usize = 14;
 /// EtherType of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86DD;
 
 /// A 48-bit MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -90,10 +92,10 @@ impl FromStr for MacAddr {
 /// When `out` is shorter than [`HEADER_LEN`] (callers pass the outbox
 /// headroom, which is exactly that long).
 #[inline]
-pub fn write_header(out: &mut [u8], dst: MacAddr, src: MacAddr) {
+pub fn write_header(out: &mut [u8], dst: MacAddr, src: MacAddr, ethertype: u16) {
     out[0..6].copy_from_slice(&dst.0);
     out[6..12].copy_from_slice(&src.0);
-    out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    out[12..14].copy_from_slice(&ethertype.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -139,7 +141,7 @@ mod tests {
         let mut buf = [0xaa; 16];
         let dst = MacAddr([1, 2, 3, 4, 5, 6]);
         let src = MacAddr([0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f]);
-        write_header(&mut buf, dst, src);
+        write_header(&mut buf, dst, src, ETHERTYPE_IPV4);
         assert_eq!(
             buf,
             [

@@ -4,7 +4,10 @@
 //! After [`Framer::frame`] succeeds, `out.frame_with_headroom(i)` is the
 //! complete Ethernet frame to transmit.
 
-use std::{net::Ipv4Addr, time::Instant};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Instant,
+};
 
 use super::{
     DropReason, SendError, SenderConfig,
@@ -14,7 +17,7 @@ use super::{
 };
 use crate::{
     engine::outbox::{HEADROOM, Outbox},
-    packet::tcp::IPV4_HEADER_LEN,
+    packet::{Address, tcp::IPV4_HEADER_LEN},
 };
 
 // The sender writes exactly the headroom the engine leaves.
@@ -26,7 +29,7 @@ const MIN_MTU: usize = 68;
 pub struct Framer {
     pub iface: EgressInterface,
     pub next_hops: NextHops,
-    /// Longest IPv4 packet accepted: the MTU, or less where the backend's
+    /// Longest IP packet accepted: the MTU, or less where the backend's
     /// frames are smaller.
     max_packet: usize,
 }
@@ -45,10 +48,10 @@ impl Framer {
         let next_hops = match config.next_hop_mac {
             Some(mac) if !mac.is_unicast() => return Err(SendError::BadNextHopMac(mac)),
             Some(mac) => NextHops::Fixed(mac),
-            None => NextHops::Kernel(NextHopCache::new(
+            None => NextHops::Kernel(Box::new(NextHopCache::new(
                 KernelNeighbours::open(iface.ifindex).map_err(SendError::Netlink)?,
                 config.resolve,
-            )),
+            ))),
         };
         let max_packet = iface.mtu;
         Ok(Self {
@@ -62,7 +65,7 @@ impl Framer {
         self.iface.mac
     }
 
-    /// Longest IPv4 packet this sender transmits.
+    /// Longest IP packet this sender transmits.
     pub fn max_packet(&self) -> usize {
         self.max_packet
     }
@@ -88,18 +91,25 @@ impl Framer {
     pub fn frame(&mut self, out: &mut Outbox, i: usize, now: Instant) -> Result<usize, DropReason> {
         let frame = out.frame_with_headroom_mut(i);
         let packet = &frame[HEADROOM..];
-        if packet.len() < IPV4_HEADER_LEN || packet[0] >> 4 != 4 {
-            return Err(DropReason::Malformed);
-        }
+        let (dst, ethertype) = match packet.first().map(|v| v >> 4) {
+            Some(4) if packet.len() >= IPV4_HEADER_LEN => (
+                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::read(&packet[16..]))),
+                ethernet::ETHERTYPE_IPV4,
+            ),
+            Some(6) if packet.len() >= <[u8; 16]>::HEADER_LEN => (
+                IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::read(&packet[24..]))),
+                ethernet::ETHERTYPE_IPV6,
+            ),
+            _ => return Err(DropReason::Malformed),
+        };
         if packet.len() > self.max_packet {
             return Err(DropReason::TooBig);
         }
-        let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
         let mac = self
             .next_hops
             .mac_for(dst, now)
             .ok_or(DropReason::NoNextHop)?;
-        ethernet::write_header(&mut frame[..HEADROOM], mac, self.iface.mac);
+        ethernet::write_header(&mut frame[..HEADROOM], mac, self.iface.mac, ethertype);
         Ok(frame.len())
     }
 }
@@ -157,15 +167,31 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_ipv4_is_malformed() {
+    fn an_ipv6_packet_goes_out_as_ethertype_86dd() {
+        let mut f = framer(1500);
+        let mut out = Outbox::default();
+        let mut packet = vec![0u8; 60];
+        packet[0] = 0x60;
+        out.push_packet(&packet);
+        assert_eq!(f.frame(&mut out, 0, Instant::now()), Ok(74));
+        let frame = out.frame_with_headroom(0);
+        assert_eq!(&frame[0..6], &NEXT_HOP.0);
+        assert_eq!(&frame[12..14], &[0x86, 0xdd]);
+        assert_eq!(&frame[14..], &packet[..]);
+    }
+
+    #[test]
+    fn what_is_neither_ipv4_nor_ipv6_is_malformed() {
         let mut f = framer(1500);
         let mut out = Outbox::default();
         out.push_packet(&[0x45; 19]);
-        let mut v6 = ipv4(40);
-        v6[0] = 0x60;
-        out.push_packet(&v6);
+        out.push_packet(&[0x60; 39]);
+        let mut other = ipv4(40);
+        other[0] = 0x50;
+        out.push_packet(&other);
         let now = Instant::now();
-        assert_eq!(f.frame(&mut out, 0, now), Err(DropReason::Malformed));
-        assert_eq!(f.frame(&mut out, 1, now), Err(DropReason::Malformed));
+        for i in 0..3 {
+            assert_eq!(f.frame(&mut out, i, now), Err(DropReason::Malformed));
+        }
     }
 }

@@ -33,7 +33,7 @@ pub mod packet_socket;
 mod stats;
 mod sys;
 
-use std::{fmt, io, net::Ipv4Addr, str::FromStr, time::Duration};
+use std::{fmt, io, net::IpAddr, str::FromStr, time::Duration};
 
 pub use ethernet::{MacAddr, MacParseError};
 pub use interface::EgressInterface;
@@ -62,7 +62,7 @@ pub trait FrameSender: Send {
     /// Resolves the next hop of `dst` now, waiting up to `wait` (call at
     /// start for each target, so the first frames are not dropped while
     /// the kernel resolves). `None` when it could not be resolved in time.
-    fn resolve_next_hop(&mut self, dst: Ipv4Addr, wait: Duration) -> Option<MacAddr>;
+    fn resolve_next_hop(&mut self, dst: IpAddr, wait: Duration) -> Option<MacAddr>;
 
     /// Which backend this is, and how it ended up bound.
     fn describe(&self) -> String;

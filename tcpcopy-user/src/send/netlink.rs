@@ -17,7 +17,7 @@
 
 use std::{
     io,
-    net::Ipv4Addr,
+    net::IpAddr,
     os::fd::{AsRawFd, OwnedFd},
     time::Duration,
 };
@@ -57,7 +57,7 @@ const RECV_TIMEOUT: Duration = Duration::from_millis(200);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteAnswer {
     /// Sent on `oif`, to `gateway` or (`None`) to the destination itself.
-    Unicast { gateway: Option<Ipv4Addr>, oif: u32 },
+    Unicast { gateway: Option<IpAddr>, oif: u32 },
     /// The destination is an address of this host.
     Local,
     /// Any other route type (`linux/rtnetlink.h` `RTN_*`: blackhole,
@@ -156,12 +156,12 @@ impl RouteNetlink {
     }
 
     /// The kernel's route to `dst` for a packet leaving interface `oif`.
-    pub fn route_get(&mut self, dst: Ipv4Addr, oif: u32) -> io::Result<RouteAnswer> {
+    pub fn route_get(&mut self, dst: IpAddr, oif: u32) -> io::Result<RouteAnswer> {
         let mut body = [0u8; RTMSG_LEN];
-        body[0] = libc::AF_INET as u8; // rtm_family
-        body[1] = 32; // rtm_dst_len
+        body[0] = family(dst); // rtm_family
+        body[1] = if dst.is_ipv4() { 32 } else { 128 }; // rtm_dst_len
         let mut req = Request::new(RTM_GETROUTE, NLM_F_REQUEST, &body);
-        req.attr(RTA_DST, &dst.octets());
+        req.addr_attr(RTA_DST, dst);
         req.attr(RTA_OIF, &oif.to_ne_bytes());
         let reply = self.transact(req, RTM_NEWROUTE)?.ok_or_else(no_answer)?;
         let msg = reply.get(..RTMSG_LEN).ok_or_else(truncated)?;
@@ -169,7 +169,7 @@ impl RouteNetlink {
         let mut out_if = None;
         for (ty, data) in Attrs(&reply[RTMSG_LEN..]) {
             match ty {
-                RTA_GATEWAY => gateway = Some(ipv4(data)?),
+                RTA_GATEWAY => gateway = Some(ip_addr(data)?),
                 RTA_OIF => out_if = Some(u32::from_ne_bytes(fixed(data)?)),
                 _ => {}
             }
@@ -187,12 +187,12 @@ impl RouteNetlink {
     /// The neighbour entry of `addr` on `ifindex`; `None` when there is none.
     pub fn neighbour_get(
         &mut self,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         ifindex: u32,
     ) -> io::Result<Option<NeighbourEntry>> {
-        let body = ndmsg(ifindex, 0);
+        let body = ndmsg(family(addr), ifindex, 0);
         let mut req = Request::new(RTM_GETNEIGH, NLM_F_REQUEST, &body);
-        req.attr(NDA_DST, &addr.octets());
+        req.addr_attr(NDA_DST, addr);
         let reply = match self.transact(req, RTM_NEWNEIGH) {
             Ok(r) => r.ok_or_else(no_answer)?,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
@@ -210,15 +210,16 @@ impl RouteNetlink {
     }
 
     /// Makes the kernel resolve (or re-confirm) `addr` on `ifindex`,
-    /// creating the entry when there is none.
-    pub fn neighbour_use(&mut self, addr: Ipv4Addr, ifindex: u32) -> io::Result<()> {
-        let body = ndmsg(ifindex, NTF_USE);
+    /// creating the entry when there is none: an ARP request for IPv4, a
+    /// neighbour solicitation (NDP) for IPv6.
+    pub fn neighbour_use(&mut self, addr: IpAddr, ifindex: u32) -> io::Result<()> {
+        let body = ndmsg(family(addr), ifindex, NTF_USE);
         let mut req = Request::new(
             RTM_NEWNEIGH,
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
             &body,
         );
-        req.attr(NDA_DST, &addr.octets());
+        req.addr_attr(NDA_DST, addr);
         self.transact(req, 0).map(|_| ())
     }
 
@@ -314,9 +315,9 @@ fn find_answer(mut data: &[u8], seq: u32, want: u16) -> io::Result<Option<Answer
     Ok(None)
 }
 
-fn ndmsg(ifindex: u32, flags: u8) -> [u8; NDMSG_LEN] {
+fn ndmsg(family: u8, ifindex: u32, flags: u8) -> [u8; NDMSG_LEN] {
     let mut body = [0u8; NDMSG_LEN];
-    body[0] = libc::AF_INET as u8; // ndm_family
+    body[0] = family; // ndm_family
     body[4..8].copy_from_slice(&ifindex.to_ne_bytes()); // ndm_ifindex
     body[10] = flags; // ndm_flags
     body
@@ -334,6 +335,14 @@ impl Request {
         b.extend_from_slice(&[0; 8]); // seq (set by `finish`), pid 0
         b.extend_from_slice(body);
         Self(b)
+    }
+
+    /// An address attribute, 4 or 16 bytes by family.
+    fn addr_attr(&mut self, ty: u16, addr: IpAddr) {
+        match addr {
+            IpAddr::V4(a) => self.attr(ty, &a.octets()),
+            IpAddr::V6(a) => self.attr(ty, &a.octets()),
+        }
     }
 
     fn attr(&mut self, ty: u16, data: &[u8]) {
@@ -381,8 +390,21 @@ fn fixed<const N: usize>(data: &[u8]) -> io::Result<[u8; N]> {
     data.try_into().map_err(|_| truncated())
 }
 
-fn ipv4(data: &[u8]) -> io::Result<Ipv4Addr> {
-    fixed::<4>(data).map(Ipv4Addr::from)
+/// An address attribute: 4 bytes (IPv4) or 16 (IPv6).
+fn ip_addr(data: &[u8]) -> io::Result<IpAddr> {
+    match data.len() {
+        4 => Ok(IpAddr::from(fixed::<4>(data)?)),
+        16 => Ok(IpAddr::from(fixed::<16>(data)?)),
+        _ => Err(truncated()),
+    }
+}
+
+/// The address family number of `addr`.
+fn family(addr: IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(_) => libc::AF_INET as u8,
+        IpAddr::V6(_) => libc::AF_INET6 as u8,
+    }
 }
 
 fn truncated() -> io::Error {
@@ -422,6 +444,30 @@ mod tests {
                 (NDA_LLADDR, &[1, 2, 3, 4, 5, 6][..])
             ]
         );
+    }
+
+    #[test]
+    fn address_attributes_and_families_follow_the_address() {
+        let v6: IpAddr = "2001:db8:2::2".parse().unwrap();
+        let mut req = Request::new(RTM_GETNEIGH, NLM_F_REQUEST, &ndmsg(family(v6), 3, 0));
+        req.addr_attr(NDA_DST, v6);
+        req.addr_attr(NDA_DST, IpAddr::from([198, 18, 2, 2]));
+        let bytes = req.finish(1).to_vec();
+        assert_eq!(bytes[16], libc::AF_INET6 as u8, "ndm_family");
+        let attrs: Vec<_> = Attrs(&bytes[16 + NDMSG_LEN..]).collect();
+        assert_eq!(attrs[0], (NDA_DST, &v6_octets()[..]));
+        assert_eq!(attrs[1], (NDA_DST, &[198, 18, 2, 2][..]));
+        assert_eq!(family(IpAddr::from([1, 2, 3, 4])), libc::AF_INET as u8);
+        assert_eq!(ip_addr(&v6_octets()).unwrap(), v6);
+        assert_eq!(
+            ip_addr(&[198, 18, 2, 254]).unwrap(),
+            IpAddr::from([198, 18, 2, 254])
+        );
+        assert!(ip_addr(&[1, 2, 3]).is_err(), "neither 4 nor 16 bytes");
+    }
+
+    fn v6_octets() -> [u8; 16] {
+        [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]
     }
 
     #[test]

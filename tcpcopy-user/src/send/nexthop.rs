@@ -1,5 +1,5 @@
-//! Next-hop MAC resolution: which Ethernet address a frame for an IPv4
-//! destination goes to.
+//! Next-hop MAC resolution: which Ethernet address a frame for an IPv4 or
+//! IPv6 destination goes to.
 //!
 //! Either fixed (`-x ...@mac`: every frame goes to that MAC) or learned
 //! from the kernel: the route for the destination out of the egress
@@ -8,7 +8,7 @@
 //! hops each get their own, and re-checked every
 //! [`ResolvePolicy::refresh`] so a changed neighbour is picked up. A
 //! destination without a usable entry makes the kernel resolve it (an ARP
-//! request to the next hop, nothing else) and is asked again after
+//! request or an IPv6 neighbour solicitation to the next hop, nothing else) and is asked again after
 //! [`ResolvePolicy::retry`]; frames meanwhile have no next hop (the sender
 //! drops and counts them).
 //!
@@ -20,7 +20,7 @@
 use std::{
     collections::HashMap,
     io,
-    net::Ipv4Addr,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -35,13 +35,13 @@ pub enum Lookup {
     /// The next hop and its MAC. `confirm`: the entry is stale; the kernel
     /// should re-confirm it (the MAC is still the one it would use).
     Found {
-        next_hop: Ipv4Addr,
+        next_hop: IpAddr,
         mac: MacAddr,
         confirm: bool,
     },
     /// The next hop has no usable neighbour entry (none yet, incomplete,
     /// failed).
-    Unresolved { next_hop: Ipv4Addr },
+    Unresolved { next_hop: IpAddr },
     /// No route out of the egress interface reaches it.
     NoRoute(NoRouteReason),
 }
@@ -59,9 +59,9 @@ pub enum NoRouteReason {
 /// Where next-hop answers come from: the kernel (netlink), or a script in
 /// tests.
 pub trait NeighbourSource {
-    fn lookup(&mut self, dst: Ipv4Addr) -> io::Result<Lookup>;
+    fn lookup(&mut self, dst: IpAddr) -> io::Result<Lookup>;
     /// Asks the kernel to resolve (or re-confirm) `next_hop`.
-    fn solicit(&mut self, next_hop: Ipv4Addr) -> io::Result<()>;
+    fn solicit(&mut self, next_hop: IpAddr) -> io::Result<()>;
 }
 
 /// The kernel's route and neighbour tables for one egress interface, in
@@ -81,7 +81,7 @@ impl KernelNeighbours {
 }
 
 impl NeighbourSource for KernelNeighbours {
-    fn lookup(&mut self, dst: Ipv4Addr) -> io::Result<Lookup> {
+    fn lookup(&mut self, dst: IpAddr) -> io::Result<Lookup> {
         let next_hop = match self.netlink.route_get(dst, self.ifindex)? {
             RouteAnswer::Unicast { oif, .. } if oif != self.ifindex => {
                 return Ok(Lookup::NoRoute(NoRouteReason::OtherInterface(oif)));
@@ -103,7 +103,7 @@ impl NeighbourSource for KernelNeighbours {
         })
     }
 
-    fn solicit(&mut self, next_hop: Ipv4Addr) -> io::Result<()> {
+    fn solicit(&mut self, next_hop: IpAddr) -> io::Result<()> {
         self.netlink.neighbour_use(next_hop, self.ifindex)
     }
 }
@@ -154,9 +154,9 @@ struct Entry {
 pub struct NextHopCache<S> {
     source: S,
     policy: ResolvePolicy,
-    entries: HashMap<Ipv4Addr, Entry>,
+    entries: HashMap<IpAddr, Entry>,
     /// The last answer: `(dst, mac, valid until)`.
-    last: Option<(Ipv4Addr, MacAddr, Instant)>,
+    last: Option<(IpAddr, MacAddr, Instant)>,
     counters: ResolveCounters,
 }
 
@@ -178,7 +178,7 @@ impl<S: NeighbourSource> NextHopCache<S> {
     /// The MAC for `dst` at `now`, asking the kernel when the cached answer
     /// is due for a check.
     #[inline]
-    pub fn mac_for(&mut self, dst: Ipv4Addr, now: Instant) -> Option<MacAddr> {
+    pub fn mac_for(&mut self, dst: IpAddr, now: Instant) -> Option<MacAddr> {
         if let Some((d, mac, until)) = self.last
             && d == dst
             && now < until
@@ -203,7 +203,7 @@ impl<S: NeighbourSource> NextHopCache<S> {
         self.last = None;
     }
 
-    fn refresh(&mut self, dst: Ipv4Addr, now: Instant) -> Option<MacAddr> {
+    fn refresh(&mut self, dst: IpAddr, now: Instant) -> Option<MacAddr> {
         self.counters.lookups += 1;
         let previous = self.entries.get(&dst).and_then(|e| e.mac);
         let (mac, wait) = match self.source.lookup(dst) {
@@ -266,7 +266,7 @@ impl<S: NeighbourSource> NextHopCache<S> {
         mac
     }
 
-    fn solicit(&mut self, next_hop: Ipv4Addr) {
+    fn solicit(&mut self, next_hop: IpAddr) {
         self.counters.solicited += 1;
         if let Err(e) = self.source.solicit(next_hop) {
             self.counters.failed += 1;
@@ -280,12 +280,12 @@ pub enum NextHops {
     /// Every frame goes to this MAC (`-x ...@mac`).
     Fixed(MacAddr),
     /// Learned from the kernel, per destination.
-    Kernel(NextHopCache<KernelNeighbours>),
+    Kernel(Box<NextHopCache<KernelNeighbours>>),
 }
 
 impl NextHops {
     #[inline]
-    pub fn mac_for(&mut self, dst: Ipv4Addr, now: Instant) -> Option<MacAddr> {
+    pub fn mac_for(&mut self, dst: IpAddr, now: Instant) -> Option<MacAddr> {
         match self {
             Self::Fixed(mac) => Some(*mac),
             Self::Kernel(cache) => cache.mac_for(dst, now),
@@ -301,7 +301,7 @@ impl NextHops {
 
     /// Resolves `dst` now, waiting up to `wait` for the kernel (at start,
     /// so the first frames are not dropped). Blocks the caller.
-    pub fn resolve_now(&mut self, dst: Ipv4Addr, wait: Duration) -> Option<MacAddr> {
+    pub fn resolve_now(&mut self, dst: IpAddr, wait: Duration) -> Option<MacAddr> {
         let start = Instant::now();
         loop {
             if let Some(mac) = self.mac_for(dst, Instant::now()) {
@@ -319,11 +319,13 @@ impl NextHops {
 mod tests {
     use std::{cell::RefCell, collections::VecDeque, rc::Rc};
 
+    use std::net::Ipv4Addr;
+
     use super::*;
 
-    const TARGET: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
-    const OTHER: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 9);
-    const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 254);
+    const TARGET: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 2, 2));
+    const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 3, 9));
+    const GATEWAY: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 2, 254));
     const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
     const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 
@@ -334,35 +336,35 @@ mod tests {
     #[derive(Default)]
     struct ScriptState {
         answers: VecDeque<io::Result<Lookup>>,
-        asked: Vec<Ipv4Addr>,
-        solicited: Vec<Ipv4Addr>,
+        asked: Vec<IpAddr>,
+        solicited: Vec<IpAddr>,
     }
 
     impl Script {
         fn answer(&self, a: io::Result<Lookup>) {
             self.0.borrow_mut().answers.push_back(a);
         }
-        fn asked(&self) -> Vec<Ipv4Addr> {
+        fn asked(&self) -> Vec<IpAddr> {
             self.0.borrow().asked.clone()
         }
-        fn solicited(&self) -> Vec<Ipv4Addr> {
+        fn solicited(&self) -> Vec<IpAddr> {
             self.0.borrow().solicited.clone()
         }
     }
 
     impl NeighbourSource for Script {
-        fn lookup(&mut self, dst: Ipv4Addr) -> io::Result<Lookup> {
+        fn lookup(&mut self, dst: IpAddr) -> io::Result<Lookup> {
             let mut s = self.0.borrow_mut();
             s.asked.push(dst);
             s.answers.pop_front().expect("an unexpected kernel lookup")
         }
-        fn solicit(&mut self, next_hop: Ipv4Addr) -> io::Result<()> {
+        fn solicit(&mut self, next_hop: IpAddr) -> io::Result<()> {
             self.0.borrow_mut().solicited.push(next_hop);
             Ok(())
         }
     }
 
-    fn found(next_hop: Ipv4Addr, mac: MacAddr) -> io::Result<Lookup> {
+    fn found(next_hop: IpAddr, mac: MacAddr) -> io::Result<Lookup> {
         Ok(Lookup::Found {
             next_hop,
             mac,
@@ -437,6 +439,29 @@ mod tests {
             assert_eq!(c.mac_for(OTHER, t0), Some(MAC_B));
         }
         assert_eq!(script.asked(), vec![TARGET, OTHER]);
+    }
+
+    #[test]
+    fn ipv6_destinations_are_resolved_beside_ipv4_ones() {
+        let script = Script::default();
+        let mut c = cache(&script);
+        let t0 = Instant::now();
+        let target6: IpAddr = "2001:db8:2::2".parse().unwrap();
+        let router6: IpAddr = "fe80::1".parse().unwrap();
+        script.answer(Ok(Lookup::Unresolved { next_hop: router6 }));
+        assert_eq!(c.mac_for(target6, t0), None);
+        assert_eq!(
+            script.solicited(),
+            vec![router6],
+            "a neighbour solicitation"
+        );
+        script.answer(found(TARGET, MAC_A));
+        assert_eq!(c.mac_for(TARGET, t0), Some(MAC_A));
+        let later = t0 + ResolvePolicy::default().retry;
+        script.answer(found(router6, MAC_B));
+        assert_eq!(c.mac_for(target6, later), Some(MAC_B));
+        assert_eq!(c.mac_for(TARGET, later), Some(MAC_A));
+        assert_eq!(script.asked(), vec![target6, TARGET, target6]);
     }
 
     #[test]
@@ -528,7 +553,10 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..20u8 {
             script.answer(found(TARGET, MAC_A));
-            assert_eq!(c.mac_for(Ipv4Addr::new(198, 18, 9, i), t0), Some(MAC_A));
+            assert_eq!(
+                c.mac_for(Ipv4Addr::new(198, 18, 9, i).into(), t0),
+                Some(MAC_A)
+            );
             assert!(c.entries.len() <= 4, "{} entries", c.entries.len());
         }
     }

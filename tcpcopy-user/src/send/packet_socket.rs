@@ -19,7 +19,7 @@
 
 use std::{
     io,
-    net::Ipv4Addr,
+    net::IpAddr,
     os::fd::{AsRawFd, OwnedFd},
     time::{Duration, Instant},
 };
@@ -235,7 +235,7 @@ impl FrameSender for PacketSocketSender {
         }
     }
 
-    fn resolve_next_hop(&mut self, dst: Ipv4Addr, wait: Duration) -> Option<MacAddr> {
+    fn resolve_next_hop(&mut self, dst: IpAddr, wait: Duration) -> Option<MacAddr> {
         self.framer.next_hops.resolve_now(dst, wait)
     }
 
