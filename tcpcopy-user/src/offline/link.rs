@@ -1,4 +1,5 @@
-//! From a captured frame to its IPv4 packet, for the link types captures of
+//! From a captured frame to its IPv4 packet (IPv6 ones are recognized and
+//! counted apart), for the link types captures of
 //! TCP servers come in: Ethernet (with 802.1Q/802.1ad tags), Linux cooked
 //! capture v1 and v2 (`tcpdump -i any`), raw IP, and BSD loopback.
 
@@ -21,13 +22,18 @@ pub enum LinkLayer {
 /// Why a frame yields no IPv4 packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotIpv4 {
-    /// Another protocol (IPv6, ARP, ...).
+    /// IPv6 (not replayed offline yet).
+    Ipv6,
+    /// Another protocol (ARP, ...).
     OtherProtocol,
     /// Too short for its link-layer header.
     Short,
 }
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// AF_INET6 as BSD loopback captures write it: Linux and the BSDs differ.
+const AF_INET6_VALUES: [u32; 4] = [10, 24, 28, 30];
 const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 /// VLAN tags followed, at most.
 const MAX_TAGS: usize = 3;
@@ -65,10 +71,10 @@ impl LinkLayer {
             }
             Self::RawIp => {
                 let first = *frame.first().ok_or(NotIpv4::Short)?;
-                return if first >> 4 == 4 {
-                    Ok(frame)
-                } else {
-                    Err(NotIpv4::OtherProtocol)
+                return match first >> 4 {
+                    4 => Ok(frame),
+                    6 => Err(NotIpv4::Ipv6),
+                    _ => Err(NotIpv4::OtherProtocol),
                 };
             }
             Self::BsdNull | Self::BsdLoop => {
@@ -79,15 +85,18 @@ impl LinkLayer {
                     .expect("4 bytes");
                 // AF_INET is 2 on every system; NULL is in the capturing
                 // host's byte order, which need not be ours.
-                let family = if self == Self::BsdLoop {
-                    u32::from_be_bytes(b)
-                } else if u32::from_le_bytes(b) == 2 {
-                    2
-                } else {
-                    u32::from_be_bytes(b)
+                let (le, be) = (u32::from_le_bytes(b), u32::from_be_bytes(b));
+                let is = |v: u32| {
+                    if self == Self::BsdLoop {
+                        be == v
+                    } else {
+                        le == v || be == v
+                    }
                 };
-                return if family == 2 {
+                return if is(2) {
                     Ok(&frame[4..])
+                } else if AF_INET6_VALUES.into_iter().any(is) {
+                    Err(NotIpv4::Ipv6)
                 } else {
                     Err(NotIpv4::OtherProtocol)
                 };
@@ -101,8 +110,10 @@ impl LinkLayer {
             ethertype = be16(frame, at + 2).ok_or(NotIpv4::Short)?;
             at += 4;
         }
-        if ethertype != ETHERTYPE_IPV4 {
-            return Err(NotIpv4::OtherProtocol);
+        match ethertype {
+            ETHERTYPE_IPV4 => {}
+            ETHERTYPE_IPV6 => return Err(NotIpv4::Ipv6),
+            _ => return Err(NotIpv4::OtherProtocol),
         }
         frame.get(at..).ok_or(NotIpv4::Short)
     }
@@ -130,6 +141,14 @@ mod tests {
         assert_eq!(LinkLayer::Ethernet.ipv4(&qinq), Ok(&IP[..]));
         assert_eq!(
             LinkLayer::Ethernet.ipv4(&eth(&[0x86, 0xdd], &IP)),
+            Err(NotIpv4::Ipv6)
+        );
+        assert_eq!(
+            LinkLayer::Ethernet.ipv4(&eth(&[0x81, 0, 0, 7, 0x86, 0xdd], &IP)),
+            Err(NotIpv4::Ipv6)
+        );
+        assert_eq!(
+            LinkLayer::Ethernet.ipv4(&eth(&[0x08, 0x06], &IP)),
             Err(NotIpv4::OtherProtocol)
         );
         assert_eq!(
@@ -155,12 +174,15 @@ mod tests {
             LinkLayer::LinuxSll2.ipv4(&sll2),
             Err(NotIpv4::OtherProtocol)
         );
+        sll[14..16].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(LinkLayer::LinuxSll.ipv4(&sll), Err(NotIpv4::Ipv6));
     }
 
     #[test]
     fn raw_ip_and_loopback() {
         assert_eq!(LinkLayer::RawIp.ipv4(&IP), Ok(&IP[..]));
-        assert_eq!(LinkLayer::RawIp.ipv4(&[0x60]), Err(NotIpv4::OtherProtocol));
+        assert_eq!(LinkLayer::RawIp.ipv4(&[0x60]), Err(NotIpv4::Ipv6));
+        assert_eq!(LinkLayer::RawIp.ipv4(&[0x50]), Err(NotIpv4::OtherProtocol));
         assert_eq!(LinkLayer::RawIp.ipv4(&[]), Err(NotIpv4::Short));
         let mut null = 2u32.to_le_bytes().to_vec();
         null.extend_from_slice(&IP);
@@ -169,6 +191,10 @@ mod tests {
         assert_eq!(LinkLayer::BsdNull.ipv4(&null), Ok(&IP[..]));
         assert_eq!(LinkLayer::BsdLoop.ipv4(&null), Ok(&IP[..]));
         null[..4].copy_from_slice(&24u32.to_be_bytes());
+        assert_eq!(LinkLayer::BsdLoop.ipv4(&null), Err(NotIpv4::Ipv6));
+        null[..4].copy_from_slice(&30u32.to_le_bytes());
+        assert_eq!(LinkLayer::BsdNull.ipv4(&null), Err(NotIpv4::Ipv6));
+        null[..4].copy_from_slice(&7u32.to_be_bytes());
         assert_eq!(LinkLayer::BsdLoop.ipv4(&null), Err(NotIpv4::OtherProtocol));
         assert_eq!(LinkLayer::from_linktype(147), None);
         assert_eq!(LinkLayer::from_linktype(276), Some(LinkLayer::LinuxSll2));

@@ -276,6 +276,12 @@ pub fn summary(
     if let Some(err) = &file.error {
         problems.push(format!("reading stopped early: {err}"));
     }
+    if file.ipv6 > 0 {
+        problems.push(format!(
+            "{} IPv6 frames, not replayed: -x takes IPv4 rules only so far",
+            count(file.ipv6)
+        ));
+    }
     if file.client_packets == 0 && file.frames > 0 {
         problems.push(
             "no packet went to an online endpoint of -x: check the rules against the file (tcpdump -nr FILE)"
@@ -437,6 +443,10 @@ mod tests {
         assert!(s.contains("failed: 1 (no handshake 1)"), "{s}");
         assert!(s.contains("1 packets cut short"), "{s}");
         assert!(s.contains("replayed at 2.00x"), "{s}");
+        assert!(!s.contains("IPv6"), "{s}");
+        let v6 = FileReport { ipv6: 4, ..file };
+        let s = summary("x.pcap", &v6, &w, Duration::from_secs(1), 1, false);
+        assert!(s.contains("file: 4 IPv6 frames, not replayed"), "{s}");
     }
 
     #[test]

@@ -84,8 +84,10 @@ pub struct FileReport {
     pub server_packets: u64,
     /// TCP packets of neither side of a `-x` rule.
     pub other_tcp: u64,
-    /// Frames of other protocols (IPv6, ARP, ...).
+    /// Frames of other protocols (ARP, ...).
     pub not_ipv4: u64,
+    /// IPv6 frames: not replayed (`-x` takes IPv4 rules only so far).
+    pub ipv6: u64,
     /// IPv4 packets that are not whole TCP segments (other protocols,
     /// fragments, bad headers).
     pub not_tcp: u64,
@@ -318,6 +320,10 @@ impl OfflineSource {
             };
             let ip = match link.ipv4(rec.data) {
                 Ok(ip) => ip,
+                Err(NotIpv4::Ipv6) => {
+                    r.ipv6 += 1;
+                    continue;
+                }
                 Err(NotIpv4::OtherProtocol) => {
                     r.not_ipv4 += 1;
                     continue;
