@@ -8,7 +8,7 @@
 
 use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
 use tcpcopy_tests::{
-    flood::{FloodPlan, LiveFrames, mac_of},
+    flood::{FloodPlan, TestRunFrames, mac_of},
     frames::{ACK, FIN, SYN},
     intercept::{ClientSession, InterceptProcess, StatsLine, TcpcopyPeer, expected_record},
     lab::{ASSISTANT_IP, Host, Lab, TARGET_IP},
@@ -492,7 +492,7 @@ fn a_bad_interface_is_a_clear_error_not_a_hang() {
 #[test]
 fn a_slow_peer_loses_its_own_records_and_never_holds_up_the_others() {
     let scene = Scene::new();
-    // 1 MiB per peer holds a burst of live frames (4096 records, 270 KB)
+    // 1 MiB per peer holds a burst of test-run frames (4096 records, 270 KB)
     // but not what the slow peer would need.
     let intercept = scene.intercept(&["--peer-buffer", "1M", "--stats-interval", "1"]);
     let stuck = ClientSession::new(([198, 18, 1, 110], 40110), TARGET);
@@ -507,16 +507,16 @@ fn a_slow_peer_loses_its_own_records_and_never_holds_up_the_others() {
     intercept.wait_stats("both announcements", |s| stat(s, "announced") == 2);
 
     // Many more replies (6.7 MB) than a stuck socket and its output buffer hold,
-    // alternating between the two sessions (live frames: no loss on the
+    // alternating between the two sessions (test-run frames: no loss on the
     // way to XDP, so every one of them must be accounted for).
-    const PER_SESSION: u64 = 25 * LiveFrames::CHUNK;
+    const PER_SESSION: u64 = 25 * TestRunFrames::CHUNK;
     let plan = FloodPlan {
         target: TARGET,
         clients: vec![stuck.client, busy.client],
         frames: 2 * PER_SESSION,
         rate: Some(100_000),
     };
-    let live = LiveFrames::attached_to(&scene.lab, Host::Assistant, "eth0");
+    let runs = TestRunFrames::attached_to(&scene.lab, Host::Assistant, "eth0");
     let (src, dst) = (
         mac_of(&scene.lab, Host::Target, "eth0"),
         mac_of(&scene.lab, Host::Assistant, "eth0"),
@@ -525,7 +525,7 @@ fn a_slow_peer_loses_its_own_records_and_never_holds_up_the_others() {
         let lab = &scene.lab;
         let flood = threads.spawn(move || {
             let _ns = lab.enter(Host::Assistant);
-            live.flood(&plan, src, dst)
+            runs.flood(&plan, src, dst)
         });
         // The good peer reads all the time (as tcpcopy does), the slow one
         // never does.

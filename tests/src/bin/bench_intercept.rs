@@ -32,7 +32,7 @@ use std::{
 use clap::Parser;
 use tcpcopy_common::proto::{ClientMsg, RecordFrameDecoder};
 use tcpcopy_tests::{
-    flood::{FloodPlan, LiveFrames, ReplyFlood, mac_of},
+    flood::{FloodPlan, ReplyFlood, TestRunFrames, mac_of},
     intercept::{InterceptProcess, StatsLine},
     lab::{ASSISTANT_IP, Host, Lab, LabSpec, TARGET_IP},
     procstat::{BpfStats, program_stats},
@@ -67,8 +67,8 @@ struct Args {
     #[arg(long, default_value = "4M")]
     ring_size: String,
     /// Where frames come from: `veth` (a packet socket on the target's NIC:
-    /// the lab's real path) or `live` (BPF_PROG_TEST_RUN live frames into
-    /// intercept's attached program: XDP onwards only).
+    /// the lab's real path) or `test-run` (BPF_PROG_TEST_RUN of intercept's
+    /// attached program on one frame, repeated: XDP onwards only).
     #[arg(long, default_value = "veth")]
     source: Source,
     /// Where intercept runs: `assistant` (XDP) or `egress` (TC egress on
@@ -80,7 +80,7 @@ struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Source {
     Veth,
-    Live,
+    TestRun,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -121,7 +121,7 @@ impl PeerReader {
                     .push(&buf[..n], |rec| {
                         count += 1;
                         // Sequence numbers never go back within a session
-                        // (live frames repeat one, the veth flood counts up).
+                        // (a test run repeats one, the veth flood counts up).
                         let prev = last_seq.insert(rec.dst_port(), rec.seq()).unwrap_or(0);
                         if (rec.seq().wrapping_sub(prev) as i32) < 0 {
                             disorder += 1;
@@ -313,13 +313,13 @@ fn run_once(lab: &Lab, args: &Args, rate: Option<u64>) -> RunResult {
             ReplyFlood::open_through_egress(lab, Host::Target, "eth0", next_hop).run(&plan)
         }
         Source::Veth => ReplyFlood::open(lab, Host::Target, "eth0", assistant_mac).run(&plan),
-        Source::Live if args.path == ReplyPath::Egress => {
-            panic!("live frames enter at XDP: use --source veth with --path egress")
+        Source::TestRun if args.path == ReplyPath::Egress => {
+            panic!("test-run frames enter at XDP: use --source veth with --path egress")
         }
-        Source::Live => {
-            let live = LiveFrames::attached_to(lab, Host::Assistant, "eth0");
+        Source::TestRun => {
+            let runs = TestRunFrames::attached_to(lab, Host::Assistant, "eth0");
             let _ns = lab.enter(Host::Assistant);
-            live.flood(&plan, target_mac, assistant_mac)
+            runs.flood(&plan, target_mac, assistant_mac)
         }
     };
 
@@ -420,8 +420,8 @@ fn main() {
             "path: packet socket (target eth0) -> veth -> bridge -> veth (assistant eth0, native \
              XDP) -> ring -> intercept -> TCP -> peers (online)\n"
         ),
-        Source::Live => println!(
-            "path: BPF_PROG_TEST_RUN live frames into intercept's XDP program (assistant eth0) \
+        Source::TestRun => println!(
+            "path: BPF_PROG_TEST_RUN of intercept's XDP program (assistant eth0) \
              -> ring -> intercept -> TCP -> peers (online)\n"
         ),
     }

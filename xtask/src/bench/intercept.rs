@@ -12,13 +12,13 @@ pub struct InterceptBench {
     #[arg(long, default_value_t = 2_000_000)]
     frames: u64,
     /// Offered rates in frames per second (comma list), `max` for unpaced
-    /// [default: 100000,max for veth; 1000000,max for live].
+    /// [default: 100000,max for veth; 1000000,max for test-run].
     #[arg(long)]
     rates: Option<String>,
     /// Frame source: `veth` (a packet socket on the target's NIC, the lab's
-    /// real path), `live` (BPF_PROG_TEST_RUN live frames into intercept's
-    /// attached program: XDP onwards only), or `both`.
-    #[arg(long, default_value = "both", value_parser = ["veth", "live", "both"])]
+    /// real path), `test-run` (BPF_PROG_TEST_RUN of intercept's attached
+    /// program on one frame, repeated: XDP onwards only), or `both`.
+    #[arg(long, default_value = "both", value_parser = ["veth", "test-run", "both"])]
     source: String,
     /// tcpcopy peers connected to intercept.
     #[arg(long, default_value_t = 2)]
@@ -45,15 +45,15 @@ pub fn run(args: &InterceptBench) -> anyhow::Result<()> {
     )?;
     let sources: &[(&str, &str)] = match args.source.as_str() {
         "veth" => &[("veth", "100000,max")],
-        "live" => &[("live", "1000000,max")],
-        _ => &[("veth", "100000,max"), ("live", "1000000,max")],
+        "test-run" => &[("test-run", "1000000,max")],
+        _ => &[("veth", "100000,max"), ("test-run", "1000000,max")],
     };
     let paths: &[&str] = match args.path.as_str() {
         "assistant" => &["assistant"],
         "egress" => &["egress"],
         _ => &["assistant", "egress"],
     };
-    // The egress path takes the target's own frames (live frames enter at XDP).
+    // The egress path takes the target's own frames (test-run frames enter at XDP).
     let runs = paths.iter().flat_map(|path| {
         sources
             .iter()
