@@ -12,7 +12,12 @@
 //! lab's LAN has neither).
 
 use aya_ebpf::{
-    Global, bindings::xdp_action, helpers::bpf_xdp_adjust_tail, macros::xdp, programs::XdpContext,
+    Global,
+    bindings::xdp_action,
+    helpers::bpf_xdp_adjust_tail,
+    macros::{map, xdp},
+    maps::PerCpuArray,
+    programs::XdpContext,
 };
 
 /// The address and port answered (network byte order as read; 0: any
@@ -27,6 +32,15 @@ static NEXT_HOP_MAC: Global<[u8; 6]> = Global::new([0; 6]);
 /// Mixed into the cookie ISN.
 #[unsafe(no_mangle)]
 static COOKIE_SECRET: Global<u32> = Global::new(0x9e37_79b9);
+
+/// Answers sent, per CPU: SYN-ACKs, data answers (one per segment with
+/// payload: requests, retransmissions included), FIN-ACKs. A replayer that
+/// keeps no counts of its own (the original C tcpcopy) is measured by them.
+#[map]
+static ANSWERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
+const ANSWER_SYN: u32 = 0;
+const ANSWER_DATA: u32 = 1;
+const ANSWER_FIN: u32 = 2;
 
 /// The answer to every data segment: a whole HTTP/1.1 response.
 pub const RESPONSE: &[u8; 40] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -70,9 +84,29 @@ struct Answer {
 #[xdp]
 pub fn tcp_responder(ctx: XdpContext) -> u32 {
     match answer_of(&ctx) {
-        Some(Ok(a)) => write(&ctx, &a),
+        Some(Ok(a)) => {
+            let verdict = write(&ctx, &a);
+            if verdict == xdp_action::XDP_TX {
+                count(if a.mss {
+                    ANSWER_SYN
+                } else if a.payload {
+                    ANSWER_DATA
+                } else {
+                    ANSWER_FIN
+                });
+            }
+            verdict
+        }
         Some(Err(verdict)) => verdict,
         None => xdp_action::XDP_PASS,
+    }
+}
+
+#[inline(always)]
+fn count(kind: u32) {
+    if let Some(n) = ANSWERS.get_ptr_mut(kind) {
+        // SAFETY: this CPU's own slot of a per-CPU map.
+        unsafe { *n += 1 };
     }
 }
 

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 
 use aya::{
     Ebpf, EbpfLoader,
+    maps::PerCpuArray,
     programs::{Xdp, XdpMode},
 };
 
@@ -23,6 +24,15 @@ use crate::{
 /// What the responder answers every data segment with (its program's
 /// `RESPONSE`).
 pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// The answers the responder sent so far (its `ANSWERS` counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Answers {
+    pub syn_acks: u64,
+    /// Answers to segments with payload (requests; retransmissions too).
+    pub data: u64,
+    pub fin_acks: u64,
+}
 
 /// The program, loaded (and, from [`Responder::start`], attached: it stays
 /// attached while this lives).
@@ -69,6 +79,27 @@ impl Responder {
             .attach(iface, XdpMode::Skb)
             .unwrap_or_else(|e| panic!("attach {} to {iface}: {e}", Self::PROGRAM));
         me
+    }
+
+    /// What it answered so far, summed over CPUs.
+    pub fn answers(&self) -> Answers {
+        let map: PerCpuArray<_, u64> = self
+            .ebpf
+            .map("ANSWERS")
+            .expect("the responder's ANSWERS map")
+            .try_into()
+            .expect("a per-CPU array");
+        let sum = |i: u32| -> u64 {
+            map.get(&i, 0)
+                .unwrap_or_else(|e| panic!("read ANSWERS[{i}]: {e}"))
+                .iter()
+                .sum()
+        };
+        Answers {
+            syn_acks: sum(0),
+            data: sum(1),
+            fin_acks: sum(2),
+        }
     }
 
     pub fn program(&self) -> &Xdp {

@@ -8,7 +8,7 @@ use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice};
 use tcpcopy_tests::{
     frames::{self, ACK, FIN, PSH, RST, SYN, Segment},
     require_root,
-    responder::{RESPONSE, Responder},
+    responder::{Answers, RESPONSE, Responder},
 };
 
 const XDP_DROP: u32 = 1;
@@ -146,6 +146,17 @@ fn data_gets_an_ack_with_the_response_and_a_fin_a_fin_ack() {
     let a = parse(&out);
     assert_eq!((a.flags, a.seq, a.ack), (FIN | ACK, 900, 6001));
     assert!(a.payload.is_empty());
+    // Counted by kind (a replayer with no counts of its own is measured
+    // by these).
+    run(&r, &segment(SYN, 1, 0, b"").frame());
+    assert_eq!(
+        r.answers(),
+        Answers {
+            syn_acks: 1,
+            data: 2,
+            fin_acks: 1
+        }
+    );
 }
 
 #[test]
@@ -182,4 +193,9 @@ fn bare_acks_and_resets_get_nothing_and_other_traffic_passes() {
     ] {
         assert_eq!(run(&r, &frame).0, XDP_PASS, "{what}");
     }
+    assert_eq!(
+        r.answers(),
+        Answers::default(),
+        "nothing answered, nothing counted"
+    );
 }

@@ -53,7 +53,7 @@ fn tcpcopy_replays_every_session_to_it_through_intercept() {
     let lab = Lab::new();
     let online = start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
     let assistant = mac_of(&lab, Host::Assistant, "eth0");
-    let _responder = Responder::start(
+    let responder = Responder::start(
         &lab,
         Host::Target,
         "eth0",
@@ -95,4 +95,12 @@ fn tcpcopy_replays_every_session_to_it_through_intercept() {
     assert_eq!(fin["closed_completed"], N, "{stats:?}");
     assert_eq!((fin["established"], fin["responses"]), (N, N), "{fin:?}");
     assert_eq!(fin["replies_unknown"], 0, "{fin:?}");
+    // The target's own count agrees: every session's SYN, request and FIN
+    // (curl closes first) answered, at least once (a retransmission under
+    // load is answered again).
+    let answers = responder.answers();
+    assert!(
+        answers.syn_acks >= N && answers.data >= N && answers.fin_acks >= N,
+        "{answers:?}"
+    );
 }

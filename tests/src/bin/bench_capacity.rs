@@ -9,10 +9,16 @@
 //! workers. Side by side in the same run, alternating: `tcpreplay
 //! --topspeed` of the same file out of the same interface (the raw-send
 //! ceiling, no sessions kept), and the original C tcpcopy when
-//! `TCPCOPY_C` names its binary (the row is skipped otherwise).
+//! `TCPCOPY_C` names its binary, built `./configure --offline
+//! --pcap-send` (the row is skipped otherwise, with a message): it has no
+//! top speed, so it runs at several accelerations of the file's clock
+//! (`--c-accel`). The target's own counts of what it answered (the
+//! responder's) are shown for every row.
 //!
-//! Per run: file frames and client packets per second, completeness
-//! (sessions completed / sessions in the file), CPU per client packet of
+//! Per run: completed sessions per second (the figure rows are compared
+//! by: a row that gives sessions up is not faster for it), file frames
+//! and client packets per second, completeness (sessions completed /
+//! sessions in the file), CPU per client packet of
 //! tcpcopy (all its threads, from getrusage of the reaped child) and of
 //! intercept (schedstat), and signals of where the limit is: tcpcopy's
 //! CPU use over the run (a worker near 100 % of a core: the engine and
@@ -28,7 +34,7 @@ use tcpcopy_tests::{
     intercept::InterceptProcess,
     lab::{Host, Lab, TARGET_IP},
     procstat::cpu_ns_and_wakeups,
-    responder::{RESPONSE, Responder},
+    responder::{Answers, RESPONSE, Responder},
     tcpcopy::run_to_end,
 };
 
@@ -47,6 +53,10 @@ struct Args {
     /// Worker counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<u16>,
+    /// The C tcpcopy's accelerations (`-a`) to measure, when `TCPCOPY_C`
+    /// names it.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,5,10")]
+    c_accel: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -55,12 +65,30 @@ struct Row {
     secs: f64,
     frames_sent: u64,
     completed: Option<u64>,
+    /// What the target answered during the row (the responder's counts).
+    answered: Answers,
     tcpcopy_cpu: Option<Duration>,
     intercept_cpu: Option<Duration>,
     notes: String,
 }
 
-fn tcpcopy_row(lab: &Lab, cap: &Capture, intercept: &InterceptProcess, workers: u16) -> Row {
+fn answered_since(responder: &Responder, before: Answers) -> Answers {
+    let now = responder.answers();
+    Answers {
+        syn_acks: now.syn_acks - before.syn_acks,
+        data: now.data - before.data,
+        fin_acks: now.fin_acks - before.fin_acks,
+    }
+}
+
+fn tcpcopy_row(
+    lab: &Lab,
+    cap: &Capture,
+    intercept: &InterceptProcess,
+    responder: &Responder,
+    workers: u16,
+) -> Row {
+    let answers0 = responder.answers();
     let (user0, sys0) = children_cpu_split();
     let (ic0, _) = cpu_ns_and_wakeups(intercept.pid());
     let started = Instant::now();
@@ -100,6 +128,7 @@ fn tcpcopy_row(lab: &Lab, cap: &Capture, intercept: &InterceptProcess, workers: 
         secs,
         frames_sent: get("frames_out"),
         completed: Some(get("closed_completed") + get("closed_end_of_input")),
+        answered: answered_since(responder, answers0),
         tcpcopy_cpu: Some(cpu),
         intercept_cpu: Some(Duration::from_nanos(ic1 - ic0)),
         notes: format!(
@@ -115,6 +144,127 @@ fn tcpcopy_row(lab: &Lab, cap: &Capture, intercept: &InterceptProcess, workers: 
             get("sessions_refused_memory"),
         ),
     }
+}
+
+/// The original C tcpcopy (built `--offline --pcap-send`), replaying the
+/// same file through the same intercept with its clock `accel` times the
+/// file's (`-a`; it has no top speed: the generated file spans 50 us per
+/// session, 10 s for 200,000). It keeps no counts of its own, and once the
+/// file is read it waits 120 s before it exits: the row ends when the
+/// target's answers stopped moving for [`SETTLED`] after the file was
+/// read, and its time is up to the last answer. Completed sessions are
+/// those it closed with the client's FIN (its own count at exit), at most
+/// as many as requests the target answered (the responder's count, which
+/// includes its retransmissions). Its own account goes into the notes.
+fn c_tcpcopy_row(
+    lab: &Lab,
+    cap: &Capture,
+    intercept: &InterceptProcess,
+    responder: &Responder,
+    bin: &str,
+    accel: u32,
+) -> Row {
+    const SETTLED: Duration = Duration::from_secs(3);
+    let online_mac = mac_hex(mac_of(lab, Host::Online, "eth1"));
+    let target_mac = mac_hex(mac_of(lab, Host::Target, "eth0"));
+    let log = lab.dir().join("c-tcpcopy.log");
+    let _ = std::fs::remove_file(&log);
+    let answers0 = responder.answers();
+    let (user0, sys0) = children_cpu_split();
+    let (ic0, _) = cpu_ns_and_wakeups(intercept.pid());
+    let started = Instant::now();
+    let mut child = lab
+        .command(Host::Online, bin)
+        .args([
+            "-x",
+            &format!("80@{online_mac}-{TARGET_IP}:80@{target_mac}"),
+            "-s",
+            "198.18.2.3",
+            "-i",
+            cap.path.to_str().expect("a UTF-8 path"),
+            "-o",
+            "eth1",
+            "-a",
+            &accel.to_string(),
+            "-l",
+            log.to_str().expect("a UTF-8 path"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start the C tcpcopy {bin}: {e}"));
+    let mut last = answers0;
+    let mut last_change = started;
+    let deadline = started + Duration::from_secs(900);
+    let notes = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(status) = child.try_wait().expect("wait for the C tcpcopy") {
+            break format!(
+                "exited by itself ({status}): {}",
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+        }
+        let now = responder.answers();
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        }
+        let read_all =
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("null from pcap_next"));
+        if read_all && last_change.elapsed() >= SETTLED {
+            break "stopped after the file was read and the target's answers settled".into();
+        }
+        if Instant::now() > deadline {
+            break "stopped at the 900 s deadline".into();
+        }
+    };
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let (user1, sys1) = children_cpu_split();
+    let (ic1, _) = cpu_ns_and_wakeups(intercept.pid());
+    let answered = answered_since(responder, answers0);
+    // Its own account at exit: sessions it opened and what it gave up.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let own: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            ["send syn:", "conns:", "msg send error"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .map(|l| l.split("] ").nth(1).unwrap_or(l))
+        .collect();
+    let notes = format!("{notes}; its log: {}", own.join(" | "));
+    // "send syn:N, fin:F,reset:R"
+    let fins = text
+        .lines()
+        .find_map(|l| l.split("send syn:").nth(1))
+        .and_then(|rest| rest.split("fin:").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    Row {
+        name: format!("C tcpcopy -a{accel}"),
+        secs: last_change.duration_since(started).as_secs_f64().max(1e-3),
+        frames_sent: answered.syn_acks + answered.data + answered.fin_acks,
+        completed: Some(fins.min(answered.data)),
+        answered,
+        tcpcopy_cpu: Some((user1 + sys1).saturating_sub(user0 + sys0)),
+        intercept_cpu: Some(Duration::from_nanos(ic1 - ic0)),
+        notes: format!("{notes}; frames sent counted as the target's answers"),
+    }
+}
+
+fn mac_hex(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn tcpreplay_row(lab: &Lab, cap: &Capture) -> Row {
@@ -133,7 +283,7 @@ fn main() {
     let args = Args::parse();
     let lab = Lab::new();
     let assistant = mac_of(&lab, Host::Assistant, "eth0");
-    let _responder = Responder::start(
+    let responder = Responder::start(
         &lab,
         Host::Target,
         "eth0",
@@ -163,21 +313,28 @@ fn main() {
         cap.bytes as f64 / 1e6,
         RESPONSE.len()
     );
-    let c_tcpcopy = std::env::var("TCPCOPY_C").ok();
-    if c_tcpcopy.is_none() {
-        println!(
-            "original C tcpcopy: not measured (set TCPCOPY_C to its binary; none on this machine)"
-        );
+    let c_tcpcopy = std::env::var("TCPCOPY_C").ok().filter(|p| !p.is_empty());
+    match &c_tcpcopy {
+        None => println!(
+            "original C tcpcopy: not measured (set TCPCOPY_C to its binary, built with \
+             ./configure --offline --pcap-send)"
+        ),
+        Some(p) if !std::path::Path::new(p).is_file() => {
+            panic!("TCPCOPY_C={p}: no such file")
+        }
+        Some(_) => {}
     }
     println!(
-        "{:>3}  {:<12} {:>8} {:>14} {:>14} {:>12} {:>24} {:>13} {:>13}  notes",
+        "{:>3}  {:<15} {:>8} {:>15} {:>14} {:>14} {:>12} {:>24} {:>16} {:>13} {:>13}  notes",
         "run",
         "row",
         "seconds",
+        "sessions done/s",
         "file frames/s",
         "client pkt/s",
         "frames sent",
         "complete",
+        "target answered",
         "tcpcopy/pkt",
         "intercept/pkt"
     );
@@ -185,7 +342,14 @@ fn main() {
     for run in 1..=args.runs {
         let mut rows = vec![tcpreplay_row(&lab, &cap)];
         for &w in &args.workers {
-            rows.push(tcpcopy_row(&lab, &cap, &intercept, w));
+            rows.push(tcpcopy_row(&lab, &cap, &intercept, &responder, w));
+        }
+        if let Some(bin) = &c_tcpcopy {
+            for &accel in &args.c_accel {
+                rows.push(c_tcpcopy_row(
+                    &lab, &cap, &intercept, &responder, bin, accel,
+                ));
+            }
         }
         if run % 2 == 0 {
             rows.reverse();
@@ -204,9 +368,11 @@ fn main() {
                 )
             });
             println!(
-                "{run:>3}  {:<12} {:>8.2} {:>14.0} {:>14} {:>12} {:>24} {:>13} {:>13}  {}",
+                "{run:>3}  {:<15} {:>8.2} {:>15} {:>14.0} {:>14} {:>12} {:>24} {:>16} {:>13} {:>13}  {}",
                 r.name,
                 r.secs,
+                r.completed
+                    .map_or("-".into(), |n| format!("{:.0}", n as f64 / r.secs)),
                 cap.frames as f64 / r.secs,
                 if r.completed.is_some() {
                     format!("{:.0}", cap.client_packets as f64 / r.secs)
@@ -215,6 +381,7 @@ fn main() {
                 },
                 r.frames_sent,
                 complete,
+                format!("{} requests", r.answered.data),
                 per(r.tcpcopy_cpu),
                 per(r.intercept_cpu),
                 r.notes
@@ -227,48 +394,47 @@ fn main() {
     let rate = |rows: &[Row]| median(rows.iter().map(|r| cap.frames as f64 / r.secs).collect());
     let raw = by_row.get("tcpreplay").map(|r| rate(r)).unwrap_or(0.0);
     println!("capacity_tcpreplay_file_frames_per_s {raw:.0} frames/s");
-    let mut one = None;
+    let done_rate = |rows: &[Row]| {
+        median(
+            rows.iter()
+                .map(|r| r.completed.unwrap_or(0) as f64 / r.secs)
+                .collect(),
+        )
+    };
+    let one = by_row.get("tcpcopy -w1").map(|r| done_rate(r));
     for (name, rows) in &by_row {
-        let Some(w) = name.strip_prefix("tcpcopy -w") else {
+        let key = if let Some(w) = name.strip_prefix("tcpcopy -w") {
+            format!("tcpcopy_w{w}")
+        } else if let Some(a) = name.strip_prefix("C tcpcopy -a") {
+            format!("c_tcpcopy_a{a}")
+        } else {
             continue;
         };
         let r = rate(rows);
-        let complete = median(
-            rows.iter()
-                .map(|r| 100.0 * r.completed.unwrap_or(0) as f64 / cap.sessions as f64)
-                .collect(),
-        );
-        let cpu = median(
-            rows.iter()
-                .map(|r| {
-                    r.tcpcopy_cpu.unwrap_or_default().as_nanos() as f64 / cap.client_packets as f64
-                })
-                .collect(),
-        );
-        let icpu = median(
-            rows.iter()
-                .map(|r| {
-                    r.intercept_cpu.unwrap_or_default().as_nanos() as f64
-                        / cap.client_packets as f64
-                })
-                .collect(),
-        );
-        println!("capacity_tcpcopy_w{w}_file_frames_per_s {r:.0} frames/s");
+        let of_all = |f: &dyn Fn(&Row) -> f64| median(rows.iter().map(f).collect());
+        let complete = of_all(&|r| 100.0 * r.completed.unwrap_or(0) as f64 / cap.sessions as f64);
+        let answered = of_all(&|r| r.answered.data as f64);
+        let per_packet = |d: Option<Duration>| {
+            d.unwrap_or_default().as_nanos() as f64 / cap.client_packets as f64
+        };
+        let cpu = of_all(&|r| per_packet(r.tcpcopy_cpu));
+        let icpu = of_all(&|r| per_packet(r.intercept_cpu));
+        println!("capacity_{key}_file_frames_per_s {r:.0} frames/s");
         println!(
-            "capacity_tcpcopy_w{w}_client_packets_per_s {:.0} packets/s",
+            "capacity_{key}_client_packets_per_s {:.0} packets/s",
             r * cap.client_packets as f64 / cap.frames as f64
         );
-        println!(
-            "capacity_tcpcopy_w{w}_vs_tcpreplay {:.3} x",
-            r / raw.max(1.0)
-        );
-        println!("capacity_tcpcopy_w{w}_complete {complete:.2} %");
-        println!("capacity_tcpcopy_w{w}_cpu_per_client_packet {cpu:.0} ns");
-        println!("capacity_intercept_w{w}_cpu_per_client_packet {icpu:.0} ns");
-        if w == "1" {
-            one = Some(r);
-        } else if let Some(one) = one {
-            println!("capacity_tcpcopy_w{w}_vs_w1 {:.3} x", r / one.max(1.0));
+        println!("capacity_{key}_vs_tcpreplay {:.3} x", r / raw.max(1.0));
+        println!("capacity_{key}_complete {complete:.2} %");
+        let done = done_rate(rows);
+        println!("capacity_{key}_completed_sessions_per_s {done:.0} sessions/s");
+        println!("capacity_{key}_target_answered_requests {answered:.0} requests");
+        println!("capacity_{key}_cpu_per_client_packet {cpu:.0} ns");
+        println!("capacity_{key}_intercept_cpu_per_client_packet {icpu:.0} ns");
+        if let Some(one) = one.filter(|_| name != "tcpcopy -w1") {
+            // Completed sessions per second: a row that gives sessions up
+            // is not faster for it.
+            println!("capacity_{key}_vs_tcpcopy_w1 {:.3} x", done / one.max(1.0));
         }
     }
 }
