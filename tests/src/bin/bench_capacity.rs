@@ -260,6 +260,12 @@ fn c_tcpcopy_row(
     }
 }
 
+/// Whether `completed` of `sessions` is the whole file (99.9 %: a run
+/// that gave up more than that is not a top speed).
+fn is_whole(completed: u64, sessions: u64) -> bool {
+    completed * 1000 >= sessions * 999
+}
+
 fn mac_hex(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -367,15 +373,25 @@ fn main() {
                     cap.sessions
                 )
             });
+            // File rates say how fast a row went through the file, which
+            // is no speed when it gave sessions up (tcpreplay keeps none).
+            let whole = r.completed.is_none_or(|n| is_whole(n, cap.sessions));
+            let file_rate = |n: u64| {
+                if whole {
+                    format!("{:.0}", n as f64 / r.secs)
+                } else {
+                    "-".into()
+                }
+            };
             println!(
-                "{run:>3}  {:<15} {:>8.2} {:>15} {:>14.0} {:>14} {:>12} {:>24} {:>16} {:>13} {:>13}  {}",
+                "{run:>3}  {:<15} {:>8.2} {:>15} {:>14} {:>14} {:>12} {:>24} {:>16} {:>13} {:>13}  {}",
                 r.name,
                 r.secs,
                 r.completed
                     .map_or("-".into(), |n| format!("{:.0}", n as f64 / r.secs)),
-                cap.frames as f64 / r.secs,
+                file_rate(cap.frames),
                 if r.completed.is_some() {
-                    format!("{:.0}", cap.client_packets as f64 / r.secs)
+                    file_rate(cap.client_packets)
                 } else {
                     "-".into()
                 },
@@ -410,7 +426,6 @@ fn main() {
         } else {
             continue;
         };
-        let r = rate(rows);
         let of_all = |f: &dyn Fn(&Row) -> f64| median(rows.iter().map(f).collect());
         let complete = of_all(&|r| 100.0 * r.completed.unwrap_or(0) as f64 / cap.sessions as f64);
         let answered = of_all(&|r| r.answered.data as f64);
@@ -419,12 +434,21 @@ fn main() {
         };
         let cpu = of_all(&|r| per_packet(r.tcpcopy_cpu));
         let icpu = of_all(&|r| per_packet(r.intercept_cpu));
-        println!("capacity_{key}_file_frames_per_s {r:.0} frames/s");
-        println!(
-            "capacity_{key}_client_packets_per_s {:.0} packets/s",
-            r * cap.client_packets as f64 / cap.frames as f64
-        );
-        println!("capacity_{key}_vs_tcpreplay {:.3} x", r / raw.max(1.0));
+        // File rates only of runs that completed every session.
+        let whole: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.completed.is_some_and(|n| is_whole(n, cap.sessions)))
+            .cloned()
+            .collect();
+        if !whole.is_empty() {
+            let r = rate(&whole);
+            println!("capacity_{key}_file_frames_per_s {r:.0} frames/s");
+            println!(
+                "capacity_{key}_client_packets_per_s {:.0} packets/s",
+                r * cap.client_packets as f64 / cap.frames as f64
+            );
+            println!("capacity_{key}_vs_tcpreplay {:.3} x", r / raw.max(1.0));
+        }
         println!("capacity_{key}_complete {complete:.2} %");
         let done = done_rate(rows);
         println!("capacity_{key}_completed_sessions_per_s {done:.0} sessions/s");
