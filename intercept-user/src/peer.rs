@@ -15,8 +15,8 @@ use std::{
 
 use mio::net::TcpStream;
 use tcpcopy_common::proto::{
-    CAP_PAYLOADS, CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType, PayloadRecordHead,
-    ProtoError, VersionInfo, encode_payload_grant,
+    ADD6_TYPE, CAP_PAYLOADS, CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType,
+    PayloadRecordHead, PeerMsg, ProtoError, VersionInfo, encode_payload_grant,
 };
 
 use crate::{
@@ -95,6 +95,15 @@ impl Inbound {
                 if failure.is_some() {
                     return;
                 }
+                let msg = match msg {
+                    PeerMsg::Msg(msg) => msg,
+                    // This intercept does not offer IPv6 (no CAP_IPV6):
+                    // nobody may send IPv6 announcements.
+                    PeerMsg::Add6(_) => {
+                        failure = Some(PeerClosed::Protocol(ProtoError::UnknownType(ADD6_TYPE)));
+                        return;
+                    }
+                };
                 if !*greeted {
                     if msg == ClientMsg::hello() {
                         *greeted = true;
@@ -112,6 +121,8 @@ impl Inbound {
                     MsgType::PayloadRequest => {
                         on_event(PeerEvent::PayloadRequest(msg.requested_cap()))
                     }
+                    // Never here: the decoder hands an Add6 over whole.
+                    MsgType::Add6 => {}
                 }
             })
             .map_err(PeerClosed::Protocol)?;

@@ -382,6 +382,8 @@ impl InterceptLink {
                                 tracing::info!(intercept = %name, cap, "reply payloads granted");
                                 *granted = Some(cap);
                             }
+                            // Not announced yet by this side (see `announce6`).
+                            ReplyEvent::Record6 { .. } => {}
                         })
                         .map_err(|source| LinkError::Protocol {
                             name: name.clone(),
@@ -408,7 +410,7 @@ mod tests {
     use std::net::TcpListener;
 
     use mio::Poll;
-    use tcpcopy_common::proto::{CLIENT_MSG_LEN, ClientMsgDecoder, MsgType, encode_frame};
+    use tcpcopy_common::proto::{CLIENT_MSG_LEN, ClientMsgDecoder, MsgType, PeerMsg, encode_frame};
 
     use super::*;
 
@@ -425,7 +427,10 @@ mod tests {
         peer.read_exact(&mut got).unwrap();
         let mut msgs = Vec::new();
         ClientMsgDecoder::new()
-            .push(&got, |m| msgs.push(m))
+            .push(&got, |m| match m {
+                PeerMsg::Msg(m) => msgs.push(m),
+                PeerMsg::Add6(a) => panic!("an IPv6 announcement: {a:?}"),
+            })
             .unwrap();
         assert_eq!(msgs[0].kind, MsgType::Hello);
         assert_eq!(msgs[1].kind, MsgType::VersionQuery);
@@ -517,7 +522,10 @@ mod tests {
         peer.read_exact(&mut got).unwrap();
         let mut msgs = Vec::new();
         ClientMsgDecoder::new()
-            .push(&got, |m| msgs.push(m))
+            .push(&got, |m| match m {
+                PeerMsg::Msg(m) => msgs.push(m),
+                PeerMsg::Add6(a) => panic!("an IPv6 announcement: {a:?}"),
+            })
             .unwrap();
         assert_eq!(msgs[0].kind, MsgType::Hello);
         assert_eq!(msgs[1].kind, MsgType::VersionQuery);

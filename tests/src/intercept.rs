@@ -301,6 +301,9 @@ impl TcpcopyPeer {
                             }
                             ReplyEvent::PayloadGranted(cap) => *granted = Some(cap),
                             ReplyEvent::Version(_) => {}
+                            ReplyEvent::Record6 { .. } => {
+                                panic!("an IPv6 record this peer never announced")
+                            }
                         }),
                     }
                     .expect("intercept sent a malformed record stream");

@@ -44,6 +44,17 @@
 //! ([`PAYLOAD_RECORD_MARK`], [`PayloadRecordHead`], then the bytes). A peer
 //! that never asks sees only 1.x frames. [`ReplyStreamDecoder`] reads every
 //! frame kind.
+//!
+//! IPv6 sessions are an extension too: their announcements and records
+//! have messages and frames of their own, see [`ipv6`].
+
+pub mod ipv6;
+
+pub use ipv6::{
+    ADD6_LEN, ADD6_TAIL_LEN, ADD6_TYPE, Add6, CAP_IPV6, HEADER_RECORD6_LEN, HeaderRecord6,
+    MAX_FRAME6_LEN, PAYLOAD_ENTRY6_HEAD, PAYLOAD_RECORD6_MARK, PAYLOAD6_HEAD_LEN,
+    RECORD6_FRAME_MARK, encode_frame6, encode_payload6_head,
+};
 
 /// The TCP port intercept listens on.
 pub const INTERCEPT_PORT: u16 = 36524;
@@ -74,6 +85,9 @@ pub enum MsgType {
     /// Extension: send me the replies' payloads too, up to this many bytes
     /// per reply (answered with a grant frame).
     PayloadRequest,
+    /// Extension: an IPv6 session announcement; its addresses follow the
+    /// 14-byte head (see [`ipv6`]).
+    Add6,
 }
 
 impl MsgType {
@@ -84,6 +98,7 @@ impl MsgType {
             Self::Hello => 6,
             Self::VersionQuery => VERSION_QUERY_TYPE,
             Self::PayloadRequest => PAYLOAD_REQUEST_TYPE,
+            Self::Add6 => ADD6_TYPE,
         }
     }
 
@@ -94,6 +109,7 @@ impl MsgType {
             6 => Some(Self::Hello),
             VERSION_QUERY_TYPE => Some(Self::VersionQuery),
             PAYLOAD_REQUEST_TYPE => Some(Self::PayloadRequest),
+            ADD6_TYPE => Some(Self::Add6),
             _ => None,
         }
     }
@@ -344,17 +360,31 @@ impl ClientMsg {
     }
 }
 
-/// A stream decoder for [`ClientMsg`]s (intercept's side of a connection).
-#[derive(Clone, Debug, Default)]
+/// What a tcpcopy sends: a 14-byte message, or an IPv6 announcement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerMsg {
+    Msg(ClientMsg),
+    Add6(Add6),
+}
+
+/// A stream decoder for what a tcpcopy sends (intercept's side of a
+/// connection): [`ClientMsg`]s and [`Add6`] announcements.
+#[derive(Clone, Debug)]
 pub struct ClientMsgDecoder {
-    partial: [u8; CLIENT_MSG_LEN],
+    partial: [u8; ADD6_LEN],
     have: usize,
+}
+
+impl Default for ClientMsgDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ClientMsgDecoder {
     pub const fn new() -> Self {
         Self {
-            partial: [0; CLIENT_MSG_LEN],
+            partial: [0; ADD6_LEN],
             have: 0,
         }
     }
@@ -364,16 +394,40 @@ impl ClientMsgDecoder {
     pub fn push(
         &mut self,
         mut input: &[u8],
-        mut on_msg: impl FnMut(ClientMsg),
+        mut on_msg: impl FnMut(PeerMsg),
     ) -> Result<(), ProtoError> {
         while !input.is_empty() {
-            let take = (CLIENT_MSG_LEN - self.have).min(input.len());
+            // A message's head, then (for an IPv6 announcement) its tail.
+            let want = if self.have >= CLIENT_MSG_LEN
+                && u16::from_be_bytes([self.partial[6], self.partial[7]]) == ADD6_TYPE
+            {
+                ADD6_LEN
+            } else {
+                CLIENT_MSG_LEN
+            };
+            let take = (want - self.have).min(input.len());
             self.partial[self.have..self.have + take].copy_from_slice(&input[..take]);
             self.have += take;
             input = &input[take..];
-            if self.have == CLIENT_MSG_LEN {
+            if self.have < want {
+                continue;
+            }
+            if want == CLIENT_MSG_LEN {
+                let head: &[u8; CLIENT_MSG_LEN] = self.partial[..CLIENT_MSG_LEN]
+                    .try_into()
+                    .expect("the head's length");
+                let msg = ClientMsg::decode(head)?;
+                if msg.kind == MsgType::Add6 {
+                    continue; // its tail comes next
+                }
                 self.have = 0;
-                on_msg(ClientMsg::decode(&self.partial)?);
+                on_msg(PeerMsg::Msg(msg));
+            } else {
+                self.have = 0;
+                let tail: &[u8; ADD6_TAIL_LEN] = self.partial[CLIENT_MSG_LEN..]
+                    .try_into()
+                    .expect("the tail's length");
+                on_msg(PeerMsg::Add6(Add6::decode_tail(tail)));
             }
         }
         Ok(())
@@ -647,6 +701,11 @@ pub enum ReplyEvent<'a> {
     Version(VersionInfo),
     /// The answer to a [`MsgType::PayloadRequest`]: the cap granted.
     PayloadGranted(u32),
+    /// An IPv6 reply's record (see [`ipv6`]), as [`ReplyEvent::Record`].
+    Record6 {
+        record: &'a HeaderRecord6,
+        payload: Option<(&'a [u8], u32)>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -655,11 +714,28 @@ enum ReplyState {
     Mark,
     /// A 1.x frame: this many records still to come.
     Records(u16),
+    /// An IPv6 record frame: this many records still to come.
+    Records6(u16),
     /// The rest of an extension frame of fixed size after its mark.
     Fixed { mark: u16, len: usize },
-    /// A payload record's bytes: this many still to come.
-    Payload(u32),
+    /// A payload record's bytes: this many in all (of the IPv6 record
+    /// frame when `v6`).
+    Payload { stored: u32, v6: bool },
 }
+
+/// Bytes of the largest fixed-size part the decoder reads at once.
+const FIXED_MAX: usize = {
+    let a = if PAYLOAD_HEAD_LEN > PAYLOAD6_HEAD_LEN {
+        PAYLOAD_HEAD_LEN
+    } else {
+        PAYLOAD6_HEAD_LEN
+    };
+    if a > HEADER_RECORD6_LEN {
+        a
+    } else {
+        HEADER_RECORD6_LEN
+    }
+};
 
 /// A stream decoder for everything intercept sends a tcpcopy: 1.x record
 /// frames and this protocol's extension frames (see the module docs).
@@ -667,9 +743,11 @@ enum ReplyState {
 pub struct ReplyStreamDecoder {
     state: ReplyState,
     /// Bytes of the current fixed-size part (mark, record, extension frame).
-    fixed: [u8; PAYLOAD_HEAD_LEN],
+    fixed: [u8; FIXED_MAX],
     have: usize,
     head: PayloadRecordHead,
+    /// The current IPv6 payload record: the record, its payload length.
+    head6: (HeaderRecord6, u32),
     payload: [u8; MAX_RECORD_PAYLOAD as usize],
     payload_have: usize,
 }
@@ -684,8 +762,14 @@ impl ReplyStreamDecoder {
     pub const fn new() -> Self {
         Self {
             state: ReplyState::Mark,
-            fixed: [0; PAYLOAD_HEAD_LEN],
+            fixed: [0; FIXED_MAX],
             have: 0,
+            head6: (
+                HeaderRecord6 {
+                    bytes: [0; HEADER_RECORD6_LEN],
+                },
+                0,
+            ),
             head: PayloadRecordHead {
                 record: HeaderRecord {
                     bytes: [0; HEADER_RECORD_LEN],
@@ -745,7 +829,31 @@ impl ReplyStreamDecoder {
                             mark,
                             len: PAYLOAD_HEAD_LEN - 2,
                         },
+                        RECORD6_FRAME_MARK => ReplyState::Fixed { mark, len: 2 },
+                        PAYLOAD_RECORD6_MARK => ReplyState::Fixed {
+                            mark,
+                            len: PAYLOAD6_HEAD_LEN - 2,
+                        },
                         n => return Err(ProtoError::TooManyRecords(n)),
+                    };
+                }
+                ReplyState::Records6(n) => {
+                    if !self.fill(&mut input, HEADER_RECORD6_LEN) {
+                        continue;
+                    }
+                    self.have = 0;
+                    let mut record = HeaderRecord6::default();
+                    record
+                        .bytes
+                        .copy_from_slice(&self.fixed[..HEADER_RECORD6_LEN]);
+                    on_event(ReplyEvent::Record6 {
+                        record: &record,
+                        payload: None,
+                    });
+                    self.state = if n > 1 {
+                        ReplyState::Records6(n - 1)
+                    } else {
+                        ReplyState::Mark
                     };
                 }
                 ReplyState::Records(n) => {
@@ -787,20 +895,34 @@ impl ReplyStreamDecoder {
                             let granted = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
                             on_event(ReplyEvent::PayloadGranted(granted));
                         }
+                        RECORD6_FRAME_MARK => {
+                            let n = u16::from_be_bytes([b[0], b[1]]);
+                            if n as usize > MAX_RECORDS_PER_FRAME {
+                                return Err(ProtoError::TooManyRecords(n));
+                            }
+                            if n > 0 {
+                                self.state = ReplyState::Records6(n);
+                            }
+                        }
+                        PAYLOAD_RECORD6_MARK => {
+                            let mut record = HeaderRecord6::default();
+                            record.bytes.copy_from_slice(&b[..HEADER_RECORD6_LEN]);
+                            let (payload_len, stored) = payload_counts(&b[HEADER_RECORD6_LEN..])?;
+                            self.head6 = (record, payload_len);
+                            self.payload_have = 0;
+                            if stored == 0 {
+                                on_event(ReplyEvent::Record6 {
+                                    record: &self.head6.0,
+                                    payload: Some((&[], payload_len)),
+                                });
+                            } else {
+                                self.state = ReplyState::Payload { stored, v6: true };
+                            }
+                        }
                         _ => {
                             let mut record = HeaderRecord::default();
                             record.bytes.copy_from_slice(&b[..HEADER_RECORD_LEN]);
-                            let at = HEADER_RECORD_LEN;
-                            let payload_len =
-                                u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-                            let stored =
-                                u32::from_be_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]);
-                            if stored > payload_len || stored > MAX_RECORD_PAYLOAD {
-                                return Err(ProtoError::BadPayload {
-                                    payload_len,
-                                    stored,
-                                });
-                            }
+                            let (payload_len, stored) = payload_counts(&b[HEADER_RECORD_LEN..])?;
                             self.head = PayloadRecordHead {
                                 record,
                                 payload_len,
@@ -813,12 +935,12 @@ impl ReplyStreamDecoder {
                                     payload: Some((&[], payload_len)),
                                 });
                             } else {
-                                self.state = ReplyState::Payload(stored);
+                                self.state = ReplyState::Payload { stored, v6: false };
                             }
                         }
                     }
                 }
-                ReplyState::Payload(stored) => {
+                ReplyState::Payload { stored, v6 } => {
                     let want = stored as usize - self.payload_have;
                     let take = want.min(input.len());
                     self.payload[self.payload_have..self.payload_have + take]
@@ -827,12 +949,17 @@ impl ReplyStreamDecoder {
                     input = &input[take..];
                     if self.payload_have == stored as usize {
                         self.state = ReplyState::Mark;
-                        on_event(ReplyEvent::Record {
-                            record: &self.head.record,
-                            payload: Some((
-                                &self.payload[..self.payload_have],
-                                self.head.payload_len,
-                            )),
+                        let bytes = &self.payload[..self.payload_have];
+                        on_event(if v6 {
+                            ReplyEvent::Record6 {
+                                record: &self.head6.0,
+                                payload: Some((bytes, self.head6.1)),
+                            }
+                        } else {
+                            ReplyEvent::Record {
+                                record: &self.head.record,
+                                payload: Some((bytes, self.head.payload_len)),
+                            }
                         });
                     }
                 }
@@ -846,6 +973,19 @@ impl ReplyStreamDecoder {
     pub fn at_boundary(&self) -> bool {
         self.state == ReplyState::Mark && self.have == 0
     }
+}
+
+/// A payload record's payload length and stored count (`u32` each), checked.
+fn payload_counts(b: &[u8]) -> Result<(u32, u32), ProtoError> {
+    let payload_len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let stored = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+    if stored > payload_len || stored > MAX_RECORD_PAYLOAD {
+        return Err(ProtoError::BadPayload {
+            payload_len,
+            stored,
+        });
+    }
+    Ok((payload_len, stored))
 }
 
 #[cfg(test)]
@@ -876,12 +1016,34 @@ mod tests {
 
     #[test]
     fn client_msgs_decode_across_any_split() {
+        let add6 = Add6 {
+            client_ip: [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
+            client_port: 40001,
+            target_ip: [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            target_port: 80,
+        };
         let msgs = [
-            ClientMsg::hello(),
-            ClientMsg::add([1, 2, 3, 4], 5, [6, 7, 8, 9], 10),
-            ClientMsg::add([198, 18, 1, 2], 40000, [198, 18, 2, 2], 6379),
+            PeerMsg::Msg(ClientMsg::hello()),
+            PeerMsg::Msg(ClientMsg::add([1, 2, 3, 4], 5, [6, 7, 8, 9], 10)),
+            PeerMsg::Add6(add6),
+            PeerMsg::Msg(ClientMsg::add(
+                [198, 18, 1, 2],
+                40000,
+                [198, 18, 2, 2],
+                6379,
+            )),
+            PeerMsg::Add6(Add6 {
+                client_port: 40002,
+                ..add6
+            }),
         ];
-        let wire: Vec<u8> = msgs.iter().flat_map(|m| m.encode()).collect();
+        let wire: Vec<u8> = msgs
+            .iter()
+            .flat_map(|m| match m {
+                PeerMsg::Msg(m) => m.encode().to_vec(),
+                PeerMsg::Add6(m) => m.encode().to_vec(),
+            })
+            .collect();
         for split in 0..=wire.len() {
             let mut dec = ClientMsgDecoder::new();
             let mut got = Vec::new();
@@ -907,7 +1069,7 @@ mod tests {
         let mut dec = ClientMsgDecoder::new();
         let mut got = Vec::new();
         dec.push(&q, |m| got.push(m)).unwrap();
-        assert_eq!(got, [ClientMsg::version_query()]);
+        assert_eq!(got, [PeerMsg::Msg(ClientMsg::version_query())]);
 
         let info = VersionInfo::new("0.1.0", 0);
         let frame = info.encode();
@@ -1158,7 +1320,25 @@ mod tests {
         wire.extend_from_slice(&empty.encode());
         let n = encode_frame(&[record(5)], &mut frame);
         wire.extend_from_slice(&frame[..n]);
+        let mut frame6 = [0u8; MAX_FRAME6_LEN];
+        let n = encode_frame6(&[record6(6), record6(7)], &mut frame6);
+        wire.extend_from_slice(&frame6[..n]);
+        wire.extend_from_slice(&encode_payload6_head(&record6(8), 9, 3));
+        wire.extend_from_slice(b"GET");
+        wire.extend_from_slice(&encode_payload6_head(&record6(9), 0, 0));
+        let n = encode_frame6(&[], &mut frame6);
+        wire.extend_from_slice(&frame6[..n]);
+        let n = encode_frame(&[record(10)], &mut frame);
+        wire.extend_from_slice(&frame[..n]);
         wire
+    }
+
+    fn record6(n: u8) -> HeaderRecord6 {
+        let mut r = HeaderRecord6::default();
+        r.bytes[0] = 0x60;
+        r.bytes[1] = n;
+        r.bytes[87] = n;
+        r
     }
 
     fn decode_all(wire: &[u8], step: usize) -> Vec<std::string::String> {
@@ -1177,6 +1357,17 @@ mod tests {
                     ),
                     ReplyEvent::Version(v) => std::format!("version {}", v.version_str()),
                     ReplyEvent::PayloadGranted(n) => std::format!("granted {n}"),
+                    ReplyEvent::Record6 { record, payload } => {
+                        assert_eq!(record.bytes[1], record.bytes[87], "a whole record");
+                        std::format!(
+                            "rec6 {} {:?}",
+                            record.bytes[1],
+                            payload.map(|(b, n)| (
+                                std::string::String::from_utf8_lossy(b).into_owned(),
+                                n
+                            ))
+                        )
+                    }
                 })
             })
             .unwrap();
@@ -1198,7 +1389,12 @@ mod tests {
                 "version 0.1.0",
                 "rec 3 Some((\"HTTP\", 6))",
                 "rec 4 Some((\"\", 0))",
-                "rec 5 None"
+                "rec 5 None",
+                "rec6 6 None",
+                "rec6 7 None",
+                "rec6 8 Some((\"GET\", 9))",
+                "rec6 9 Some((\"\", 0))",
+                "rec 10 None"
             ]
         );
         for step in 1..wire.len() {
@@ -1232,6 +1428,19 @@ mod tests {
         assert_eq!(
             d.push(&fake_version, |_| {}),
             Err(ProtoError::UnexpectedFrame(VERSION_FRAME_MARK))
+        );
+        let mut d = std::boxed::Box::new(ReplyStreamDecoder::new());
+        assert_eq!(
+            d.push(&[0x80, 0x06, 0, 17], |_| {}),
+            Err(ProtoError::TooManyRecords(17))
+        );
+        let mut d = std::boxed::Box::new(ReplyStreamDecoder::new());
+        assert_eq!(
+            d.push(&encode_payload6_head(&record6(1), 2, 3), |_| {}),
+            Err(ProtoError::BadPayload {
+                payload_len: 2,
+                stored: 3
+            })
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Bounds-checked header parsing for the XDP programs: Ethernet with up to two
-//! VLAN tags (802.1Q / 802.1ad), IPv4 with options, TCP with options.
+//! VLAN tags (802.1Q / 802.1ad), IPv4 with options or IPv6 with extension
+//! headers ([`ipv6`]), TCP with options.
 //!
 //! The parser works on a raw `[start, end)` address range because that is what
 //! an XDP context hands out; every read goes through [`Frame::ptr_at`], the one
@@ -9,8 +10,12 @@
 //! Invariant: a [`TcpView`] only exists for a frame whose Ethernet, VLAN,
 //! IPv4 (with options) and TCP (with options) headers all lie inside the frame.
 
+pub mod ipv6;
+
 use core::marker::PhantomData;
 use core::mem::size_of;
+
+pub use ipv6::{Ipv6Hdr, Ipv6Parse, Tcp6View, parse_ipv6_tcp};
 
 /// Ethernet header length without VLAN tags.
 pub const ETH_HLEN: usize = 14;
@@ -22,6 +27,7 @@ pub const TCP_MIN_HLEN: usize = 20;
 pub const IPPROTO_TCP: u8 = 6;
 
 const ETH_P_IPV4: [u8; 2] = [0x08, 0x00];
+const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 const ETH_P_8021Q: [u8; 2] = [0x81, 0x00];
 const ETH_P_8021AD: [u8; 2] = [0x88, 0xa8];
 
@@ -181,14 +187,10 @@ impl TcpView<'_> {
     }
 }
 
-/// Parses Ethernet (+ VLAN) / IPv4 / TCP.
-///
-/// `Ok(None)`: a well-formed frame that is not a first-fragment IPv4/TCP
-/// packet (ARP, IPv6, UDP, a later IP fragment). `Err(Malformed)`: truncated
-/// headers, a version other than 4 in an IPv4 ethertype, or header lengths
-/// that cannot be.
+/// Reads the Ethernet header and up to two VLAN tags: the EtherType of
+/// what follows and its offset.
 #[inline(always)]
-pub fn parse_ipv4_tcp<'a>(frame: &Frame<'a>) -> Result<Option<TcpView<'a>>, Malformed> {
+pub fn link_layer(frame: &Frame<'_>) -> Result<([u8; 2], usize), Malformed> {
     let eth: *const EthHdr = frame.ptr_at(0).ok_or(Malformed)?;
     // SAFETY: bounds-checked just above.
     let mut ether_type = unsafe { (*eth).ether_type };
@@ -206,10 +208,37 @@ pub fn parse_ipv4_tcp<'a>(frame: &Frame<'a>) -> Result<Option<TcpView<'a>>, Malf
             l3_off += size_of::<VlanHdr>();
         }
     }
+    Ok((ether_type, l3_off))
+}
+
+/// Whether a link-layer EtherType is IPv6.
+#[inline(always)]
+pub fn is_ipv6(ether_type: [u8; 2]) -> bool {
+    ether_type == ETH_P_IPV6
+}
+
+/// Parses Ethernet (+ VLAN) / IPv4 / TCP.
+///
+/// `Ok(None)`: a well-formed frame that is not a first-fragment IPv4/TCP
+/// packet (ARP, IPv6, UDP, a later IP fragment). `Err(Malformed)`: truncated
+/// headers, a version other than 4 in an IPv4 ethertype, or header lengths
+/// that cannot be.
+#[inline(always)]
+pub fn parse_ipv4_tcp<'a>(frame: &Frame<'a>) -> Result<Option<TcpView<'a>>, Malformed> {
+    let (ether_type, l3_off) = link_layer(frame)?;
     if ether_type != ETH_P_IPV4 {
         return Ok(None);
     }
+    parse_ipv4_tcp_at(frame, l3_off)
+}
 
+/// As [`parse_ipv4_tcp`], for the IPv4 header at `l3_off` (the link layer
+/// read already).
+#[inline(always)]
+pub fn parse_ipv4_tcp_at<'a>(
+    frame: &Frame<'a>,
+    l3_off: usize,
+) -> Result<Option<TcpView<'a>>, Malformed> {
     let ip: *const Ipv4Hdr = frame.ptr_at(l3_off).ok_or(Malformed)?;
     // SAFETY: bounds-checked just above.
     let ip_ref = unsafe { &*ip };
