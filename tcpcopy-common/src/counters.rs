@@ -16,7 +16,7 @@ pub const COUNTER_SLOTS: u32 = 16;
 pub enum CaptureCounter {
     /// Every frame the program ran on.
     Seen = 0,
-    /// IPv4/TCP frames whose destination is in the match table.
+    /// IPv4 or IPv6 TCP frames whose destination is in the match table.
     Matched = 1,
     /// Frames cut short or with impossible header lengths.
     Malformed = 2,
@@ -37,10 +37,16 @@ pub enum CaptureCounter {
     /// `--compare`, inline: answers not copied, the responses ring was
     /// full (production is never delayed; the comparison loses them).
     ResponseRingFull = 9,
+    /// IPv6 frames among `matched`.
+    Matched6 = 10,
+    /// IPv6 fragments of any destination (never copied: only a first
+    /// fragment would carry the TCP header, and a part of a packet is not
+    /// replayed).
+    Fragments6 = 11,
 }
 
 impl CaptureCounter {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Seen,
         Self::Matched,
         Self::Malformed,
@@ -51,6 +57,8 @@ impl CaptureCounter {
         Self::RedirectFailed,
         Self::Responses,
         Self::ResponseRingFull,
+        Self::Matched6,
+        Self::Fragments6,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -65,6 +73,8 @@ impl CaptureCounter {
             Self::RedirectFailed => "redirect_failed",
             Self::Responses => "responses",
             Self::ResponseRingFull => "response_ring_full",
+            Self::Matched6 => "matched6",
+            Self::Fragments6 => "fragments6",
         }
     }
 }
@@ -80,7 +90,8 @@ impl CaptureCounter {
 pub enum InterceptCounter {
     /// Every frame the program ran on.
     Seen = 0,
-    /// IPv4/TCP frames whose source is in the target table (all dropped).
+    /// IPv4 or IPv6 TCP frames whose source is in the target table (all
+    /// dropped).
     Matched = 1,
     /// Frames cut short or with impossible header lengths (passed).
     Malformed = 2,
@@ -93,16 +104,25 @@ pub enum InterceptCounter {
     /// client ranges nor announced by a tcpcopy (passed: the target's own
     /// traffic, or a reply that beat its session's announcement).
     Unclaimed = 5,
+    /// IPv6 replies among `matched` (every matched reply of either family
+    /// is in `matched`; this says how many were IPv6).
+    Matched6 = 6,
+    /// IPv6 fragments of any source (passed untouched, never reported: the
+    /// programs do not reassemble, and only a first fragment would carry
+    /// the TCP header).
+    Fragments6 = 7,
 }
 
 impl InterceptCounter {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Seen,
         Self::Matched,
         Self::Malformed,
         Self::Reported,
         Self::RingFull,
         Self::Unclaimed,
+        Self::Matched6,
+        Self::Fragments6,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -113,6 +133,8 @@ impl InterceptCounter {
             Self::Reported => "reported",
             Self::RingFull => "ring_full",
             Self::Unclaimed => "unclaimed",
+            Self::Matched6 => "matched6",
+            Self::Fragments6 => "fragments6",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Inline capture: runs on the NIC that carries production traffic. Every
 //! frame goes on to the stack untouched (`XDP_PASS`); frames to a `TARGETS`
-//! endpoint are also copied into the `PACKETS` ring buffer for tcpcopy
+//! (IPv4) or `TARGETS6` (IPv6) endpoint are also copied into the `PACKETS`
+//! ring buffer for tcpcopy
 //! (see [`crate::copy`] for the record sizes and the wake-up rule).
 //!
 //! Invariants: the verdict is always `XDP_PASS`; a full ring is a counted
@@ -16,13 +17,14 @@ use aya_ebpf::{
 };
 use tcpcopy_common::{
     counters::CaptureCounter,
-    pkt::{Frame, Malformed, parse_ipv4_tcp},
+    pkt::{Frame, Malformed},
 };
 
 use crate::{
     PACKETS, SCRATCH,
     copy::{FrameBytes, copy_frame},
-    count, is_target,
+    count,
+    segment::segment_of,
 };
 
 #[xdp(frags)]
@@ -39,14 +41,17 @@ fn try_capture_inline(ctx: &XdpContext) -> Result<(), Malformed> {
     count(CaptureCounter::Seen);
     // SAFETY: the XDP context's packet range, valid for this run.
     let frame = unsafe { Frame::new(ctx.data(), ctx.data_end()) };
-    let Some(view) = parse_ipv4_tcp(&frame)? else {
+    let Some(seg) = segment_of(&frame)? else {
         return Ok(());
     };
-    if !is_target(view.ip().daddr, view.tcp().dest) {
+    if !seg.to_target() {
         return Ok(());
     }
     count(CaptureCounter::Matched);
-    let copied = copy_frame(&PACKETS, &SCRATCH, ctx, view.l3_off as u16);
+    if seg.is_ipv6() {
+        count(CaptureCounter::Matched6);
+    }
+    let copied = copy_frame(&PACKETS, &SCRATCH, ctx, seg.l3_off as u16);
     count(if copied {
         CaptureCounter::Copied
     } else {

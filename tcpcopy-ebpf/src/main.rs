@@ -8,6 +8,7 @@ mod copy;
 mod inline;
 mod mirror;
 mod responses;
+mod segment;
 
 use aya_ebpf::{
     Global,
@@ -17,7 +18,7 @@ use aya_ebpf::{
 use tcpcopy_common::{
     capture::SCRATCH_BYTES,
     counters::{COUNTER_SLOTS, CaptureCounter},
-    table::EndpointKey,
+    table::{EndpointKey, EndpointKey6},
 };
 
 /// Per-CPU verdict counters, indexed by [`CaptureCounter`].
@@ -27,6 +28,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS,
 /// Online server endpoints to copy (`-x [ip:]port`); value: rule index.
 #[map]
 static TARGETS: HashMap<EndpointKey, u32> = HashMap::with_max_entries(1024, 0);
+
+/// As `TARGETS`, for IPv6 online server endpoints.
+#[map]
+static TARGETS6: HashMap<EndpointKey6, u32> = HashMap::with_max_entries(1024, 0);
 
 /// Inline capture: one record per copied frame (see
 /// `tcpcopy_common::capture`). The size here is a default; userspace sets
@@ -77,13 +82,6 @@ fn count(counter: CaptureCounter) {
         // SAFETY: a per-CPU slot; nothing else runs on this CPU meanwhile.
         unsafe { *slot += 1 };
     }
-}
-
-/// Whether `addr:port` (network byte order) is in `TARGETS`, exactly or by port.
-#[inline(always)]
-fn is_target(addr: [u8; 4], port: [u8; 2]) -> bool {
-    let key = EndpointKey::from_wire(addr, port);
-    TARGETS.get_ptr(key).is_some() || TARGETS.get_ptr(key.with_any_addr()).is_some()
 }
 
 #[cfg(not(test))]

@@ -1,5 +1,6 @@
 //! Mirror capture: runs on a port that carries a copy of production traffic
-//! (SPAN/TAP, or a `tc mirred` mirror). Frames to a `TARGETS` endpoint are
+//! (SPAN/TAP, or a `tc mirred` mirror). Frames to a `TARGETS` or
+//! `TARGETS6` endpoint are
 //! redirected into the AF_XDP socket of their RX queue (`XSKS`), zero-copy
 //! where the driver allows. Everything else is dropped (the copies are not
 //! for this host), or passed when `MIRROR_PASS_OTHERS` is set. With
@@ -10,10 +11,10 @@
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use tcpcopy_common::{
     counters::CaptureCounter,
-    pkt::{Frame, Malformed, parse_ipv4_tcp},
+    pkt::{Frame, Malformed},
 };
 
-use crate::{MIRROR_PASS_OTHERS, MIRROR_RESPONSES, XSKS, count, is_target, responses::SYN_FIN_RST};
+use crate::{MIRROR_PASS_OTHERS, MIRROR_RESPONSES, XSKS, count, segment::segment_of};
 
 #[xdp]
 pub fn capture_mirror(ctx: XdpContext) -> u32 {
@@ -42,17 +43,16 @@ fn try_capture_mirror(ctx: &XdpContext) -> Result<Option<u32>, Malformed> {
     count(CaptureCounter::Seen);
     // SAFETY: the XDP context's packet range, valid for this run.
     let frame = unsafe { Frame::new(ctx.data(), ctx.data_end()) };
-    let Some(view) = parse_ipv4_tcp(&frame)? else {
+    let Some(seg) = segment_of(&frame)? else {
         return Ok(None);
     };
-    let response = if is_target(view.ip().daddr, view.tcp().dest) {
+    let response = if seg.to_target() {
         count(CaptureCounter::Matched);
+        if seg.is_ipv6() {
+            count(CaptureCounter::Matched6);
+        }
         false
-    } else if MIRROR_RESPONSES.load() != 0
-        && is_target(view.ip().saddr, view.tcp().source)
-        && (usize::from(view.ip_total_len()) > view.ip_hdr_len + view.tcp_hdr_len
-            || view.tcp().flags & SYN_FIN_RST != 0)
-    {
+    } else if MIRROR_RESPONSES.load() != 0 && seg.carries && seg.from_target() {
         true
     } else {
         return Ok(None);

@@ -1,6 +1,7 @@
 //! Response capture (`--compare`, inline mode): a TC classifier at the
 //! egress of the NIC that carries production traffic. Production's answers
-//! to its clients (frames whose source is a `TARGETS` endpoint) are copied
+//! to its clients (frames whose source is a `TARGETS` or `TARGETS6`
+//! endpoint) are copied
 //! into the `RESPONSES` ring buffer, so tcpcopy can compare the target's
 //! answers with them. Only segments that carry something a comparison
 //! needs are copied: payload, or SYN, FIN or RST; bare ACKs are not.
@@ -18,21 +19,20 @@ use aya_ebpf::{
 };
 use tcpcopy_common::{
     counters::CaptureCounter,
-    pkt::{Frame, Malformed, parse_ipv4_tcp},
+    pkt::{Frame, Malformed},
 };
 
 use crate::{
     RESPONSE_SCRATCH, RESPONSES,
     copy::{FrameBytes, copy_frame},
-    count, is_target,
+    count,
+    segment::segment_of,
 };
 
-/// Bytes of headers the parser may need: Ethernet, two VLAN tags, IPv4 and
-/// TCP with their longest options.
-const HEADERS_MAX: u32 = 14 + 8 + 60 + 60;
-
-/// TCP flags that end or start a stream (SYN, FIN, RST).
-pub(crate) const SYN_FIN_RST: u8 = 0x02 | 0x01 | 0x04;
+/// Bytes of headers the parser may need: Ethernet, two VLAN tags, and the
+/// longer of IPv4 with its longest options and IPv6 with a few extension
+/// headers, then TCP with its longest options.
+const HEADERS_MAX: u32 = 14 + 8 + 40 + 64 + 60;
 
 #[classifier]
 pub fn capture_responses(ctx: TcContext) -> i32 {
@@ -57,19 +57,14 @@ fn try_capture_responses(ctx: &TcContext) -> Result<(), Malformed> {
     // SAFETY: the skb's linear data range, valid for this run (read after
     // any pull, which moves it).
     let frame = unsafe { Frame::new(ctx.data(), ctx.data_end()) };
-    let Some(view) = parse_ipv4_tcp(&frame)? else {
+    let Some(seg) = segment_of(&frame)? else {
         return Ok(());
     };
-    let (ip, tcp) = (view.ip(), view.tcp());
-    if !is_target(ip.saddr, tcp.source) {
+    // A bare ACK has nothing to compare.
+    if !seg.carries || !seg.from_target() {
         return Ok(());
     }
-    let headers = view.ip_hdr_len + view.tcp_hdr_len;
-    if usize::from(view.ip_total_len()) <= headers && tcp.flags & SYN_FIN_RST == 0 {
-        // A bare ACK: nothing to compare.
-        return Ok(());
-    }
-    let copied = copy_frame(&RESPONSES, &RESPONSE_SCRATCH, ctx, view.l3_off as u16);
+    let copied = copy_frame(&RESPONSES, &RESPONSE_SCRATCH, ctx, seg.l3_off as u16);
     count(if copied {
         CaptureCounter::Responses
     } else {

@@ -1,5 +1,5 @@
 //! One loaded eBPF object: the maps every program of ours shares (the
-//! `TARGETS` match table, the `COUNTERS` per-CPU array) and access to the
+//! `TARGETS` and `TARGETS6` match tables, the `COUNTERS` per-CPU array) and access to the
 //! rest. Which program of it runs, and where it is attached, is the
 //! business of [`crate::xdp::XdpObject`] and [`crate::tc::EgressObject`].
 
@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap, PerCpuArray},
     programs::{Program, ProgramError},
 };
-use tcpcopy_common::table::EndpointKey;
+use tcpcopy_common::table::{EndpointKey, EndpointKey6};
 
 use crate::xdp::XdpError;
 
@@ -16,6 +16,8 @@ use crate::xdp::XdpError;
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Name of the endpoint match table in every object.
 pub const TARGETS_MAP: &str = "TARGETS";
+/// Name of the IPv6 endpoint match table in every object.
+pub const TARGETS6_MAP: &str = "TARGETS6";
 
 /// A loaded eBPF object (its maps created; no program loaded yet).
 pub struct BpfObject {
@@ -67,6 +69,19 @@ impl BpfObject {
         table
             .insert(key, value, 0)
             .map_err(|e| XdpError::map(TARGETS_MAP, e))
+    }
+
+    /// Inserts `key -> value` into the `TARGETS6` table (IPv6 endpoints).
+    pub fn insert_target6(&mut self, key: EndpointKey6, value: u32) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut(TARGETS6_MAP)
+            .ok_or(XdpError::Missing(TARGETS6_MAP))?;
+        let mut table: HashMap<_, EndpointKey6, u32> =
+            HashMap::try_from(map).map_err(|e| XdpError::map(TARGETS6_MAP, e))?;
+        table
+            .insert(key, value, 0)
+            .map_err(|e| XdpError::map(TARGETS6_MAP, e))
     }
 
     /// The sum over all CPUs of counter slot `index`.

@@ -9,7 +9,7 @@ use aya::{
 use tcpcopy_common::table::EndpointKey;
 
 use crate::object::BpfObject;
-pub use crate::object::{COUNTERS_MAP, TARGETS_MAP};
+pub use crate::object::{COUNTERS_MAP, TARGETS_MAP, TARGETS6_MAP};
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -233,6 +233,15 @@ impl XdpObject {
     /// Inserts `key -> value` into the `TARGETS` table.
     pub fn insert_target(&mut self, key: EndpointKey, value: u32) -> Result<(), XdpError> {
         self.object.insert_target(key, value)
+    }
+
+    /// Inserts `key -> value` into the `TARGETS6` table (IPv6 endpoints).
+    pub fn insert_target6(
+        &mut self,
+        key: tcpcopy_common::table::EndpointKey6,
+        value: u32,
+    ) -> Result<(), XdpError> {
+        self.object.insert_target6(key, value)
     }
 
     /// The sum over all CPUs of counter slot `index`.

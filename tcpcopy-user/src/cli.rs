@@ -3,7 +3,7 @@
 //! and errors that show the expected syntax.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     str::FromStr,
     time::Duration,
@@ -279,33 +279,32 @@ pub struct Transfer {
     pub next_hop_mac: Option<MacAddr>,
 }
 
-impl Transfer {
-    /// The online address of the rule (the command line takes IPv4 rules
-    /// only: the capture, intercept and sender paths are IPv4 still).
-    pub fn online_v4(&self) -> Option<Ipv4Addr> {
-        self.rule.online_addr.map(|a| match a {
-            IpAddr::V4(a) => a,
-            IpAddr::V6(_) => unreachable!("the command line takes IPv4 rules only"),
-        })
-    }
-
-    /// The target of the rule (IPv4: see [`Transfer::online_v4`]).
-    pub fn target_v4(&self) -> crate::engine::Endpoint {
-        crate::engine::Endpoint::from_socket(self.rule.target)
-            .expect("the command line takes IPv4 rules only")
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransferList(pub Vec<Transfer>);
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "bad transfer rule {rule:?}: {why}; expected [ONLINE_IP:]PORT-TARGET_IP:PORT[@NEXT_HOP_MAC], e.g. 80-10.0.0.2:8080 or 192.168.1.5:80-10.0.0.2:80@02:00:00:00:00:01"
+    "bad transfer rule {rule:?}: {why}; expected [ONLINE_IP:]PORT-TARGET_IP:PORT[@NEXT_HOP_MAC], IPv6 addresses in brackets, e.g. 80-10.0.0.2:8080, 192.168.1.5:80-10.0.0.2:80@02:00:00:00:00:01 or [2001:db8::1]:80-[2001:db8::2]:80"
 )]
 pub struct TransferError {
     rule: String,
     why: String,
+}
+
+/// An address of a rule: IPv4, or IPv6 in brackets (`[2001:db8::1]`).
+fn parse_addr(s: &str) -> Result<IpAddr, String> {
+    if let Some(v6) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return v6
+            .parse::<Ipv6Addr>()
+            .map(IpAddr::V6)
+            .map_err(|_| format!("{v6:?} is not an IPv6 address"));
+    }
+    if s.contains(':') {
+        return Err(format!("{s:?}: write an IPv6 address in brackets, [{s}]"));
+    }
+    s.parse::<Ipv4Addr>()
+        .map(IpAddr::V4)
+        .map_err(|_| format!("{s:?} is not an IP address"))
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -328,10 +327,7 @@ impl FromStr for Transfer {
             .ok_or_else(|| err("no '-' between online and target".into()))?;
         let (online_addr, online_port) = match online.rsplit_once(':') {
             Some((a, p)) => (
-                Some(IpAddr::V4(
-                    a.parse::<Ipv4Addr>()
-                        .map_err(|_| err(format!("{a:?} is not an IPv4 address")))?,
-                )),
+                Some(parse_addr(a).map_err(err)?),
                 parse_port(p).map_err(err)?,
             ),
             None => (None, parse_port(online).map_err(err)?),
@@ -346,17 +342,26 @@ impl FromStr for Transfer {
         let (taddr, tport) = target
             .rsplit_once(':')
             .ok_or_else(|| err("the target needs IP:PORT".into()))?;
-        let taddr = taddr
-            .parse::<Ipv4Addr>()
-            .map_err(|_| err(format!("{taddr:?} is not an IPv4 address")))?;
-        if taddr.is_unspecified() || taddr.is_broadcast() || taddr.is_multicast() {
+        let taddr = parse_addr(taddr).map_err(err)?;
+        let unusable = match taddr {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
+            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+        };
+        if unusable {
             return Err(err(format!("{taddr} cannot be a target")));
+        }
+        if online_addr.is_some_and(|a| a.is_ipv6() != taddr.is_ipv6()) {
+            return Err(err(
+                "the online and target addresses are of different IP versions (a session is \
+                 replayed in the family it was captured in)"
+                    .into(),
+            ));
         }
         Ok(Self {
             rule: TransferRule {
                 online_addr,
                 online_port,
-                target: SocketAddr::new(taddr.into(), parse_port(tport).map_err(err)?),
+                target: SocketAddr::new(taddr, parse_port(tport).map_err(err)?),
             },
             next_hop_mac: mac,
         })
@@ -373,8 +378,12 @@ impl FromStr for TransferList {
             .map(Transfer::from_str)
             .collect::<Result<Vec<_>, _>>()?;
         for (i, a) in rules.iter().enumerate() {
+            // A rule by port alone takes its target's family: `80-IPv4`
+            // and `80-[IPv6]` are two rules.
             if rules[..i].iter().any(|b| {
-                b.rule.online_addr == a.rule.online_addr && b.rule.online_port == a.rule.online_port
+                b.rule.online_addr == a.rule.online_addr
+                    && b.rule.online_port == a.rule.online_port
+                    && b.rule.target.is_ipv6() == a.rule.target.is_ipv6()
             }) {
                 return Err(TransferError {
                     rule: s.to_owned(),
@@ -726,6 +735,40 @@ mod tests {
             t.0[1].next_hop_mac,
             Some(MacAddr([2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]))
         );
+    }
+
+    #[test]
+    fn ipv6_rules_take_addresses_in_brackets_and_dual_stack_ports() {
+        let t: TransferList = "[2001:db8:1::1]:80-[2001:db8:2::2]:8080@02:aa:bb:cc:dd:ee, \
+                               6379-[2001:db8:2::2]:6379, 6379-198.18.2.2:6379"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            t.0[0].rule.online_addr,
+            Some("2001:db8:1::1".parse().unwrap())
+        );
+        assert_eq!(t.0[0].rule.target, "[2001:db8:2::2]:8080".parse().unwrap());
+        assert!(t.0[0].next_hop_mac.is_some());
+        // The same port alone for each family: two rules.
+        assert_eq!(t.0[1].rule.online_addr, None);
+        assert!(t.0[1].rule.target.is_ipv6());
+        assert!(t.0[2].rule.target.is_ipv4());
+        for (bad, why) in [
+            ("2001:db8::1:80-[2001:db8::2]:80", "in brackets"),
+            ("80-2001:db8::2:80", "in brackets"),
+            ("80-[2001:db8::zz]:80", "not an IPv6 address"),
+            ("80-[::]:80", "cannot be a target"),
+            ("80-[ff02::1]:80", "cannot be a target"),
+            ("198.18.1.1:80-[2001:db8::2]:80", "different IP versions"),
+            ("[2001:db8::1]:80-198.18.2.2:80", "different IP versions"),
+            (
+                "80-[2001:db8::2]:80,80-[2001:db8::3]:80",
+                "the same online endpoint twice",
+            ),
+        ] {
+            let e = bad.parse::<TransferList>().unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("in brackets"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::{
     io::IsTerminal,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     os::fd::{AsRawFd, RawFd},
     sync::{Arc, atomic::Ordering},
     thread::JoinHandle,
@@ -34,7 +34,6 @@ use crate::{
     compare::report::{ReportWriter, SharedReport},
     diagnose::{HandshakeWatch, Setup},
     dispatch::{Dispatcher, Sharder},
-    engine::Engine,
     link::{self, InterceptLink, LinkError},
     offline::{
         OfflineSource, OpenError,
@@ -43,6 +42,7 @@ use crate::{
         report,
     },
     send::{FrameSender, SendBackend, SendError, SenderConfig},
+    shard::Shard,
     stats_line::Snapshot,
     worker::{LINK_TOKEN_BASE, PacketSource, WAKE_TOKEN, Worker, WorkerReport, WorkerShared},
 };
@@ -164,7 +164,7 @@ impl Tcpcopy {
             }
         };
         for (i, t) in cli.transfer.0.iter().enumerate() {
-            capture.add_target(t.online_v4(), t.rule.online_port, i as u32)?;
+            capture.add_rule(&t.rule, i as u32)?;
         }
         let policy = match cli.xdp_mode {
             XdpMode::Auto => XdpModePolicy::Auto,
@@ -233,7 +233,7 @@ impl Tcpcopy {
             }
             let sink = open_sender(cli, w, tx_queues)?;
             let shared = Arc::new(WorkerShared::default());
-            let engine = Engine::new(cli.engine_config(), w, shards);
+            let engine = Shard::new(cli.engine_config(), w, shards);
             // Wakes a sleeping worker: the dispatcher with its packets, the
             // daemon when stopping.
             wakers.push(Arc::new(
@@ -536,16 +536,16 @@ fn open_sender(cli: &Cli, w: u16, tx_queues: u32) -> Result<Box<dyn FrameSender>
         .next_hop_mac(mac)
         .queue_id(u32::from(w))
         .open()?;
-    let baseline = cli.compare_baseline.map(|b| *b.ip());
+    let baseline = cli.compare_baseline.map(|b| IpAddr::V4(*b.ip()));
     for target in cli
         .transfer
         .0
         .iter()
-        .map(|t| std::net::Ipv4Addr::from(t.target_v4().addr))
+        .map(|t| t.rule.target.ip())
         .chain(baseline)
     {
         if sender
-            .resolve_next_hop(target.into(), Duration::from_secs(2))
+            .resolve_next_hop(target, Duration::from_secs(2))
             .is_none()
         {
             tracing::warn!(%target, output, "no next-hop MAC yet for the target: frames wait for it, counted as drops");

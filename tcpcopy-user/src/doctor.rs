@@ -15,7 +15,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, TcpStream},
+    net::{IpAddr, Ipv4Addr, TcpStream},
     time::{Duration, Instant},
 };
 
@@ -112,16 +112,16 @@ pub fn run(cli: &Cli, probe: &ProbeArgs) -> Report {
     let mut next_hop_ok = true;
     if let Some(s) = sender.as_mut() {
         // --compare-baseline: the baseline is replayed to like a target.
-        let baseline = cli.compare_baseline.map(|b| *b.ip());
+        let baseline = cli.compare_baseline.map(|b| IpAddr::V4(*b.ip()));
         for target in cli
             .transfer
             .0
             .iter()
-            .map(|t| Ipv4Addr::from(t.target_v4().addr))
+            .map(|t| t.rule.target.ip())
             .chain(baseline)
         {
             let what = format!("next hop of {target} via {output}");
-            match s.resolve_next_hop(target.into(), NEXT_HOP_WAIT) {
+            match s.resolve_next_hop(target, NEXT_HOP_WAIT) {
                 Some(mac) => r.pass(&what, format!("at {mac}")),
                 None => {
                     next_hop_ok = false;
@@ -464,7 +464,16 @@ fn probe_target(
     links: &mut [Probe],
 ) {
     const WHAT: &str = "probe SYN through intercept";
-    let target = cli.transfer.0[0].target_v4();
+    // The probe speaks IPv4: the first IPv4 rule's target.
+    let Some(target) = cli
+        .transfer
+        .0
+        .iter()
+        .find_map(|t| crate::engine::Endpoint::<[u8; 4]>::from_socket(t.rule.target))
+    else {
+        r.skip(WHAT, "no IPv4 rule: the probe SYN is IPv4 only");
+        return;
+    };
     let nonce = std::process::id().wrapping_mul(2_654_435_761) ^ now_nanos();
     let client = match (args.probe_client, &cli.client_pool) {
         (Some(ip), _) => ip.octets(),
@@ -623,7 +632,7 @@ fn send_segment(
         options: &options[..n],
         payload: &[],
     };
-    let mut out = Outbox::default();
+    let mut out = Outbox::<[u8; 4]>::default();
     let len = repr.len();
     repr.emit(out.push_frame(len));
     sender.send(&mut out);

@@ -25,6 +25,7 @@ pub mod link;
 pub mod offline;
 pub mod packet;
 pub mod send;
+pub mod shard;
 #[cfg(feature = "xdp")]
 mod stats_line;
 pub mod worker;

@@ -14,6 +14,13 @@
 //! non-blocking connect every [`RETRY_EVERY`] (never holding up the
 //! replay), so a restarted intercept is back in use within about that;
 //! the worker then announces its open sessions again.
+//!
+//! IPv6 sessions are announced with the protocol's IPv6 extension (`Add6`)
+//! only to an intercept that says it takes them (`CAP_IPV6` in its version
+//! answer): an original intercept would read the extension as garbage.
+//! Until the answer comes (at most [`VERSION_WAIT`] after connecting),
+//! IPv6 announcements wait; to an intercept without IPv6 they are counted
+//! (`announce6_unsupported`) and a warning says why.
 
 use std::{
     io::{self, Read, Write},
@@ -23,10 +30,15 @@ use std::{
 
 use mio::{Interest, Registry, Token, net::TcpStream};
 use tcpcopy_common::proto::{
-    CAP_ON_TARGET, ClientMsg, HeaderRecord, ProtoError, ReplyEvent, ReplyStreamDecoder, VersionInfo,
+    Add6, CAP_IPV6, CAP_ON_TARGET, ClientMsg, HeaderRecord, ProtoError, ReplyEvent,
+    ReplyStreamDecoder, VersionInfo,
 };
 
-use crate::engine::Instant;
+use crate::{
+    clock,
+    engine::Instant,
+    shard::{AnnounceMsg, ReplyRecord},
+};
 
 /// Buffered bytes per link before announcements are dropped.
 pub const MAX_PENDING: usize = 16 << 20;
@@ -34,6 +46,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A down link is tried again this often (a refused connect on a LAN costs
 /// a round trip; a restarted intercept is found within this).
 pub const RETRY_EVERY: Duration = Duration::from_millis(100);
+/// How long after connecting an intercept has to answer the version query
+/// before it is taken for an original (1.x) one, which never answers.
+pub const VERSION_WAIT: Duration = Duration::from_secs(2);
+/// IPv6 announcements held while the version answer is awaited, at most.
+const MAX_HELD6: usize = 1 << 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -58,8 +75,12 @@ pub enum LinkError {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
     pub records: u64,
+    /// IPv6 records among `records`.
+    pub records6: u64,
     pub announcements: u64,
     pub announcements_dropped: u64,
+    /// IPv6 announcements not sent: the intercept does not take IPv6.
+    pub announcements6_unsupported: u64,
     pub reconnects: u64,
     pub failures: u64,
 }
@@ -67,8 +88,10 @@ pub struct LinkStats {
 impl LinkStats {
     pub fn add(&mut self, o: &Self) {
         self.records += o.records;
+        self.records6 += o.records6;
         self.announcements += o.announcements;
         self.announcements_dropped += o.announcements_dropped;
+        self.announcements6_unsupported += o.announcements6_unsupported;
         self.reconnects += o.reconnects;
         self.failures += o.failures;
     }
@@ -92,6 +115,12 @@ pub struct InterceptLink {
     payload_cap: Option<u32>,
     /// The payload cap intercept granted (0: none).
     granted: Option<u32>,
+    /// IPv6 announcements waiting for the version answer, and when that
+    /// wait ends.
+    held6: Vec<Add6>,
+    version_due: Instant,
+    /// The warning that this intercept takes no IPv6 was given.
+    warned6: bool,
     pub stats: LinkStats,
 }
 
@@ -153,6 +182,9 @@ impl InterceptLink {
             info: None,
             payload_cap,
             granted: None,
+            held6: Vec::new(),
+            version_due: Instant::ZERO,
+            warned6: false,
             stats: LinkStats::default(),
         };
         link.open(registry)?;
@@ -176,6 +208,12 @@ impl InterceptLink {
     /// What the intercept said of itself, if it did.
     pub fn intercept_info(&self) -> Option<&VersionInfo> {
         self.info.as_ref()
+    }
+
+    /// Whether the intercept said it takes IPv6 sessions (`None`: it has
+    /// not answered yet).
+    pub fn takes_ipv6(&self) -> Option<bool> {
+        self.info.map(|i| i.capabilities & CAP_IPV6 != 0)
     }
 
     /// Whether the intercept said it runs on the target itself.
@@ -217,6 +255,7 @@ impl InterceptLink {
         self.decoder.reset();
         self.info = None;
         self.granted = None;
+        self.version_due = clock::now() + VERSION_WAIT;
         Ok(())
     }
 
@@ -230,6 +269,8 @@ impl InterceptLink {
         if let Some((mut s, _)) = self.connecting.take() {
             let _ = registry.deregister(&mut s);
         }
+        // Announced again when it comes back.
+        self.held6.clear();
         self.retry_at = now + RETRY_EVERY;
     }
 
@@ -263,6 +304,7 @@ impl InterceptLink {
             self.decoder.reset();
             self.info = None;
             self.granted = None;
+            self.version_due = now + VERSION_WAIT;
             self.stats.reconnects += 1;
             tracing::info!(intercept = %self.name, "reconnected to intercept");
             return true;
@@ -289,16 +331,86 @@ impl InterceptLink {
 
     /// Queues a message; [`InterceptLink::flush`] writes it.
     pub fn announce(&mut self, msg: &ClientMsg) {
-        if self.stream.is_none() || self.pending.len() - self.written + 14 > MAX_PENDING {
+        self.queue(&msg.encode());
+    }
+
+    fn queue(&mut self, bytes: &[u8]) {
+        if self.stream.is_none() || self.pending.len() - self.written + bytes.len() > MAX_PENDING {
             self.stats.announcements_dropped += 1;
             return;
         }
-        self.pending.extend_from_slice(&msg.encode());
+        self.pending.extend_from_slice(bytes);
         self.stats.announcements += 1;
     }
 
-    /// Writes what it can without blocking.
+    /// Queues an announcement of either family (an IPv6 one only to an
+    /// intercept that takes IPv6; it waits for the version answer).
+    pub fn announce_any(&mut self, msg: &AnnounceMsg, now: Instant) {
+        match msg {
+            AnnounceMsg::V4(m) => self.announce(m),
+            AnnounceMsg::V6(a) => self.announce6(a, now),
+        }
+    }
+
+    fn announce6(&mut self, a: &Add6, now: Instant) {
+        if self.stream.is_none() {
+            self.stats.announcements_dropped += 1;
+            return;
+        }
+        match self.takes_ipv6() {
+            Some(true) => self.queue(&a.encode()),
+            None if now < self.version_due && self.held6.len() < MAX_HELD6 => self.held6.push(*a),
+            _ => self.ipv6_unsupported(1),
+        }
+    }
+
+    /// `n` IPv6 announcements that this intercept cannot take.
+    fn ipv6_unsupported(&mut self, n: u64) {
+        self.stats.announcements6_unsupported += n;
+        if !self.warned6 {
+            self.warned6 = true;
+            let who = match &self.info {
+                Some(i) => format!("its version {} has no IPv6", i.version_str()),
+                None => "it never answered the version query: an original (1.x) intercept, \
+                         IPv4 only"
+                    .to_owned(),
+            };
+            tracing::warn!(
+                intercept = %self.name,
+                "IPv6 sessions cannot be replayed through this intercept ({who}); their replies \
+                 never come back: run this project's intercept for IPv6 targets"
+            );
+        }
+    }
+
+    /// What the version answer (or its absence) means for the IPv6
+    /// announcements held: sent, or counted as unsupported.
+    fn settle_held6(&mut self, now: Instant) {
+        if self.held6.is_empty() {
+            return;
+        }
+        match self.takes_ipv6() {
+            Some(true) => {
+                for a in std::mem::take(&mut self.held6) {
+                    self.queue(&a.encode());
+                }
+            }
+            Some(false) => {
+                let n = std::mem::take(&mut self.held6).len() as u64;
+                self.ipv6_unsupported(n);
+            }
+            None if now >= self.version_due => {
+                let n = std::mem::take(&mut self.held6).len() as u64;
+                self.ipv6_unsupported(n);
+            }
+            None => {}
+        }
+    }
+
+    /// Writes what it can without blocking (IPv6 announcements first
+    /// leave the wait once the version answer is known).
     pub fn flush(&mut self) -> Result<(), LinkError> {
+        self.settle_held6(clock::now());
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
@@ -335,23 +447,27 @@ impl InterceptLink {
         self.granted
     }
 
-    /// Reads every record waiting (until the socket would block), handing
-    /// each to `on_record`. Returns how many.
+    /// Reads every IPv4 record waiting (until the socket would block),
+    /// handing each to `on_record`. Returns how many records came.
     pub fn read(&mut self, mut on_record: impl FnMut(&HeaderRecord)) -> Result<usize, LinkError> {
-        self.read_payloads(|r, _| on_record(r))
+        self.read_payloads(|r, _| {
+            if let ReplyRecord::V4(r) = r {
+                on_record(r);
+            }
+        })
     }
 
-    /// As [`read`](Self::read), with each record's payload bytes when
-    /// intercept sent them.
+    /// Reads every record waiting, of either family, with each record's
+    /// payload bytes when intercept sent them.
     pub fn read_payloads(
         &mut self,
-        mut on_record: impl FnMut(&HeaderRecord, Option<&[u8]>),
+        mut on_record: impl FnMut(ReplyRecord<'_>, Option<&[u8]>),
     ) -> Result<usize, LinkError> {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(0);
         };
         let mut buf = [0u8; 64 * 1024];
-        let mut records = 0;
+        let (mut records, mut records6) = (0, 0);
         loop {
             match stream.read(&mut buf) {
                 Ok(0) => {
@@ -367,13 +483,18 @@ impl InterceptLink {
                         .push(&buf[..n], |event| match event {
                             ReplyEvent::Record { record, payload } => {
                                 records += 1;
-                                on_record(record, payload.map(|(bytes, _)| bytes));
+                                on_record(ReplyRecord::V4(record), payload.map(|(bytes, _)| bytes));
+                            }
+                            ReplyEvent::Record6 { record, payload } => {
+                                records6 += 1;
+                                on_record(ReplyRecord::V6(record), payload.map(|(bytes, _)| bytes));
                             }
                             ReplyEvent::Version(v) => {
                                 tracing::info!(
                                     intercept = %name,
                                     version = v.version_str(),
                                     on_target = v.capabilities & CAP_ON_TARGET != 0,
+                                    ipv6 = v.capabilities & CAP_IPV6 != 0,
                                     "intercept answered the version query"
                                 );
                                 *info = Some(v);
@@ -382,8 +503,6 @@ impl InterceptLink {
                                 tracing::info!(intercept = %name, cap, "reply payloads granted");
                                 *granted = Some(cap);
                             }
-                            // Not announced yet by this side (see `announce6`).
-                            ReplyEvent::Record6 { .. } => {}
                         })
                         .map_err(|source| LinkError::Protocol {
                             name: name.clone(),
@@ -400,8 +519,9 @@ impl InterceptLink {
                 }
             }
         }
-        self.stats.records += records as u64;
-        Ok(records)
+        self.stats.records += (records + records6) as u64;
+        self.stats.records6 += records6 as u64;
+        Ok(records + records6)
     }
 }
 

@@ -1,4 +1,5 @@
-//! A worker: one engine shard, the connections to every intercept that
+//! A worker: one engine shard (an engine per IP family, see [`Shard`]),
+//! the connections to every intercept that
 //! carry its sessions' announcements and replies, its frame sender, and
 //! where its captured packets come from. One thread; nothing shared on the
 //! fast path.
@@ -23,9 +24,11 @@ use mio::{Events, Interest, Poll, Token, unix::SourceFd};
 use crate::{
     clock,
     compare::report::SharedReport,
-    engine::{Engine, EngineStats, Instant},
+    engine::{Announcement, EngineStats, Instant, Outbox},
     link::{InterceptLink, LinkError, LinkStats},
+    packet::Address,
     send::{FrameSender, SenderStats},
+    shard::{AnnounceMsg, Shard},
 };
 
 /// Packets read per turn, at most (keeps replies and timers flowing).
@@ -151,7 +154,7 @@ pub struct WorkerShared {
 }
 
 pub struct Worker {
-    engine: Engine,
+    engine: Shard,
     /// Per intercept, its connections (`-C`); announcements round-robin.
     links: Vec<Vec<InterceptLink>>,
     round_robin: usize,
@@ -173,7 +176,7 @@ impl Worker {
     /// A worker over an engine shard. `poll` must be the one the links
     /// were registered with (and the waker, if any, created from).
     pub fn new(
-        engine: Engine,
+        engine: Shard,
         links: Vec<Vec<InterceptLink>>,
         source: Box<dyn PacketSource>,
         sink: Box<dyn FrameSender>,
@@ -266,9 +269,7 @@ impl Worker {
                 Err(e) => break Err(e),
             }
             self.engine.flush(now);
-            if self.engine.next_deadline().is_some_and(|d| d <= now) {
-                self.engine.on_timer(now);
-            }
+            self.engine.on_timer(now);
             busy |= self.drain_outbox();
             self.sink.poll();
             if let Err(e) = self.flush_links(now) {
@@ -385,7 +386,7 @@ impl Worker {
         let n = self
             .source
             .drain(CAPTURE_BATCH, &mut |ts_ns, round, packet| {
-                engine.on_client_packet_in_round(Instant::from_micros(ts_ns / 1000), packet, round);
+                engine.on_client_packet(Instant::from_micros(ts_ns / 1000), packet, round);
             });
         n > 0
     }
@@ -400,20 +401,22 @@ impl Worker {
                 continue;
             }
             let engine = &mut self.engine;
-            match link.read_payloads(|rec, payload| engine.on_reply_payload(now, rec, payload)) {
+            match link.read_payloads(|rec, payload| engine.on_reply(now, rec, payload)) {
                 Ok(n) => total += n,
                 Err(e) => failed.push((link_index(link), e)),
             }
         }
         let engine = &mut self.engine;
-        total += self.sink.take_replies(&mut |rec| engine.on_reply(now, rec));
+        total += self
+            .sink
+            .take_replies(&mut |rec| engine.on_reply(now, rec, None));
         for (token, e) in failed {
             self.link_failed(token, e, now)?;
         }
         if reopened {
             // intercept forgot this connection's sessions: announce them again.
             for a in self.engine.live_announcements() {
-                self.announce(&a.message());
+                self.announce(&a, now);
             }
         }
         Ok(total)
@@ -447,32 +450,32 @@ impl Worker {
     }
 
     /// Announcements to every intercept (one connection each, round
-    /// robin), then frames to the sender. Returns whether anything went.
+    /// robin), then frames to the sender, each family's engine in turn.
+    /// Returns whether anything went.
     fn drain_outbox(&mut self) -> bool {
-        let out = self.engine.outbox();
-        if out.is_empty() {
-            return false;
+        let now = clock::now();
+        let (v4, v6) = self.engine.outboxes();
+        let mut went = drain(
+            v4,
+            &mut self.links,
+            &mut self.round_robin,
+            &mut *self.sink,
+            now,
+        );
+        if let Some(v6) = v6 {
+            went |= drain(
+                v6,
+                &mut self.links,
+                &mut self.round_robin,
+                &mut *self.sink,
+                now,
+            );
         }
-        let announcements = std::mem::take(&mut out.announcements);
-        for a in &announcements {
-            self.announce(&a.message());
-        }
-        let out = self.engine.outbox();
-        out.announcements = announcements;
-        out.announcements.clear();
-        self.sink.send(out);
-        out.clear();
-        true
+        went
     }
 
-    fn announce(&mut self, msg: &tcpcopy_common::proto::ClientMsg) {
-        self.round_robin = self.round_robin.wrapping_add(1);
-        for group in &mut self.links {
-            let n = group.len();
-            if n > 0 {
-                group[self.round_robin % n].announce(msg);
-            }
-        }
+    fn announce(&mut self, msg: &AnnounceMsg, now: Instant) {
+        announce(&mut self.links, &mut self.round_robin, msg, now);
     }
 
     fn publish(&mut self) -> WorkerReport {
@@ -486,7 +489,7 @@ impl Worker {
             total += 1;
         }
         let report = WorkerReport {
-            engine: self.engine.stats().clone(),
+            engine: self.engine.stats(),
             sessions: self.engine.session_count() as u64,
             buffered_bytes: self.engine.buffered_bytes() as u64,
             links,
@@ -499,6 +502,45 @@ impl Worker {
         };
         *self.shared.report.lock().unwrap_or_else(|e| e.into_inner()) = report.clone();
         report
+    }
+}
+
+/// Drains one engine's outbox: its announcements to every intercept, then
+/// its frames to the sender. Returns whether there was anything.
+fn drain<A: Address>(
+    out: &mut Outbox<A>,
+    links: &mut [Vec<InterceptLink>],
+    round_robin: &mut usize,
+    sink: &mut dyn FrameSender,
+    now: Instant,
+) -> bool
+where
+    for<'a> AnnounceMsg: From<&'a Announcement<A>>,
+{
+    if out.is_empty() {
+        return false;
+    }
+    for a in &out.announcements {
+        announce(links, round_robin, &AnnounceMsg::from(a), now);
+    }
+    sink.send(out);
+    out.clear();
+    true
+}
+
+/// Announces to every intercept, on one of its connections (round robin).
+fn announce(
+    links: &mut [Vec<InterceptLink>],
+    round_robin: &mut usize,
+    msg: &AnnounceMsg,
+    now: Instant,
+) {
+    *round_robin = round_robin.wrapping_add(1);
+    for group in links {
+        let n = group.len();
+        if n > 0 {
+            group[*round_robin % n].announce_any(msg, now);
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use tcpcopy_user::{
             PcapWriter,
         },
     },
-    packet::Ipv4TcpPacket,
+    packet::{Ipv4TcpPacket, Ipv6TcpPacket},
 };
 
 const ONLINE: [u8; 4] = [198, 18, 1, 1];
@@ -96,12 +96,12 @@ fn reframe(format: Format, eth: &[u8]) -> Vec<u8> {
             f
         }
         Format::Sll => {
-            let mut f = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00];
+            let mut f = vec![0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, eth[12], eth[13]];
             f.extend_from_slice(ip);
             f
         }
         Format::Sll2 => {
-            let mut f = vec![0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6];
+            let mut f = vec![eth[12], eth[13], 0, 0, 0, 0, 0, 2, 0, 1, 0, 6];
             f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0, 0]);
             f.extend_from_slice(ip);
             f
@@ -196,9 +196,13 @@ fn tcpcopy(args: &[&str]) -> Run {
 }
 
 fn dry_run(input: &Path, output: &Path, extra: &[&str]) -> Run {
+    dry_run_rules("80-198.18.2.2:80", input, output, extra)
+}
+
+fn dry_run_rules(rules: &str, input: &Path, output: &Path, extra: &[&str]) -> Run {
     let mut args = vec![
         "-x",
-        "80-198.18.2.2:80",
+        rules,
         "-i",
         input.to_str().unwrap(),
         "--dry-run",
@@ -291,6 +295,114 @@ fn every_format_replays_every_session_and_request() {
         let syns = out.iter().filter(|f| f.2 & 0x02 != 0).count();
         assert_eq!(syns, 20, "{format:?}: one SYN per session");
     }
+}
+
+const ONLINE6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const TARGET6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+/// `n` IPv6 sessions as [`sessions`] makes IPv4 ones.
+fn sessions6(n: u16, requests: usize, start_ns: u64) -> Vec<SessionSpec<[u8; 16]>> {
+    sessions(n, requests, start_ns)
+        .into_iter()
+        .map(|s| {
+            let mut client = ONLINE6;
+            client[5] = 7;
+            client[15] = s.client.0[3];
+            SessionSpec {
+                client: (client, s.client.1),
+                server: (ONLINE6, 80),
+                start_ns: s.start_ns,
+                requests: s
+                    .requests
+                    .iter()
+                    .map(|r| [b"v6 ".as_slice(), r].concat())
+                    .collect(),
+                response_len: s.response_len,
+                rtt_ns: s.rtt_ns,
+                think_ns: s.think_ns,
+                tsval: s.tsval,
+            }
+        })
+        .collect()
+}
+
+/// What the dry run sent to the IPv6 target: (client port, flags, payload);
+/// the IPv4 records are counted.
+fn sent_by_family(path: &Path) -> (usize, Vec<(u16, u8, Vec<u8>)>) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut r = CaptureReader::new(&bytes[..]).unwrap();
+    let (mut v4, mut v6) = (0, Vec::new());
+    while let Some(rec) = r.next_record().unwrap() {
+        if rec.data[0] >> 4 == 4 {
+            assert!(Ipv4TcpPacket::new_checked(rec.data).unwrap().checksums_ok());
+            v4 += 1;
+            continue;
+        }
+        let p = Ipv6TcpPacket::new_checked(rec.data).unwrap();
+        assert!(p.checksums_ok(), "every IPv6 frame's checksum is right");
+        assert_eq!(p.dst_addr(), TARGET6, "addressed to the IPv6 target");
+        assert_eq!(p.dst_port(), 80);
+        v6.push((p.src_port(), p.flags().0, p.payload().to_vec()));
+    }
+    (v4, v6)
+}
+
+#[test]
+fn ipv6_and_dual_stack_captures_replay_every_session() {
+    let d = dir();
+    let v6 = sessions6(12, 2, T0);
+    let v4 = sessions(8, 2, T0 + 500_000);
+    let mut frames = merge(&v6);
+    frames.extend(merge(&v4));
+    frames.sort_by_key(|f| f.0);
+    let v6_requests: BTreeMap<Vec<u8>, usize> = v6
+        .iter()
+        .flat_map(|s| s.requests.iter().cloned())
+        .map(|r| (r, 1))
+        .collect();
+    for format in [Format::Ethernet, Format::Vlan, Format::Sll2, Format::Raw] {
+        let input = d.join(&format!("dual-{format:?}.pcap"));
+        write_capture(&input, format, &frames);
+        // Both families.
+        let output = d.join(&format!("dual-{format:?}.out.pcap"));
+        let run = dry_run_rules(
+            "80-198.18.2.2:80,80-[2001:db8:2::2]:80",
+            &input,
+            &output,
+            &["--top-speed"],
+        );
+        let what = format!("{format:?}:\n{}", run.stdout);
+        assert_eq!(run.number("sessions in the file:"), 20, "{what}");
+        assert_eq!(run.number("completed:"), 20, "{what}");
+        assert_eq!(run.number("sent:"), 40, "requests, {what}");
+        let (v4_frames, v6_sent) = sent_by_family(&output);
+        assert!(v4_frames > 0, "{what}");
+        let mut got = BTreeMap::new();
+        for (_, _, payload) in &v6_sent {
+            if !payload.is_empty() {
+                *got.entry(payload.clone()).or_default() += 1;
+            }
+        }
+        assert_eq!(got, v6_requests, "every IPv6 request once, {what}");
+        let syns = v6_sent.iter().filter(|f| f.1 & 0x02 != 0).count();
+        assert_eq!(syns, 12, "one SYN per IPv6 session, {what}");
+    }
+    // An IPv4 rule alone: the IPv6 sessions are counted and said to be
+    // left out, the IPv4 ones replayed.
+    let input = d.join("dual-Ethernet.pcap");
+    let run = dry_run(&input, &d.join("v4-only.out.pcap"), &["--top-speed"]);
+    assert_eq!(run.number("completed:"), 8, "{}", run.stdout);
+    let v6_packets = frames
+        .iter()
+        .filter(|(_, f)| f[12..14] == [0x86, 0xdd])
+        .count();
+    assert!(
+        run.stdout.contains(&format!(
+            "{v6_packets} IPv6 packets, not replayed: no -x rule has an IPv6 target"
+        )),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

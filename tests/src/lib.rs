@@ -12,6 +12,7 @@ pub mod benchkit;
 pub mod capture;
 pub mod flood;
 pub mod frames;
+pub mod frames6;
 pub mod intercept;
 pub mod lab;
 pub mod load;
@@ -25,6 +26,14 @@ pub mod servers;
 pub mod tc;
 pub mod tcpcopy;
 pub mod wait;
+
+/// The `-x` rule `text` (as the command line takes it), for tests that
+/// load a capture program themselves.
+pub fn rule(text: &str) -> tcpcopy_user::engine::TransferRule {
+    text.parse::<tcpcopy_user::cli::Transfer>()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rule
+}
 
 /// Panics with an explanation unless we run as root: the kernel tiers must
 /// fail loudly, never skip.

@@ -4,7 +4,11 @@
 
 use aya::programs::{TestRun, TestRunOptions, TestRunResult};
 use tcpcopy_common::counters::CaptureCounter;
-use tcpcopy_tests::{frames, require_root};
+use tcpcopy_tests::{
+    frames,
+    frames6::{self, Extension6, Segment6},
+    require_root, rule,
+};
 use tcpcopy_user::capture::xdp::CaptureProgram;
 
 const XDP_PASS: u32 = 2;
@@ -32,7 +36,9 @@ where
 fn capture_inline_counts_frames_to_target_and_passes_everything() {
     require_root();
     let mut capture = CaptureProgram::load_inline().expect("load the capture program");
-    capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+    capture
+        .add_rule(&rule("198.18.1.1:80-198.18.2.2:80"), 0)
+        .unwrap();
     let program = capture.object().program();
 
     let cases: [(&str, Vec<u8>, bool); 7] = [
@@ -95,7 +101,7 @@ fn capture_inline_counts_frames_to_target_and_passes_everything() {
 fn capture_rule_by_port_alone_matches_any_address() {
     require_root();
     let mut capture = CaptureProgram::load_inline().unwrap();
-    capture.add_target(None, 6379, 0).unwrap();
+    capture.add_rule(&rule("6379-198.18.2.2:6379"), 0).unwrap();
     let program = capture.object().program();
     for addr in [ONLINE, [198, 18, 3, 4], [198, 19, 0, 1]] {
         verdict(
@@ -122,7 +128,9 @@ fn drain(ring: &mut tcpcopy_user::capture::ring::PacketRing) -> Vec<(u64, Vec<u8
 fn capture_inline_copies_exactly_the_matching_frames_into_the_ring() {
     require_root();
     let mut capture = CaptureProgram::load_inline().unwrap();
-    capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+    capture
+        .add_rule(&rule("198.18.1.1:80-198.18.2.2:80"), 0)
+        .unwrap();
     let mut ring = capture.take_ring().unwrap();
     let program = capture.object().program();
 
@@ -166,7 +174,9 @@ fn capture_inline_copies_exactly_the_matching_frames_into_the_ring() {
 fn capture_inline_copies_jumbo_and_merged_frames_whole() {
     require_root();
     let mut capture = CaptureProgram::load_inline().unwrap();
-    capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+    capture
+        .add_rule(&rule("198.18.1.1:80-198.18.2.2:80"), 0)
+        .unwrap();
     let mut ring = capture.take_ring().unwrap();
     let program = capture.object().program();
     let sizes = [4000usize, 4100, 8948, 9000, 30_000, 65_495];
@@ -203,7 +213,7 @@ fn capture_inline_counts_a_full_ring_and_still_passes() {
     require_root();
     use tcpcopy_user::capture::xdp::CaptureMode;
     let mut capture = CaptureProgram::load(CaptureMode::Inline { ring_bytes: 4096 }).unwrap();
-    capture.add_target(None, 80, 0).unwrap();
+    capture.add_rule(&rule("80-198.18.2.2:80"), 0).unwrap();
     let mut ring = capture.take_ring().unwrap();
     let program = capture.object().program();
     let frame = frames::tcp((CLIENT, 40000), (ONLINE, 80), &[b'x'; 200]);
@@ -235,17 +245,26 @@ fn capture_mirror_drops_or_passes_others_and_counts_missing_sockets() {
             pass_others,
         })
         .unwrap();
-        capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+        capture
+            .add_rule(&rule("198.18.1.1:80-198.18.2.2:80"), 0)
+            .unwrap();
+        capture
+            .add_rule(&rule("[2001:db8:1::1]:80-[2001:db8:2::2]:80"), 1)
+            .unwrap();
         let program = capture.object().program();
         let other = frames::tcp((CLIENT, 40000), (ONLINE, 22), b"ssh");
         let want = if pass_others { XDP_PASS } else { XDP_DROP };
         assert_eq!(verdict(program, &other), want);
         assert_eq!(verdict(program, &frames::arp()), want);
+        assert_eq!(verdict(program, &seg6((ONLINE6, 22), b"ssh").frame()), want);
         // Matching, but no AF_XDP socket on queue 0: dropped, counted.
         let hit = frames::tcp((CLIENT, 40000), (ONLINE, 80), b"GET /");
         assert_eq!(verdict(program, &hit), XDP_DROP);
-        assert_eq!(capture.counter(CaptureCounter::Matched).unwrap(), 1);
-        assert_eq!(capture.counter(CaptureCounter::RedirectFailed).unwrap(), 1);
+        let hit6 = seg6((ONLINE6, 80), b"GET /").frame();
+        assert_eq!(verdict(program, &hit6), XDP_DROP);
+        assert_eq!(capture.counter(CaptureCounter::Matched).unwrap(), 2);
+        assert_eq!(capture.counter(CaptureCounter::Matched6).unwrap(), 1);
+        assert_eq!(capture.counter(CaptureCounter::RedirectFailed).unwrap(), 2);
         assert_eq!(capture.counter(CaptureCounter::Redirected).unwrap(), 0);
     }
 }
@@ -284,7 +303,9 @@ fn capture_responses_copies_production_answers_that_carry_something() {
         1 << 20,
     )
     .unwrap();
-    capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+    capture
+        .add_rule(&rule("198.18.1.1:80-198.18.2.2:80"), 0)
+        .unwrap();
     let mut ring = capture.take_ring().unwrap();
     let answer = |flags: u8, payload: &[u8]| {
         let mut s = Segment::new((ONLINE, 80), (CLIENT, 40000));
@@ -353,7 +374,9 @@ fn requests_and_responses_come_out_merged_by_capture_time() {
         1 << 20,
     )
     .unwrap();
-    capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+    capture
+        .add_rule(&rule("198.18.1.1:80-198.18.2.2:80"), 0)
+        .unwrap();
     let mut ring = capture.take_ring().unwrap();
     let inline = capture.object().program();
     let responses = capture.response_program().unwrap();
@@ -394,7 +417,9 @@ fn capture_mirror_redirects_answers_only_when_asked() {
         } else {
             CaptureProgram::load(mode).unwrap()
         };
-        capture.add_target(Some(ONLINE.into()), 80, 0).unwrap();
+        capture
+            .add_rule(&rule("198.18.1.1:80-198.18.2.2:80"), 0)
+            .unwrap();
         let program = capture.object().program();
         // Taken (no socket on the queue here: a counted drop) only when asked.
         let want = if asked { XDP_DROP } else { XDP_PASS };
@@ -410,4 +435,126 @@ fn capture_mirror_redirects_answers_only_when_asked() {
         );
         assert_eq!(capture.counter(CaptureCounter::Matched).unwrap(), 0);
     }
+}
+
+const ONLINE6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+/// An IPv6 data segment from the client to `dst`.
+fn seg6(dst: ([u8; 16], u16), payload: &[u8]) -> Segment6 {
+    let mut s = Segment6::new((CLIENT6, 40000), dst);
+    s.flags = frames::ACK | frames::PSH;
+    s.payload = payload.to_vec();
+    s
+}
+
+#[test]
+fn capture_inline_copies_ipv6_segments_with_extension_headers_and_counts_fragments() {
+    require_root();
+    let mut capture = CaptureProgram::load_inline().unwrap();
+    capture
+        .add_rule(&rule("[2001:db8:1::1]:80-[2001:db8:2::2]:80"), 0)
+        .unwrap();
+    let mut ring = capture.take_ring().unwrap();
+    let program = capture.object().program();
+
+    let plain = seg6((ONLINE6, 80), b"GET / HTTP/1.1\r\n\r\n");
+    let mut with_ext = seg6((ONLINE6, 80), b"with extensions");
+    with_ext.extensions = vec![
+        Extension6::HopByHop(8),
+        Extension6::Routing(24),
+        Extension6::DestOptions(16),
+    ];
+    with_ext.tcp_options = vec![2, 4, 0x05, 0xa0, 1, 1, 4, 2];
+    let mut tagged = seg6((ONLINE6, 80), b"tagged");
+    tagged.vlans = vec![7, 9];
+    let mut syn = Segment6::new((CLIENT6, 40001), (ONLINE6, 80));
+    syn.flags = frames::SYN;
+    let sent = [&plain, &with_ext, &tagged, &syn];
+    for s in sent {
+        assert_eq!(verdict(program, &s.frame()), XDP_PASS);
+    }
+    // Not copied: a fragment of a matching packet, other ports and
+    // addresses, IPv4 to the same port, UDP and ICMPv6.
+    let mut frag = seg6((ONLINE6, 80), b"part");
+    frag.extensions = vec![Extension6::Fragment {
+        offset: 0,
+        more: true,
+        id: 7,
+    }];
+    let mut other_addr = ONLINE6;
+    other_addr[15] = 9;
+    for frame in [
+        frag.frame(),
+        seg6((ONLINE6, 81), b"other port").frame(),
+        seg6((other_addr, 80), b"other address").frame(),
+        frames::tcp((CLIENT, 40000), (ONLINE, 80), b"IPv4"),
+        frames6::udp6((CLIENT6, 5353), (ONLINE6, 80)),
+        frames6::icmp6_echo(CLIENT6, ONLINE6),
+    ] {
+        assert_eq!(verdict(program, &frame), XDP_PASS);
+    }
+
+    let got = drain(&mut ring);
+    assert_eq!(got.len(), sent.len(), "exactly the matching IPv6 segments");
+    for (i, ((_, packet), want)) in got.iter().zip(sent).enumerate() {
+        assert_eq!(
+            packet,
+            &want.packet(),
+            "record {i}: the IPv6 packet from its fixed header, extensions included"
+        );
+    }
+    let count = |c| capture.counter(c).unwrap();
+    assert_eq!(count(CaptureCounter::Matched), 4);
+    assert_eq!(count(CaptureCounter::Matched6), 4);
+    assert_eq!(count(CaptureCounter::Copied), 4);
+    assert_eq!(count(CaptureCounter::Fragments6), 1);
+    assert_eq!(count(CaptureCounter::Malformed), 0);
+}
+
+#[test]
+fn capture_rules_by_port_alone_match_their_target_family_only() {
+    require_root();
+    let mut capture = CaptureProgram::load_inline().unwrap();
+    capture
+        .add_rule(&rule("6379-[2001:db8:2::2]:6379"), 0)
+        .unwrap();
+    capture.add_rule(&rule("80-198.18.2.2:80"), 1).unwrap();
+    let mut ring = capture.take_ring().unwrap();
+    let program = capture.object().program();
+    let mut any_addr = ONLINE6;
+    any_addr[3] = 0x77;
+    for frame in [
+        seg6((ONLINE6, 6379), b"PING\r\n").frame(),
+        seg6((any_addr, 6379), b"PING\r\n").frame(),
+        frames::tcp((CLIENT, 40000), (ONLINE, 80), b"GET"),
+    ] {
+        verdict(program, &frame);
+    }
+    // Not ours: IPv4 to 6379 (the IPv6 rule's port), IPv6 to 80 (the
+    // IPv4 rule's).
+    verdict(
+        program,
+        &frames::tcp((CLIENT, 40000), (ONLINE, 6379), b"PING"),
+    );
+    verdict(program, &seg6((ONLINE6, 80), b"GET").frame());
+    assert_eq!(drain(&mut ring).len(), 3);
+    assert_eq!(capture.counter(CaptureCounter::Matched6).unwrap(), 2);
+}
+
+#[test]
+fn truncated_ipv6_frames_are_malformed_and_pass() {
+    require_root();
+    let mut capture = CaptureProgram::load_inline().unwrap();
+    capture.add_rule(&rule("80-[2001:db8:2::2]:80"), 0).unwrap();
+    let program = capture.object().program();
+    let mut s = seg6((ONLINE6, 80), b"x");
+    s.extensions = vec![Extension6::DestOptions(16)];
+    let frame = s.frame();
+    // Cut inside the fixed header, the extension header and the TCP header.
+    for len in [14 + 20, 14 + 40 + 4, 14 + 40 + 16 + 10] {
+        assert_eq!(verdict(program, &frame[..len]), XDP_PASS, "len {len}");
+    }
+    assert_eq!(capture.counter(CaptureCounter::Malformed).unwrap(), 3);
+    assert_eq!(capture.counter(CaptureCounter::Copied).unwrap(), 0);
 }

@@ -118,7 +118,9 @@ fn capture_program_counts_client_packets_to_nginx() {
     let nginx = start_nginx(&lab, Host::Online, ONLINE_IP, &[80, 8080]);
 
     let mut capture = CaptureProgram::load_inline().expect("load the capture program");
-    capture.add_target(Some(ONLINE_IP), 80, 0).unwrap();
+    capture
+        .add_rule(&tcpcopy_tests::rule("198.18.1.1:80-198.18.2.2:80"), 0)
+        .unwrap();
     {
         let _online = lab.enter(Host::Online);
         let mode = capture.attach("eth0").expect("attach to online eth0");

@@ -211,10 +211,33 @@ pub fn link_layer(frame: &Frame<'_>) -> Result<([u8; 2], usize), Malformed> {
     Ok((ether_type, l3_off))
 }
 
+/// Whether a link-layer EtherType is IPv4.
+#[inline(always)]
+pub fn is_ipv4(ether_type: [u8; 2]) -> bool {
+    ether_type == ETH_P_IPV4
+}
+
 /// Whether a link-layer EtherType is IPv6.
 #[inline(always)]
 pub fn is_ipv6(ether_type: [u8; 2]) -> bool {
     ether_type == ETH_P_IPV6
+}
+
+/// Where the IP packet of a TCP frame of either family starts (after the
+/// link layer); `None` for anything else (not TCP, an IPv6 fragment,
+/// malformed headers). For userspace readers of whole frames.
+pub fn tcp_packet_offset(frame: &Frame<'_>) -> Option<usize> {
+    let (ether_type, l3_off) = link_layer(frame).ok()?;
+    if is_ipv4(ether_type) {
+        parse_ipv4_tcp_at(frame, l3_off).ok()?.map(|v| v.l3_off)
+    } else if is_ipv6(ether_type) {
+        match parse_ipv6_tcp(frame, l3_off).ok()? {
+            Ipv6Parse::Tcp(v) => Some(v.l3_off),
+            Ipv6Parse::Fragment | Ipv6Parse::NotTcp => None,
+        }
+    } else {
+        None
+    }
 }
 
 /// Parses Ethernet (+ VLAN) / IPv4 / TCP.

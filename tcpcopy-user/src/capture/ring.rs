@@ -1,8 +1,8 @@
 //! Reading captured frames out of the inline program's ring buffers.
 //!
 //! Each entry is a `tcpcopy_common::capture` record: a header (capture
-//! time, lengths, where the IPv4 header starts) and the frame. The reader
-//! hands out the IPv4 packet (link-layer header skipped) with its capture
+//! time, lengths, where the IP header starts) and the frame. The reader
+//! hands out the IP packet (link-layer header skipped) with its capture
 //! time. An entry that cannot be read (a mismatched object) is counted,
 //! never handed out.
 //!
@@ -72,7 +72,7 @@ impl PacketRing {
     }
 
     /// Reads at most `max` frames of each ring, oldest first, handing each
-    /// one's capture time (CLOCK_MONOTONIC nanoseconds) and IPv4 packet to
+    /// one's capture time (CLOCK_MONOTONIC nanoseconds) and IP packet to
     /// `on_packet`; returns how many entries were read (or, when none was,
     /// how many held ones were handed out). Fewer than `max`: the rings
     /// are empty for now.

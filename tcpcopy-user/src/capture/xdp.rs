@@ -13,19 +13,23 @@
 //! program itself (`MIRROR_RESPONSES`), when the mirror carries both
 //! directions.
 
-use std::{net::Ipv4Addr, os::fd::AsRawFd};
+use std::{net::IpAddr, os::fd::AsRawFd};
 
 use aya::{
     maps::{Array, MapData, RingBuf, XskMap},
     programs::{SchedClassifier, tc::SchedClassifierLinkId},
 };
-use tcpcopy_common::{counters::CaptureCounter, table::EndpointKey};
+use tcpcopy_common::{
+    counters::CaptureCounter,
+    table::{EndpointKey, EndpointKey6},
+};
 use tcpcopy_runtime::{
     tc::{self, EgressAttach},
     xdp::{AttachMode, XdpError, XdpModePolicy, XdpObject},
 };
 
 use super::ring::PacketRing;
+use crate::engine::TransferRule;
 
 /// The `tcpcopy-ebpf` object, built by `ebpf-build` (see `build.rs`).
 pub static CAPTURE_OBJECT: &[u8] =
@@ -177,16 +181,25 @@ impl CaptureProgram {
         self.mode
     }
 
-    /// Copies packets to `port` on `addr`, or on any address when `None`.
-    pub fn add_target(
-        &mut self,
-        addr: Option<Ipv4Addr>,
-        port: u16,
-        rule: u32,
-    ) -> Result<(), XdpError> {
-        let octets = addr.map_or([0; 4], |a| a.octets());
-        self.object
-            .insert_target(EndpointKey::new(octets, port), rule)
+    /// Copies the packets `-x` rule `rule` (number `index`) replays: to
+    /// its online port on its online address, or on any address of its
+    /// target's family when it names none.
+    pub fn add_rule(&mut self, rule: &TransferRule, index: u32) -> Result<(), XdpError> {
+        let port = rule.online_port;
+        match (rule.online_addr, rule.target.is_ipv6()) {
+            (Some(IpAddr::V6(a)), _) => self
+                .object
+                .insert_target6(EndpointKey6::new(a.octets(), port), index),
+            (Some(IpAddr::V4(a)), _) => self
+                .object
+                .insert_target(EndpointKey::new(a.octets(), port), index),
+            (None, true) => self
+                .object
+                .insert_target6(EndpointKey6::new([0; 16], port), index),
+            (None, false) => self
+                .object
+                .insert_target(EndpointKey::new([0; 4], port), index),
+        }
     }
 
     /// Attaches to `iface` in the calling thread's network namespace

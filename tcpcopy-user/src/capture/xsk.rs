@@ -2,7 +2,7 @@
 //! mirror interface, fed by the `capture_mirror` program's redirects.
 //!
 //! Each queue has its own UMEM. Frames go: fill queue -> kernel (a
-//! redirected frame lands in one) -> RX ring -> here, where the IPv4 packet
+//! redirected frame lands in one) -> RX ring -> here, where the IP packet
 //! is handed on -> back to the fill queue. A frame is only read between
 //! being consumed from the RX ring and produced to the fill queue again,
 //! when the kernel does not touch it.
@@ -13,7 +13,7 @@ use std::{
     os::fd::{AsRawFd, RawFd},
 };
 
-use tcpcopy_common::pkt::{Frame, parse_ipv4_tcp};
+use tcpcopy_common::pkt::{Frame, tcp_packet_offset};
 use xsk_rs::{
     FillQueue, FrameDesc, RxQueue, Socket, Umem,
     config::{FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
@@ -56,7 +56,8 @@ struct QueueSocket {
 /// The AF_XDP sockets of one mirror interface.
 pub struct MirrorSource {
     queues: Vec<QueueSocket>,
-    /// Frames that were not IPv4/TCP (the program only redirects those).
+    /// Frames that were not IPv4 or IPv6 TCP (the program only redirects
+    /// those).
     dropped: u64,
 }
 
@@ -175,9 +176,9 @@ impl PacketSource for MirrorSource {
                 // to the fill queue: the kernel does not write it now.
                 let data = unsafe { q.umem.data(desc) };
                 let bytes = data.contents();
-                match parse_ipv4_tcp(&Frame::from_slice(bytes)) {
-                    Ok(Some(view)) => on_packet(now, 0, &bytes[view.l3_off..]),
-                    _ => self.dropped += 1,
+                match tcp_packet_offset(&Frame::from_slice(bytes)) {
+                    Some(l3_off) => on_packet(now, 0, &bytes[l3_off..]),
+                    None => self.dropped += 1,
                 }
             }
             // SAFETY: we are done reading these frames.

@@ -30,7 +30,7 @@ pub struct EndpointCounts {
 }
 
 impl EndpointCounts {
-    fn add(&mut self, o: &Self) {
+    pub fn add(&mut self, o: &Self) {
         self.compared += o.compared;
         self.equal += o.equal;
         self.different += o.different;

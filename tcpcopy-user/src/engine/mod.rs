@@ -44,7 +44,7 @@ use std::{
     net::SocketAddr,
 };
 
-use tcpcopy_common::proto::HeaderRecord;
+use tcpcopy_common::proto::{HeaderRecord, HeaderRecord6};
 
 pub use self::{
     close::CloseReason,
@@ -922,6 +922,28 @@ impl Engine<[u8; 4]> {
         payload: Option<&[u8]>,
     ) {
         let Ok(reply) = Reply::parse(record) else {
+            self.stats.replies += 1;
+            self.stats.replies_malformed += 1;
+            return;
+        };
+        self.on_parsed_reply(now, &reply, payload);
+    }
+}
+
+impl<A: Address> Engine<A> {
+    /// A reply of a family this engine does not replay (no session of it
+    /// was announced): counted as unknown.
+    pub fn count_foreign_reply(&mut self) {
+        self.stats.replies += 1;
+        self.stats.replies_unknown += 1;
+    }
+}
+
+impl Engine<[u8; 16]> {
+    /// An IPv6 reply's record from intercept, with its payload bytes when
+    /// intercept sent them (`--compare`).
+    pub fn on_reply6(&mut self, now: Instant, record: &HeaderRecord6, payload: Option<&[u8]>) {
+        let Ok(reply) = Reply::parse_headers(record.headers()) else {
             self.stats.replies += 1;
             self.stats.replies_malformed += 1;
             return;

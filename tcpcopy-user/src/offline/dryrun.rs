@@ -9,7 +9,8 @@
 //! than any production response the engine waits for (so requests go out
 //! as fast as the engine allows), answers a FIN with its own FIN, and
 //! forgets a connection at a RST. Segments out of order get a duplicate ACK; a
-//! segment of a connection it does not know gets a RST.
+//! segment of a connection it does not know gets a RST. It answers IPv4 and
+//! IPv6 alike, with the records intercept would send for each family.
 
 use std::{
     collections::HashMap,
@@ -20,17 +21,17 @@ use std::{
     time::Duration,
 };
 
-use tcpcopy_common::proto::HeaderRecord;
+use tcpcopy_common::proto::{HeaderRecord, HeaderRecord6};
 
 use super::writer::{LINKTYPE_RAW, PcapWriter, wall_clock_ns};
 use crate::{
-    engine::outbox::Outbox,
     packet::{
-        Ipv4TcpPacket, SeqNumber, TcpFlags,
+        Address, SeqNumber, TcpFlags, TcpPacket,
         options::{write_syn_options, write_timestamp_option},
         tcp::SegmentRepr,
     },
-    send::{FrameSender, MacAddr, SenderStats},
+    send::{FrameQueue, FrameSender, MacAddr, SenderStats},
+    shard::ReplyRecord,
 };
 
 /// Payload bytes the simulated target claims for each response: more
@@ -51,12 +52,59 @@ struct Conn {
     fin_sent: bool,
 }
 
+/// A simulated target's reply, as intercept reports it.
+enum Answer {
+    V4(HeaderRecord),
+    V6(HeaderRecord6),
+}
+
+/// Connections by (client, target) endpoint keys of one family.
+type Conns<A> = HashMap<(<A as Address>::Packed, <A as Address>::Packed), Conn>;
+
+/// The simulated target's connections, by family.
+#[derive(Default)]
+struct TargetConns {
+    v4: Conns<[u8; 4]>,
+    v6: Conns<[u8; 16]>,
+}
+
+/// What the simulated target needs of an IP family.
+trait Family: Address {
+    fn conns(c: &mut TargetConns) -> &mut Conns<Self>;
+    /// The record of a reply whose headers (`len` bytes, no payload) are
+    /// in `buf`, claiming `payload` bytes of data.
+    fn answer(buf: &mut [u8], len: usize, payload: u16) -> Answer;
+}
+
+impl Family for [u8; 4] {
+    fn conns(c: &mut TargetConns) -> &mut Conns<Self> {
+        &mut c.v4
+    }
+    fn answer(buf: &mut [u8], len: usize, payload: u16) -> Answer {
+        // The record says how much data the reply carried.
+        buf[2..4].copy_from_slice(&(len as u16 + payload).to_be_bytes());
+        Answer::V4(HeaderRecord::from_headers(&buf[..20], &buf[20..len]))
+    }
+}
+
+impl Family for [u8; 16] {
+    fn conns(c: &mut TargetConns) -> &mut Conns<Self> {
+        &mut c.v6
+    }
+    fn answer(buf: &mut [u8], len: usize, payload: u16) -> Answer {
+        let tcp_len = (len - Self::HEADER_LEN) as u16;
+        buf[4..6].copy_from_slice(&(tcp_len + payload).to_be_bytes());
+        let ip: &[u8; 40] = buf[..40].try_into().expect("an IPv6 header");
+        Answer::V6(HeaderRecord6::from_headers(ip, 0, &buf[40..len]))
+    }
+}
+
 /// Frames into a pcap file; answers from a simulated target.
 pub struct DryRun {
     writer: Option<PcapWriter<BufWriter<File>>>,
     path: Option<PathBuf>,
-    conns: HashMap<(u64, u64), Conn>,
-    replies: Vec<HeaderRecord>,
+    conns: TargetConns,
+    replies: Vec<Answer>,
     stats: SenderStats,
     isn_seed: u32,
     write_error: Option<String>,
@@ -67,11 +115,6 @@ pub struct DryRun {
 pub struct DryRunError {
     path: PathBuf,
     source: std::io::Error,
-}
-
-fn key(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> (u64, u64) {
-    let end = |a: [u8; 4], p: u16| u64::from(u32::from_be_bytes(a)) << 16 | u64::from(p);
-    (end(src, sport), end(dst, dport))
 }
 
 impl DryRun {
@@ -91,7 +134,7 @@ impl DryRun {
         Ok(Self {
             writer,
             path: path.map(Path::to_owned),
-            conns: HashMap::new(),
+            conns: TargetConns::default(),
             replies: Vec::new(),
             stats: SenderStats::default(),
             isn_seed: 0x5eed_0001,
@@ -116,11 +159,22 @@ impl DryRun {
 
     /// The simulated target's answer to one frame.
     fn answer(&mut self, frame: &[u8]) {
-        let Ok(p) = Ipv4TcpPacket::new_checked(frame) else {
+        match frame.first().map(|b| b >> 4) {
+            Some(4) => self.answer_family::<[u8; 4]>(frame),
+            Some(6) => self.answer_family::<[u8; 16]>(frame),
+            _ => {}
+        }
+    }
+
+    fn answer_family<A: Family>(&mut self, frame: &[u8]) {
+        let Ok(p) = TcpPacket::<_, A>::new_checked(frame) else {
             return;
         };
         let flags = p.flags();
-        let k = key(p.src_addr(), p.src_port(), p.dst_addr(), p.dst_port());
+        let k = (
+            p.src_addr().pack(p.src_port(), 0),
+            p.dst_addr().pack(p.dst_port(), 0),
+        );
         let peer_ts = p.options().timestamp.map(|t| t.0);
         let reply = |seq: SeqNumber,
                      ack: SeqNumber,
@@ -150,18 +204,17 @@ impl DryRun {
                 options: &opts[..n],
                 payload: &[],
             };
-            let mut buf = [0u8; 80];
+            let mut buf = [0u8; 100];
             let len = repr.emit(&mut buf);
-            // The record says how much data the reply carried.
-            buf[2..4].copy_from_slice(&(len as u16 + payload).to_be_bytes());
-            HeaderRecord::from_headers(&buf[..20], &buf[20..len])
+            A::answer(&mut buf, len, payload)
         };
+        let conns = A::conns(&mut self.conns);
         if flags.rst() {
-            self.conns.remove(&k);
+            conns.remove(&k);
             return;
         }
         if flags.syn() && !flags.ack() {
-            let conn = match self.conns.get(&k) {
+            let conn = match conns.get(&k) {
                 Some(c) if c.rcv_nxt == p.seq() + 1 => *c,
                 _ => {
                     self.isn_seed = self.isn_seed.wrapping_mul(747_796_405).wrapping_add(1);
@@ -173,7 +226,7 @@ impl DryRun {
                         isn,
                         fin_sent: false,
                     };
-                    self.conns.insert(k, c);
+                    conns.insert(k, c);
                     c
                 }
             };
@@ -188,7 +241,7 @@ impl DryRun {
             ));
             return;
         }
-        let Some(conn) = self.conns.get_mut(&k) else {
+        let Some(conn) = conns.get_mut(&k) else {
             if !flags.rst() {
                 self.replies
                     .push(reply(p.ack(), SeqNumber(0), TcpFlags::RST, None, 0, false));
@@ -236,8 +289,9 @@ impl DryRun {
 }
 
 impl FrameSender for DryRun {
-    fn send(&mut self, out: &mut Outbox) {
-        for ip in out.frames() {
+    fn send(&mut self, out: &mut dyn FrameQueue) {
+        for i in 0..out.frame_count() {
+            let ip = &out.frame_with_headroom(i)[crate::engine::HEADROOM..];
             self.stats.frames += 1;
             self.stats.completed += 1;
             self.stats.bytes += ip.len() as u64;
@@ -259,17 +313,20 @@ impl FrameSender for DryRun {
     fn describe(&self) -> String {
         match &self.path {
             Some(p) => format!(
-                "dry run: frames written to {} (raw IPv4 pcap), a simulated target answers",
+                "dry run: frames written to {} (raw IP pcap), a simulated target answers",
                 p.display()
             ),
             None => "dry run: frames counted, a simulated target answers".into(),
         }
     }
 
-    fn take_replies(&mut self, on_reply: &mut dyn FnMut(&HeaderRecord)) -> usize {
+    fn take_replies(&mut self, on_reply: &mut dyn FnMut(ReplyRecord<'_>)) -> usize {
         let n = self.replies.len();
         for r in self.replies.drain(..) {
-            on_reply(&r);
+            on_reply(match &r {
+                Answer::V4(r) => ReplyRecord::V4(r),
+                Answer::V6(r) => ReplyRecord::V6(r),
+            });
         }
         n
     }

@@ -1,7 +1,7 @@
-//! From a captured frame to its IPv4 packet (IPv6 ones are recognized and
-//! counted apart), for the link types captures of
-//! TCP servers come in: Ethernet (with 802.1Q/802.1ad tags), Linux cooked
-//! capture v1 and v2 (`tcpdump -i any`), raw IP, and BSD loopback.
+//! From a captured frame to its IP packet (IPv4 or IPv6), for the link
+//! types captures of TCP servers come in: Ethernet (with 802.1Q/802.1ad
+//! tags), Linux cooked capture v1 and v2 (`tcpdump -i any`), raw IP, and BSD
+//! loopback.
 
 /// The link layers offline mode reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,11 +19,9 @@ pub enum LinkLayer {
     BsdLoop,
 }
 
-/// Why a frame yields no IPv4 packet.
+/// Why a frame yields no IP packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotIpv4 {
-    /// IPv6 (not replayed offline yet).
-    Ipv6,
+pub enum NotIp {
     /// Another protocol (ARP, ...).
     OtherProtocol,
     /// Too short for its link-layer header.
@@ -57,30 +55,30 @@ impl LinkLayer {
         })
     }
 
-    /// The IPv4 packet in `frame` (with whatever follows it: the caller
-    /// trims to the IPv4 total length).
-    pub fn ipv4(self, frame: &[u8]) -> Result<&[u8], NotIpv4> {
+    /// The IP packet in `frame`, IPv4 or IPv6 (with whatever follows it:
+    /// the caller trims to the packet's own length). For raw IP, the
+    /// version is the packet's; otherwise the link layer says which it is.
+    pub fn ip(self, frame: &[u8]) -> Result<&[u8], NotIp> {
         let (ethertype, at) = match self {
-            Self::Ethernet => (be16(frame, 12).ok_or(NotIpv4::Short)?, 14),
-            Self::LinuxSll => (be16(frame, 14).ok_or(NotIpv4::Short)?, 16),
+            Self::Ethernet => (be16(frame, 12).ok_or(NotIp::Short)?, 14),
+            Self::LinuxSll => (be16(frame, 14).ok_or(NotIp::Short)?, 16),
             Self::LinuxSll2 => {
                 if frame.len() < 20 {
-                    return Err(NotIpv4::Short);
+                    return Err(NotIp::Short);
                 }
-                (be16(frame, 0).ok_or(NotIpv4::Short)?, 20)
+                (be16(frame, 0).ok_or(NotIp::Short)?, 20)
             }
             Self::RawIp => {
-                let first = *frame.first().ok_or(NotIpv4::Short)?;
+                let first = *frame.first().ok_or(NotIp::Short)?;
                 return match first >> 4 {
-                    4 => Ok(frame),
-                    6 => Err(NotIpv4::Ipv6),
-                    _ => Err(NotIpv4::OtherProtocol),
+                    4 | 6 => Ok(frame),
+                    _ => Err(NotIp::OtherProtocol),
                 };
             }
             Self::BsdNull | Self::BsdLoop => {
                 let b: [u8; 4] = frame
                     .get(..4)
-                    .ok_or(NotIpv4::Short)?
+                    .ok_or(NotIp::Short)?
                     .try_into()
                     .expect("4 bytes");
                 // AF_INET is 2 on every system; NULL is in the capturing
@@ -93,12 +91,10 @@ impl LinkLayer {
                         le == v || be == v
                     }
                 };
-                return if is(2) {
+                return if is(2) || AF_INET6_VALUES.into_iter().any(is) {
                     Ok(&frame[4..])
-                } else if AF_INET6_VALUES.into_iter().any(is) {
-                    Err(NotIpv4::Ipv6)
                 } else {
-                    Err(NotIpv4::OtherProtocol)
+                    Err(NotIp::OtherProtocol)
                 };
             }
         };
@@ -107,15 +103,13 @@ impl LinkLayer {
             if !VLAN_TPIDS.contains(&ethertype) {
                 break;
             }
-            ethertype = be16(frame, at + 2).ok_or(NotIpv4::Short)?;
+            ethertype = be16(frame, at + 2).ok_or(NotIp::Short)?;
             at += 4;
         }
         match ethertype {
-            ETHERTYPE_IPV4 => {}
-            ETHERTYPE_IPV6 => return Err(NotIpv4::Ipv6),
-            _ => return Err(NotIpv4::OtherProtocol),
+            ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => frame.get(at..).ok_or(NotIp::Short),
+            _ => Err(NotIp::OtherProtocol),
         }
-        frame.get(at..).ok_or(NotIpv4::Short)
     }
 }
 
@@ -124,6 +118,7 @@ mod tests {
     use super::*;
 
     const IP: [u8; 4] = [0x45, 0, 0, 20];
+    const IP6: [u8; 4] = [0x60, 0, 0, 0];
 
     fn eth(ethertype: &[u8], rest: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 12];
@@ -134,28 +129,28 @@ mod tests {
 
     #[test]
     fn ethernet_with_and_without_vlan_tags() {
-        assert_eq!(LinkLayer::Ethernet.ipv4(&eth(&[8, 0], &IP)), Ok(&IP[..]));
+        assert_eq!(LinkLayer::Ethernet.ip(&eth(&[8, 0], &IP)), Ok(&IP[..]));
         let tagged = eth(&[0x81, 0, 0, 7, 8, 0], &IP);
-        assert_eq!(LinkLayer::Ethernet.ipv4(&tagged), Ok(&IP[..]));
+        assert_eq!(LinkLayer::Ethernet.ip(&tagged), Ok(&IP[..]));
         let qinq = eth(&[0x88, 0xa8, 0, 1, 0x81, 0, 0, 7, 8, 0], &IP);
-        assert_eq!(LinkLayer::Ethernet.ipv4(&qinq), Ok(&IP[..]));
+        assert_eq!(LinkLayer::Ethernet.ip(&qinq), Ok(&IP[..]));
         assert_eq!(
-            LinkLayer::Ethernet.ipv4(&eth(&[0x86, 0xdd], &IP)),
-            Err(NotIpv4::Ipv6)
+            LinkLayer::Ethernet.ip(&eth(&[0x86, 0xdd], &IP6)),
+            Ok(&IP6[..])
         );
         assert_eq!(
-            LinkLayer::Ethernet.ipv4(&eth(&[0x81, 0, 0, 7, 0x86, 0xdd], &IP)),
-            Err(NotIpv4::Ipv6)
+            LinkLayer::Ethernet.ip(&eth(&[0x81, 0, 0, 7, 0x86, 0xdd], &IP6)),
+            Ok(&IP6[..])
         );
         assert_eq!(
-            LinkLayer::Ethernet.ipv4(&eth(&[0x08, 0x06], &IP)),
-            Err(NotIpv4::OtherProtocol)
+            LinkLayer::Ethernet.ip(&eth(&[0x08, 0x06], &IP)),
+            Err(NotIp::OtherProtocol)
         );
         assert_eq!(
-            LinkLayer::Ethernet.ipv4(&eth(&[0x81, 0], &[0])),
-            Err(NotIpv4::Short)
+            LinkLayer::Ethernet.ip(&eth(&[0x81, 0], &[0])),
+            Err(NotIp::Short)
         );
-        assert_eq!(LinkLayer::Ethernet.ipv4(&[0; 13]), Err(NotIpv4::Short));
+        assert_eq!(LinkLayer::Ethernet.ip(&[0; 13]), Err(NotIp::Short));
     }
 
     #[test]
@@ -163,39 +158,40 @@ mod tests {
         let mut sll = vec![0u8; 14];
         sll.extend_from_slice(&[8, 0]);
         sll.extend_from_slice(&IP);
-        assert_eq!(LinkLayer::LinuxSll.ipv4(&sll), Ok(&IP[..]));
+        assert_eq!(LinkLayer::LinuxSll.ip(&sll), Ok(&IP[..]));
         let mut sll2 = vec![8, 0];
         sll2.extend_from_slice(&[0; 18]);
         sll2.extend_from_slice(&IP);
-        assert_eq!(LinkLayer::LinuxSll2.ipv4(&sll2), Ok(&IP[..]));
-        assert_eq!(LinkLayer::LinuxSll2.ipv4(&sll2[..19]), Err(NotIpv4::Short));
+        assert_eq!(LinkLayer::LinuxSll2.ip(&sll2), Ok(&IP[..]));
+        assert_eq!(LinkLayer::LinuxSll2.ip(&sll2[..19]), Err(NotIp::Short));
         sll2[1] = 6; // ARP
-        assert_eq!(
-            LinkLayer::LinuxSll2.ipv4(&sll2),
-            Err(NotIpv4::OtherProtocol)
-        );
+        assert_eq!(LinkLayer::LinuxSll2.ip(&sll2), Err(NotIp::OtherProtocol));
         sll[14..16].copy_from_slice(&[0x86, 0xdd]);
-        assert_eq!(LinkLayer::LinuxSll.ipv4(&sll), Err(NotIpv4::Ipv6));
+        assert_eq!(
+            LinkLayer::LinuxSll.ip(&sll),
+            Ok(&IP[..]),
+            "IPv6 by its type"
+        );
     }
 
     #[test]
     fn raw_ip_and_loopback() {
-        assert_eq!(LinkLayer::RawIp.ipv4(&IP), Ok(&IP[..]));
-        assert_eq!(LinkLayer::RawIp.ipv4(&[0x60]), Err(NotIpv4::Ipv6));
-        assert_eq!(LinkLayer::RawIp.ipv4(&[0x50]), Err(NotIpv4::OtherProtocol));
-        assert_eq!(LinkLayer::RawIp.ipv4(&[]), Err(NotIpv4::Short));
+        assert_eq!(LinkLayer::RawIp.ip(&IP), Ok(&IP[..]));
+        assert_eq!(LinkLayer::RawIp.ip(&[0x60]), Ok(&[0x60][..]));
+        assert_eq!(LinkLayer::RawIp.ip(&[0x50]), Err(NotIp::OtherProtocol));
+        assert_eq!(LinkLayer::RawIp.ip(&[]), Err(NotIp::Short));
         let mut null = 2u32.to_le_bytes().to_vec();
         null.extend_from_slice(&IP);
-        assert_eq!(LinkLayer::BsdNull.ipv4(&null), Ok(&IP[..]));
+        assert_eq!(LinkLayer::BsdNull.ip(&null), Ok(&IP[..]));
         null[..4].copy_from_slice(&2u32.to_be_bytes());
-        assert_eq!(LinkLayer::BsdNull.ipv4(&null), Ok(&IP[..]));
-        assert_eq!(LinkLayer::BsdLoop.ipv4(&null), Ok(&IP[..]));
+        assert_eq!(LinkLayer::BsdNull.ip(&null), Ok(&IP[..]));
+        assert_eq!(LinkLayer::BsdLoop.ip(&null), Ok(&IP[..]));
         null[..4].copy_from_slice(&24u32.to_be_bytes());
-        assert_eq!(LinkLayer::BsdLoop.ipv4(&null), Err(NotIpv4::Ipv6));
+        assert_eq!(LinkLayer::BsdLoop.ip(&null), Ok(&IP[..]), "AF_INET6");
         null[..4].copy_from_slice(&30u32.to_le_bytes());
-        assert_eq!(LinkLayer::BsdNull.ipv4(&null), Err(NotIpv4::Ipv6));
+        assert_eq!(LinkLayer::BsdNull.ip(&null), Ok(&IP[..]), "AF_INET6");
         null[..4].copy_from_slice(&7u32.to_be_bytes());
-        assert_eq!(LinkLayer::BsdLoop.ipv4(&null), Err(NotIpv4::OtherProtocol));
+        assert_eq!(LinkLayer::BsdLoop.ip(&null), Err(NotIp::OtherProtocol));
         assert_eq!(LinkLayer::from_linktype(147), None);
         assert_eq!(LinkLayer::from_linktype(276), Some(LinkLayer::LinuxSll2));
     }

@@ -214,13 +214,18 @@ pub fn summary(
     }
     let _ = writeln!(
         s,
-        "  file: {} frames; {} client packets replayed; {} server packets ignored; {} other TCP; {} not IPv4; {} not TCP",
+        "  file: {} frames; {} client packets replayed; {} server packets ignored; {} other TCP; {} not IP; {} not TCP{}",
         count(file.frames),
         count(file.client_packets),
         count(file.server_packets),
         count(file.other_tcp),
-        count(file.not_ipv4),
+        count(file.not_ip),
         count(file.not_tcp),
+        if file.ipv6 > 0 {
+            format!("; {} IPv6 packets", count(file.ipv6))
+        } else {
+            String::new()
+        },
     );
     let r = &file.reader;
     let mut problems = Vec::new();
@@ -276,10 +281,10 @@ pub fn summary(
     if let Some(err) = &file.error {
         problems.push(format!("reading stopped early: {err}"));
     }
-    if file.ipv6 > 0 {
+    if file.ipv6_without_rule > 0 {
         problems.push(format!(
-            "{} IPv6 frames, not replayed: -x takes IPv4 rules only so far",
-            count(file.ipv6)
+            "{} IPv6 packets, not replayed: no -x rule has an IPv6 target (e.g. -x 80-[2001:db8::2]:80)",
+            count(file.ipv6_without_rule)
         ));
     }
     if file.client_packets == 0 && file.frames > 0 {
@@ -444,9 +449,17 @@ mod tests {
         assert!(s.contains("1 packets cut short"), "{s}");
         assert!(s.contains("replayed at 2.00x"), "{s}");
         assert!(!s.contains("IPv6"), "{s}");
-        let v6 = FileReport { ipv6: 4, ..file };
+        let v6 = FileReport {
+            ipv6: 6,
+            ipv6_without_rule: 4,
+            ..file
+        };
         let s = summary("x.pcap", &v6, &w, Duration::from_secs(1), 1, false);
-        assert!(s.contains("file: 4 IPv6 frames, not replayed"), "{s}");
+        assert!(s.contains("; 6 IPv6 packets\n"), "{s}");
+        assert!(
+            s.contains("file: 4 IPv6 packets, not replayed: no -x rule has an IPv6 target"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Offline mode's packet source: client packets out of a capture file, at
 //! their recorded pace (or faster, or as fast as the replay allows).
 //!
-//! Each record is taken down to its IPv4/TCP packet; only packets to an
-//! online endpoint of `-x` go on (the recorded server's replies and
+//! Each record is taken down to its IPv4 or IPv6 TCP packet; only packets
+//! to an online endpoint of `-x` go on (the recorded server's replies and
 //! everything else are counted and dropped). Checksums are the engine's
 //! intake's business (`engine::intake`), as for live capture: those left
 //! for the NIC by the capturing host's transmit offload are completed
@@ -26,13 +26,13 @@ use std::{
 };
 
 use super::{
-    link::{LinkLayer, NotIpv4},
+    link::{LinkLayer, NotIp},
     reader::{CaptureFileError, CaptureReader, ReaderStats},
 };
 use crate::{
     clock,
     engine::TransferRule,
-    packet::{Ipv4TcpPacket, PacketError},
+    packet::{Address, PacketError, TcpPacket, family::ipv6_strip_extensions},
     worker::PacketSource,
 };
 
@@ -85,10 +85,12 @@ pub struct FileReport {
     /// TCP packets of neither side of a `-x` rule.
     pub other_tcp: u64,
     /// Frames of other protocols (ARP, ...).
-    pub not_ipv4: u64,
-    /// IPv6 frames: not replayed (`-x` takes IPv4 rules only so far).
+    pub not_ip: u64,
+    /// IPv6 packets (all of them; those of an IPv6 rule are replayed).
     pub ipv6: u64,
-    /// IPv4 packets that are not whole TCP segments (other protocols,
+    /// IPv6 packets not replayed because no `-x` rule has an IPv6 target.
+    pub ipv6_without_rule: u64,
+    /// IP packets that are not whole TCP segments (other protocols,
     /// fragments, bad headers).
     pub not_tcp: u64,
     /// Packets cut short by the capture's snapshot length.
@@ -140,7 +142,12 @@ pub struct OfflineSource {
     offset_ns: u64,
     /// Sessions counted: client flow -> its SYN's sequence number (first
     /// round; a flow leaves at its FIN or RST).
-    flows: HashMap<FlowKey, Flow>,
+    flows: Flows,
+    /// Whether a rule has an IPv6 target (else IPv6 packets are counted
+    /// and left alone).
+    ipv6_rules: bool,
+    /// Where an IPv6 packet's extension headers are stripped to classify it.
+    strip: Vec<u8>,
     report: FileReport,
     shared: Arc<Mutex<FileReport>>,
     /// `--compare`: production's server packets are handed out too (the
@@ -148,15 +155,125 @@ pub struct OfflineSource {
     server_packets: bool,
 }
 
-/// A client flow: (client address and port, server address and port).
-type FlowKey = (u64, u64);
+/// Client flows of one family: (client address and port, server address
+/// and port) -> what the session count remembers.
+type FlowMap<A> = HashMap<(<A as Address>::Packed, <A as Address>::Packed), Flow>;
 
-fn flow_key(p: &Ipv4TcpPacket<&[u8]>) -> FlowKey {
-    let end = |a: [u8; 4], port: u16| u64::from(u32::from_be_bytes(a)) << 16 | u64::from(port);
+/// The session count's flows, by family.
+#[derive(Default)]
+struct Flows {
+    v4: FlowMap<[u8; 4]>,
+    v6: FlowMap<[u8; 16]>,
+}
+
+/// What reading needs of an IP family.
+trait FileFamily: Address {
+    fn flows(f: &mut Flows) -> &mut FlowMap<Self>;
+}
+
+impl FileFamily for [u8; 4] {
+    fn flows(f: &mut Flows) -> &mut FlowMap<Self> {
+        &mut f.v4
+    }
+}
+
+impl FileFamily for [u8; 16] {
+    fn flows(f: &mut Flows) -> &mut FlowMap<Self> {
+        &mut f.v6
+    }
+}
+
+fn flow_key<A: Address>(p: &TcpPacket<&[u8], A>) -> (A::Packed, A::Packed) {
     (
-        end(p.src_addr(), p.src_port()),
-        end(p.dst_addr(), p.dst_port()),
+        p.src_addr().pack(p.src_port(), 0),
+        p.dst_addr().pack(p.dst_port(), 0),
     )
+}
+
+/// Where a packet of the file goes.
+enum Sort {
+    /// To the replay (a client packet, or production's answer for
+    /// `--compare`): these bytes.
+    Replay,
+    /// Counted, not replayed.
+    Skip,
+}
+
+/// The part of the source that sorts packets (borrowed apart from the
+/// reader, whose record it reads).
+struct Sorter<'a> {
+    rules: &'a [TransferRule],
+    report: &'a mut FileReport,
+    flows: &'a mut Flows,
+    strip: &'a mut Vec<u8>,
+    server_packets: bool,
+    first_round: bool,
+}
+
+impl Sorter<'_> {
+    /// Sorts the TCP packet `ip` of family `A` recorded at `ts` (`short`:
+    /// the capture cut the record); the bytes to replay are `ip` up to the
+    /// packet's own length.
+    fn sort<A: FileFamily>(&mut self, ip: &[u8], ts: u64, short: bool) -> (Sort, usize) {
+        let r = &mut *self.report;
+        let (packet, len) = match TcpPacket::<_, A>::new_checked(ip) {
+            Ok(p) => {
+                let len = p.as_bytes().len();
+                (p, len)
+            }
+            // IPv6 with extension headers: sorted by the packet without
+            // them, replayed as recorded (the engine strips them itself).
+            Err(PacketError::ExtensionHeaders) => {
+                match ipv6_strip_extensions(ip, self.strip) {
+                    Ok(_) => {}
+                    Err(_) => {
+                        r.not_tcp += 1;
+                        return (Sort::Skip, 0);
+                    }
+                }
+                let len = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+                match TcpPacket::<_, A>::new_checked(&self.strip[..]) {
+                    Ok(p) => (p, len.min(ip.len())),
+                    Err(_) => {
+                        r.not_tcp += 1;
+                        return (Sort::Skip, 0);
+                    }
+                }
+            }
+            Err(PacketError::Truncated | PacketError::BadTotalLength) if short => {
+                r.truncated += 1;
+                return (Sort::Skip, 0);
+            }
+            Err(_) => {
+                r.not_tcp += 1;
+                return (Sort::Skip, 0);
+            }
+        };
+        let to_online = self
+            .rules
+            .iter()
+            .any(|rule| rule.matches(packet.dst_addr(), packet.dst_port()));
+        if !to_online {
+            if self
+                .rules
+                .iter()
+                .any(|rule| rule.matches(packet.src_addr(), packet.src_port()))
+            {
+                r.server_packets += 1;
+                if self.server_packets {
+                    return (Sort::Replay, len);
+                }
+            } else {
+                r.other_tcp += 1;
+            }
+            return (Sort::Skip, 0);
+        }
+        r.client_packets += 1;
+        if self.first_round {
+            count_session(A::flows(self.flows), &packet, ts, &mut r.sessions_in_file);
+        }
+        (Sort::Replay, len)
+    }
 }
 
 impl OfflineSource {
@@ -179,6 +296,7 @@ impl OfflineSource {
         Ok(Self {
             path: path.to_owned(),
             reader,
+            ipv6_rules: rules.iter().any(|r| r.target.is_ipv6()),
             rules,
             timing: Timing {
                 rounds: timing.rounds.max(1),
@@ -198,7 +316,8 @@ impl OfflineSource {
             last_ts: 0,
             recording_ns: 0,
             offset_ns: 0,
-            flows: HashMap::new(),
+            flows: Flows::default(),
+            strip: Vec::new(),
             shared: Arc::new(Mutex::new(report.clone())),
             server_packets: false,
             report,
@@ -255,7 +374,7 @@ impl OfflineSource {
                     self.offset_ns = 0;
                     self.shift_ns = 0;
                     self.start_ns = now_ns;
-                    self.flows = HashMap::new();
+                    self.flows = Flows::default();
                 }
                 Err(e) => {
                     self.report.error = Some(e.to_string());
@@ -318,72 +437,51 @@ impl OfflineSource {
                 r.unsupported_link += 1;
                 continue;
             };
-            let ip = match link.ipv4(rec.data) {
+            let ip = match link.ip(rec.data) {
                 Ok(ip) => ip,
-                Err(NotIpv4::Ipv6) => {
-                    r.ipv6 += 1;
+                Err(NotIp::OtherProtocol) => {
+                    r.not_ip += 1;
                     continue;
                 }
-                Err(NotIpv4::OtherProtocol) => {
-                    r.not_ipv4 += 1;
-                    continue;
-                }
-                Err(NotIpv4::Short) => {
+                Err(NotIp::Short) => {
                     if (rec.data.len() as u32) < rec.orig_len {
                         r.truncated += 1;
                     } else {
-                        r.not_ipv4 += 1;
+                        r.not_ip += 1;
                     }
                     continue;
                 }
             };
-            let packet = match Ipv4TcpPacket::new_checked(ip) {
-                Ok(p) => p,
-                Err(PacketError::NotIpv4) => {
-                    r.not_ipv4 += 1;
-                    continue;
-                }
-                Err(PacketError::Truncated | PacketError::BadTotalLength)
-                    if (rec.data.len() as u32) < rec.orig_len =>
-                {
-                    r.truncated += 1;
-                    continue;
-                }
-                Err(_) => {
-                    r.not_tcp += 1;
-                    continue;
-                }
-            };
-            let to_online = self
-                .rules
-                .iter()
-                .any(|rule| rule.matches(packet.dst_addr(), packet.dst_port()));
-            if !to_online {
-                if self
-                    .rules
-                    .iter()
-                    .any(|rule| rule.matches(packet.src_addr(), packet.src_port()))
-                {
-                    r.server_packets += 1;
-                    if self.server_packets {
-                        let ts = rec.ts_ns;
-                        self.pending.clear();
-                        self.pending.extend_from_slice(packet.as_bytes());
-                        return Ok(Some(ts));
-                    }
-                } else {
-                    r.other_tcp += 1;
-                }
-                continue;
-            }
-            r.client_packets += 1;
-            if self.round == 0 {
-                count_session(&mut self.flows, &packet, rec.ts_ns, &mut r.sessions_in_file);
-            }
+            let short = (rec.data.len() as u32) < rec.orig_len;
             let ts = rec.ts_ns;
-            self.pending.clear();
-            self.pending.extend_from_slice(packet.as_bytes());
-            return Ok(Some(ts));
+            let mut sorter = Sorter {
+                rules: &self.rules,
+                report: r,
+                flows: &mut self.flows,
+                strip: &mut self.strip,
+                server_packets: self.server_packets,
+                first_round: self.round == 0,
+            };
+            let (sort, len) = match ip.first().map(|b| b >> 4) {
+                Some(4) => sorter.sort::<[u8; 4]>(ip, ts, short),
+                Some(6) => {
+                    sorter.report.ipv6 += 1;
+                    if !self.ipv6_rules {
+                        sorter.report.ipv6_without_rule += 1;
+                        continue;
+                    }
+                    sorter.sort::<[u8; 16]>(ip, ts, short)
+                }
+                _ => {
+                    r.not_ip += 1;
+                    continue;
+                }
+            };
+            if let Sort::Replay = sort {
+                self.pending.clear();
+                self.pending.extend_from_slice(&ip[..len]);
+                return Ok(Some(ts));
+            }
         }
     }
 }
@@ -400,9 +498,9 @@ struct Flow {
 /// Counts a new session at a SYN (not a retransmitted one) or at the first
 /// data of a flow seen without its SYN. A closed flow is remembered for a
 /// while, so a retransmitted FIN or data segment is not a new session.
-fn count_session(
-    flows: &mut HashMap<FlowKey, Flow>,
-    p: &Ipv4TcpPacket<&[u8]>,
+fn count_session<A: Address>(
+    flows: &mut FlowMap<A>,
+    p: &TcpPacket<&[u8], A>,
     ts: u64,
     count: &mut u64,
 ) {

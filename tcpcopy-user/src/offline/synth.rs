@@ -1,14 +1,15 @@
 //! Synthetic captures: whole TCP sessions (handshake, requests each
-//! answered by a response, close) as Ethernet frames in time order, for
+//! answered by a response, close) as Ethernet frames in time order, over
+//! IPv4 or IPv6 (the address type says which), for
 //! tests and benchmarks that need a capture file of a known shape.
 
-use crate::packet::{SeqNumber, TcpFlags, tcp::SegmentRepr};
+use crate::packet::{Address, SeqNumber, TcpFlags, tcp::SegmentRepr};
 
 /// One recorded client session.
 #[derive(Clone, Debug)]
-pub struct SessionSpec {
-    pub client: ([u8; 4], u16),
-    pub server: ([u8; 4], u16),
+pub struct SessionSpec<A: Address = [u8; 4]> {
+    pub client: (A, u16),
+    pub server: (A, u16),
     /// When the SYN was captured (ns since the epoch).
     pub start_ns: u64,
     /// The client's requests, in order; each is answered before the next.
@@ -28,18 +29,19 @@ pub type Frame = (u64, Vec<u8>);
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const MSS: usize = 1460;
+/// The MTU the recorded link had.
+const MTU: usize = 1500;
 
-struct Side {
-    addr: [u8; 4],
+struct Side<A: Address> {
+    addr: A,
     port: u16,
     mac: [u8; 6],
     seq: SeqNumber,
 }
 
-fn frame(
-    from: &Side,
-    to: &Side,
+fn frame<A: Address>(
+    from: &Side<A>,
+    to: &Side<A>,
     ack: SeqNumber,
     flags: TcpFlags,
     ts: Option<(u32, u32)>,
@@ -72,12 +74,17 @@ fn frame(
     let mut f = vec![0u8; 14 + repr.len()];
     f[0..6].copy_from_slice(&to.mac);
     f[6..12].copy_from_slice(&from.mac);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ethertype: [u8; 2] = if A::VERSION == 6 {
+        [0x86, 0xdd]
+    } else {
+        [0x08, 0x00]
+    };
+    f[12..14].copy_from_slice(&ethertype);
     repr.emit(&mut f[14..]);
     f
 }
 
-impl SessionSpec {
+impl<A: Address> SessionSpec<A> {
     /// The session's frames, both directions, in time order.
     pub fn frames(&self) -> Vec<Frame> {
         let mut c = Side {
@@ -92,6 +99,7 @@ impl SessionSpec {
             mac: SERVER_MAC,
             seq: SeqNumber(u32::from(self.client.1).wrapping_mul(0x85eb_ca6b) ^ 0x5555),
         };
+        let mss = MTU - A::HEADERS_LEN;
         let half = self.rtt_ns / 2;
         let mut t = self.start_ns;
         let mut out = Vec::new();
@@ -118,8 +126,8 @@ impl SessionSpec {
             if i > 0 {
                 t += self.think_ns;
             }
-            for (k, chunk) in req.chunks(MSS).enumerate() {
-                let last = (k + 1) * MSS >= req.len();
+            for (k, chunk) in req.chunks(mss).enumerate() {
+                let last = (k + 1) * mss >= req.len();
                 let flags = if last {
                     TcpFlags::ACK | TcpFlags::PSH
                 } else {
@@ -130,8 +138,8 @@ impl SessionSpec {
             }
             t += half;
             let response = vec![b'r'; self.response_len];
-            for (k, chunk) in response.chunks(MSS).enumerate() {
-                let last = (k + 1) * MSS >= response.len();
+            for (k, chunk) in response.chunks(mss).enumerate() {
+                let last = (k + 1) * mss >= response.len();
                 let flags = if last {
                     TcpFlags::ACK | TcpFlags::PSH
                 } else {
@@ -163,7 +171,7 @@ impl SessionSpec {
 }
 
 /// The frames of every session, merged in time order.
-pub fn merge(sessions: &[SessionSpec]) -> Vec<Frame> {
+pub fn merge<A: Address>(sessions: &[SessionSpec<A>]) -> Vec<Frame> {
     let mut all: Vec<Frame> = sessions.iter().flat_map(SessionSpec::frames).collect();
     all.sort_by_key(|(t, _)| *t);
     all

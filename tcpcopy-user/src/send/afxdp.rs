@@ -34,10 +34,9 @@ use xsk_rs::{
 };
 
 use super::{
-    DropReason, FrameSender, MacAddr, SendError, SenderConfig, SenderStats, ethernet,
+    DropReason, FrameQueue, FrameSender, MacAddr, SendError, SenderConfig, SenderStats, ethernet,
     framer::Framer,
 };
-use crate::engine::outbox::Outbox;
 
 /// Frames per submission to the TX ring.
 pub const BATCH: usize = 64;
@@ -302,7 +301,7 @@ impl AfXdpSender {
 }
 
 impl FrameSender for AfXdpSender {
-    fn send(&mut self, out: &mut Outbox) {
+    fn send(&mut self, out: &mut dyn FrameQueue) {
         let now = Instant::now();
         // Wait for free frames once per call; after that, take what is free.
         let mut deadline = Some(now + FULL_WAIT);

@@ -10,13 +10,13 @@ use std::{
 };
 
 use super::{
-    DropReason, SendError, SenderConfig,
+    DropReason, FrameQueue, SendError, SenderConfig,
     ethernet::{self, MacAddr},
     interface::EgressInterface,
     nexthop::{KernelNeighbours, NextHopCache, NextHops},
 };
 use crate::{
-    engine::outbox::{HEADROOM, Outbox},
+    engine::outbox::HEADROOM,
     packet::{Address, tcp::IPV4_HEADER_LEN},
 };
 
@@ -88,7 +88,12 @@ impl Framer {
     /// Makes frame `i` of `out` ready to transmit; returns its length on
     /// the wire (Ethernet header included), or why it must be dropped.
     #[inline]
-    pub fn frame(&mut self, out: &mut Outbox, i: usize, now: Instant) -> Result<usize, DropReason> {
+    pub fn frame(
+        &mut self,
+        out: &mut dyn FrameQueue,
+        i: usize,
+        now: Instant,
+    ) -> Result<usize, DropReason> {
         let frame = out.frame_with_headroom_mut(i);
         let packet = &frame[HEADROOM..];
         let (dst, ethertype) = match packet.first().map(|v| v >> 4) {
@@ -117,6 +122,7 @@ impl Framer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::outbox::Outbox;
 
     const SRC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
     const NEXT_HOP: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
@@ -144,7 +150,7 @@ mod tests {
     #[test]
     fn the_header_goes_into_the_headroom_in_front_of_the_packet() {
         let mut f = framer(1500);
-        let mut out = Outbox::default();
+        let mut out = Outbox::<[u8; 4]>::default();
         let packet = ipv4(60);
         out.push_packet(&packet);
         assert_eq!(f.frame(&mut out, 0, Instant::now()), Ok(74));
@@ -158,7 +164,7 @@ mod tests {
     #[test]
     fn a_packet_over_the_mtu_is_too_big_and_one_at_the_mtu_is_not() {
         let mut f = framer(1500);
-        let mut out = Outbox::default();
+        let mut out = Outbox::<[u8; 4]>::default();
         out.push_packet(&ipv4(1500));
         out.push_packet(&ipv4(1501));
         let now = Instant::now();
@@ -169,7 +175,7 @@ mod tests {
     #[test]
     fn an_ipv6_packet_goes_out_as_ethertype_86dd() {
         let mut f = framer(1500);
-        let mut out = Outbox::default();
+        let mut out = Outbox::<[u8; 4]>::default();
         let mut packet = vec![0u8; 60];
         packet[0] = 0x60;
         out.push_packet(&packet);
@@ -183,7 +189,7 @@ mod tests {
     #[test]
     fn what_is_neither_ipv4_nor_ipv6_is_malformed() {
         let mut f = framer(1500);
-        let mut out = Outbox::default();
+        let mut out = Outbox::<[u8; 4]>::default();
         out.push_packet(&[0x45; 19]);
         out.push_packet(&[0x60; 39]);
         let mut other = ipv4(40);

@@ -40,9 +40,28 @@ pub use interface::EgressInterface;
 pub use nexthop::{ResolveCounters, ResolvePolicy};
 pub use stats::{DropReason, SenderStats};
 
-use tcpcopy_common::proto::HeaderRecord;
+use crate::{engine::outbox::Outbox, packet::Address, shard::ReplyRecord};
 
-use crate::engine::outbox::Outbox;
+/// The frames a sender puts on the wire: an engine's outbox, of either IP
+/// family (the framer reads each packet's version).
+pub trait FrameQueue {
+    fn frame_count(&self) -> usize;
+    /// Frame `i` with its headroom in front.
+    fn frame_with_headroom(&self, i: usize) -> &[u8];
+    fn frame_with_headroom_mut(&mut self, i: usize) -> &mut [u8];
+}
+
+impl<A: Address> FrameQueue for Outbox<A> {
+    fn frame_count(&self) -> usize {
+        Outbox::frame_count(self)
+    }
+    fn frame_with_headroom(&self, i: usize) -> &[u8] {
+        Outbox::frame_with_headroom(self, i)
+    }
+    fn frame_with_headroom_mut(&mut self, i: usize) -> &mut [u8] {
+        Outbox::frame_with_headroom_mut(self, i)
+    }
+}
 
 /// Puts frames on the wire. One per worker thread; the worker owns it.
 pub trait FrameSender: Send {
@@ -51,7 +70,7 @@ pub trait FrameSender: Send {
     /// long; frames that cannot be sent are dropped and counted, never an
     /// error. Does not clear `out` (its announcements and events are the
     /// caller's).
-    fn send(&mut self, out: &mut Outbox);
+    fn send(&mut self, out: &mut dyn FrameQueue);
 
     /// Reclaims completed frames and kicks the driver; call when idle too.
     fn poll(&mut self);
@@ -70,7 +89,7 @@ pub trait FrameSender: Send {
     /// Replies that came back through the sender itself, handed to
     /// `on_reply` (the dry run's simulated target answers this way; real
     /// targets answer through intercept). Returns how many.
-    fn take_replies(&mut self, on_reply: &mut dyn FnMut(&HeaderRecord)) -> usize {
+    fn take_replies(&mut self, on_reply: &mut dyn FnMut(ReplyRecord<'_>)) -> usize {
         let _ = on_reply;
         0
     }

@@ -25,9 +25,9 @@ use std::{
 };
 
 use super::{
-    DropReason, FrameSender, MacAddr, SendError, SenderConfig, SenderStats, framer::Framer, sys,
+    DropReason, FrameQueue, FrameSender, MacAddr, SendError, SenderConfig, SenderStats,
+    framer::Framer, sys,
 };
-use crate::engine::outbox::Outbox;
 
 /// Frames per `sendmmsg`.
 pub const BATCH: usize = 64;
@@ -113,7 +113,12 @@ impl PacketSocketSender {
 
     /// Sends `ready[..]` from `out`; returns false when the socket stayed
     /// full for the whole of `deadline` (the caller drops the rest).
-    fn transmit(&mut self, out: &Outbox, ready: &[(usize, usize)], deadline: Instant) -> bool {
+    fn transmit(
+        &mut self,
+        out: &dyn FrameQueue,
+        ready: &[(usize, usize)],
+        deadline: Instant,
+    ) -> bool {
         let b = &mut self.batch;
         b.iovs.clear();
         b.msgs.clear();
@@ -199,7 +204,7 @@ fn wait_writable(fd: &OwnedFd, deadline: Instant) -> bool {
 }
 
 impl FrameSender for PacketSocketSender {
-    fn send(&mut self, out: &mut Outbox) {
+    fn send(&mut self, out: &mut dyn FrameQueue) {
         let now = Instant::now();
         let deadline = now + FULL_WAIT;
         let mut ready = std::mem::take(&mut self.ready);
