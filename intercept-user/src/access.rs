@@ -1,42 +1,73 @@
-//! Which hosts may connect as tcpcopy (`--allow CIDR[,CIDR]`).
+//! Networks: which hosts may connect as tcpcopy (`--allow CIDR[,CIDR]`),
+//! and the replayed client ranges of `--clients`.
 //!
 //! An empty allow list admits everyone (TCPCopy's behaviour); otherwise a
-//! connection from outside every listed network is closed at once.
+//! connection from outside every listed network is closed at once. A
+//! network is IPv4 or IPv6; an address is only ever in a network of its
+//! own family.
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
-/// An IPv4 network, `ADDR/LEN` (a bare address is a /32).
+/// An IPv4 or IPv6 network, `ADDR/LEN` (a bare address is a /32 or /128).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
-    network: u32,
+    /// The network address, host bits clear.
+    network: IpAddr,
     prefix: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a network: expected ADDR/LEN (e.g. 198.18.2.0/24) or an IPv4 address")]
+#[error(
+    "`{0}` is not a network: expected ADDR/LEN (e.g. 198.18.2.0/24 or 2001:db8:1::/64) or an IP address"
+)]
 pub struct CidrError(String);
 
+/// The leading `prefix` bits of `bits` (the others clear), for an address
+/// of `width` bits held in the low bits of a `u128`.
+fn masked(bits: u128, prefix: u8, width: u32) -> u128 {
+    let host_bits = width - u32::from(prefix);
+    let mask = if host_bits >= 128 {
+        0
+    } else {
+        (u128::MAX << host_bits) & (u128::MAX >> (128 - width))
+    };
+    bits & mask
+}
+
+fn bits(addr: IpAddr) -> (u128, u32) {
+    match addr {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    }
+}
+
 impl Cidr {
-    fn mask(prefix: u8) -> u32 {
-        if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix))
-        }
-    }
-
     /// The network address (host bits clear).
-    pub fn network(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.network)
+    pub fn network(&self) -> IpAddr {
+        self.network
     }
 
-    /// The prefix length, 0..=32.
+    /// The prefix length, 0..=32 (IPv4) or 0..=128 (IPv6).
     pub fn prefix(&self) -> u8 {
         self.prefix
     }
 
-    pub fn contains(&self, addr: Ipv4Addr) -> bool {
-        u32::from(addr) & Self::mask(self.prefix) == self.network
+    pub fn is_ipv6(&self) -> bool {
+        self.network.is_ipv6()
+    }
+
+    pub fn contains(&self, addr: impl Into<IpAddr>) -> bool {
+        let addr = addr.into();
+        if addr.is_ipv6() != self.is_ipv6() {
+            return false;
+        }
+        let (net, _) = bits(self.network);
+        let (a, width) = bits(addr);
+        masked(a, self.prefix, width) == net
     }
 }
 
@@ -47,28 +78,33 @@ impl FromStr for Cidr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || CidrError(s.to_owned());
         let (addr, prefix) = match s.trim().split_once('/') {
-            Some((a, p)) => (a, p.parse::<u8>().map_err(|_| bad())?),
-            None => (s.trim(), 32),
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s.trim(), None),
         };
-        if prefix > 32 {
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let (bits, width) = bits(addr);
+        let prefix = prefix.unwrap_or(width as u8);
+        if u32::from(prefix) > width {
             return Err(bad());
         }
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-        Ok(Self {
-            network: u32::from(addr) & Self::mask(prefix),
-            prefix,
-        })
+        let network_bits = masked(bits, prefix, width);
+        let network = match addr {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(network_bits as u32)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(network_bits)),
+        };
+        Ok(Self { network, prefix })
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.prefix)
+        write!(f, "{}/{}", self.network, self.prefix)
     }
 }
 
 /// Whether `addr` may connect under `allow` (empty: everyone).
-pub fn is_allowed(allow: &[Cidr], addr: Ipv4Addr) -> bool {
+pub fn is_allowed(allow: &[Cidr], addr: impl Into<IpAddr>) -> bool {
+    let addr = addr.into();
     allow.is_empty() || allow.iter().any(|c| c.contains(addr))
 }
 
@@ -91,8 +127,36 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_networks_contain_their_addresses_and_no_ipv4_ones() {
+        let net: Cidr = "2001:db8:1::7/64".parse().unwrap();
+        assert_eq!(net.to_string(), "2001:db8:1::/64");
+        assert!(net.is_ipv6());
+        assert_eq!(net.prefix(), 64);
+        assert!(net.contains("2001:db8:1::2".parse::<Ipv6Addr>().unwrap()));
+        assert!(net.contains("2001:db8:1:0:ffff::1".parse::<Ipv6Addr>().unwrap()));
+        assert!(!net.contains("2001:db8:2::2".parse::<Ipv6Addr>().unwrap()));
+        let host: Cidr = "2001:db8::2".parse().unwrap();
+        assert_eq!(host.to_string(), "2001:db8::2/128");
+        let all: Cidr = "::/0".parse().unwrap();
+        assert!(all.contains("2001:db8::9".parse::<Ipv6Addr>().unwrap()));
+        assert!(!all.contains(Ipv4Addr::new(198, 18, 2, 1)));
+        let all4: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(!all4.contains("::1".parse::<Ipv6Addr>().unwrap()));
+        let odd: Cidr = "2001:db8:ffff::/33".parse().unwrap();
+        assert_eq!(odd.to_string(), "2001:db8:8000::/33");
+    }
+
+    #[test]
     fn bad_networks_are_errors_that_show_the_syntax() {
-        for bad in ["", "198.18.2.0/33", "198.18.2/24", "lan", "198.18.2.0/x"] {
+        for bad in [
+            "",
+            "198.18.2.0/33",
+            "198.18.2/24",
+            "lan",
+            "198.18.2.0/x",
+            "2001:db8::/129",
+            "2001:db8:::/64",
+        ] {
             let msg = bad.parse::<Cidr>().expect_err(bad).to_string();
             assert!(msg.contains("ADDR/LEN"), "{bad}: {msg}");
         }

@@ -41,19 +41,31 @@ Examples:
 
     intercept -i eth0,eth1 --target 198.18.2.2:80,198.18.2.5:6379 -d -l /var/log/intercept.log -P /run/intercept.pid
 
-  Any address, one port (0.0.0.0 matches every target address):
+  Any address, one port (0.0.0.0 matches every IPv4 target address):
 
     intercept -i eth0 --target 0.0.0.0:8080
+
+  IPv6 targets (addresses in brackets; [::] matches every IPv6 address), with
+  an IPv4 one beside them; on the target itself, IPv6 client ranges too:
+
+    intercept -i eth0 --target [2001:db8:2::2]:80,[::]:6379,198.18.2.2:80
+    intercept --egress eth0 --target [::]:80 --clients 2001:db8:9::/64,198.18.9.0/24
 
 Filters (-F) accept the forms TCPCopy users pass to intercept:
     tcp and src port PORT
     tcp and src port PORT and src host IP
     src host IP and src port PORT
+A port alone means any IPv4 address (as TCPCopy 1.x); IP may be an IPv6
+address, and `ip6 and tcp and src port PORT` means any IPv6 address.
 Anything else is refused; use --target IP:PORT for more targets.
+
+IPv6 replies are reported only to a tcpcopy that announces its IPv6
+sessions (a protocol extension); a TCPCopy 1.x peer never sees them.
 
 With -i (an assistant host), the target server needs a route that sends
 replies for the client addresses to this host, and this host must not
-forward them (net.ipv4.ip_forward=0). With --egress (on the target) no
+forward them (net.ipv4.ip_forward=0; net.ipv6.conf.all.forwarding=0 for
+IPv6). With --egress (on the target) no
 route is needed. intercept stops cleanly on SIGINT/SIGTERM and detaches
 its program.";
 
@@ -75,17 +87,21 @@ pub struct Cli {
     #[arg(long = "egress", value_name = "DEV[,DEV]", value_delimiter = ',', value_parser = parse_egress_interface, requires = "clients", conflicts_with = "xdp_mode")]
     pub egress: Vec<String>,
 
-    /// With --egress: the replayed clients, as networks (e.g. tcpcopy's -c
-    /// pool 198.18.9.0/24) and/or `announced` (only the client addresses
-    /// tcpcopy announces; always matched as well).
+    /// With --egress: the replayed clients, as networks of either family
+    /// (e.g. tcpcopy's -c pool 198.18.9.0/24, or 2001:db8:9::/64) and/or
+    /// `announced` (only the client addresses tcpcopy announces; always
+    /// matched as well).
     #[arg(long = "clients", value_name = "CIDR[,CIDR]|announced", value_delimiter = ',', conflicts_with = "interfaces", value_parser = parse_clients)]
     pub clients: Vec<ClientRule>,
 
-    /// A pcap-style filter naming one target, e.g. 'tcp and src port 80 and src host 198.18.2.2'.
+    /// A pcap-style filter naming one target, e.g. 'tcp and src port 80 and src host 198.18.2.2'
+    /// (an IPv6 host, or `ip6 and` for a port on any IPv6 address).
     #[arg(short = 'F', long = "filter", value_name = "FILTER", value_parser = parse_filter)]
     pub filter: Option<Target>,
 
-    /// Target servers whose replies are intercepted (repeatable, or a comma list).
+    /// Target servers whose replies are intercepted (repeatable, or a comma
+    /// list): 198.18.2.2:80, [2001:db8:2::2]:80; 0.0.0.0:PORT or [::]:PORT
+    /// for any address of that family.
     #[arg(long = "target", value_name = "IP:PORT[,IP:PORT]", value_delimiter = ',', value_parser = parse_target)]
     pub targets: Vec<Target>,
 
@@ -338,13 +354,7 @@ mod tests {
         let cfg = cli.daemon_config();
         assert_eq!(cfg.listen, "0.0.0.0:36524".parse().unwrap());
         assert_eq!(cfg.interfaces, ["eth0"]);
-        assert_eq!(
-            cfg.targets,
-            [Target {
-                addr: None,
-                port: 80
-            }]
-        );
+        assert_eq!(cfg.targets, [Target::any_ipv4(80)]);
         assert!(cfg.allow.is_empty());
         assert_eq!(cfg.stats_interval, Some(Duration::from_secs(30)));
         assert_eq!(cfg.limits.park_timeout, Duration::from_secs(2));
@@ -397,6 +407,21 @@ mod tests {
         assert_eq!(cfg.interfaces, ["eth0", "eth1"], "repeats removed");
         let targets: Vec<String> = cfg.targets.iter().map(|t| t.to_string()).collect();
         assert_eq!(targets, ["198.18.2.2:80", "198.18.2.5:6379", "*:8080"]);
+        let ipv6 = parse(&[
+            "-i",
+            "eth0",
+            "-F",
+            "ip6 and tcp and src port 443",
+            "--target",
+            "[2001:db8:2::2]:80,[::]:6379,198.18.2.2:80",
+        ])
+        .unwrap()
+        .daemon_config();
+        let targets: Vec<String> = ipv6.targets.iter().map(|t| t.to_string()).collect();
+        assert_eq!(
+            targets,
+            ["[*]:443", "[2001:db8:2::2]:80", "[*]:6379", "198.18.2.2:80"]
+        );
         assert_eq!(cfg.listen, "198.18.2.3:4000".parse().unwrap());
         assert_eq!(cfg.allow.len(), 2);
         assert_eq!(cfg.stats_interval, None);
@@ -439,6 +464,22 @@ mod tests {
                     "10.1.0.0/16".parse().unwrap()
                 ]
             }
+        );
+        let ipv6 = parse(&[
+            "--egress",
+            "eth0",
+            "--target",
+            "[::]:80",
+            "--clients",
+            "2001:db8:9::/64,198.18.9.0/24",
+        ])
+        .unwrap();
+        let ReplyPath::Egress { clients } = ipv6.reply_path() else {
+            panic!("egress");
+        };
+        assert_eq!(
+            clients.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["2001:db8:9::/64", "198.18.9.0/24"]
         );
         let only_announced = parse(&[
             "--egress",
@@ -578,6 +619,8 @@ mod tests {
             "tcp and src port PORT and src host IP",
             "ip_forward=0",
             "36524",
+            "--target [2001:db8:2::2]:80",
+            "ip6 and tcp and src port PORT",
         ] {
             assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
         }

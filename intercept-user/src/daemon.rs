@@ -16,7 +16,7 @@
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     io,
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, SocketAddr, SocketAddrV4},
     os::fd::AsRawFd,
     time::{Duration, Instant},
 };
@@ -41,7 +41,7 @@ use crate::{
     peer::{Peer, PeerClosed, PeerEvent, ReadProgress},
     route::{
         Routed, Router, RouterLimits,
-        table::{PeerId, RouteKey},
+        table::{PeerId, SessionKey},
     },
     stats::Stats,
     targets::Target,
@@ -155,7 +155,7 @@ impl Intercept {
         };
         // Targets after attaching is safe: nothing matches an empty table.
         for target in &config.targets {
-            program.add_target(target.addr, target.port)?;
+            program.add(target)?;
         }
         let ring = program.take_ring()?;
         let listener = TcpListener::bind(SocketAddr::V4(config.listen)).map_err(|source| {
@@ -392,10 +392,7 @@ impl LoopState {
                     return;
                 }
             };
-            let allowed = match addr.ip() {
-                IpAddr::V4(v4) => is_allowed(&config.allow, v4),
-                IpAddr::V6(_) => config.allow.is_empty(),
-            };
+            let allowed = is_allowed(&config.allow, addr.ip());
             if !allowed {
                 self.stats.peers_refused += 1;
                 tracing::warn!(%addr, "tcpcopy connection refused: not in --allow");
@@ -525,7 +522,7 @@ impl LoopState {
     }
 
     /// Egress: claims an announced client address in the kernel's table.
-    fn claim(&mut self, key: &RouteKey) {
+    fn claim(&mut self, key: &SessionKey) {
         let Some(table) = &mut self.announced else {
             return;
         };
@@ -535,9 +532,19 @@ impl LoopState {
                 self.stats.escaped_before_announce += 1;
                 if !self.escape_warned {
                     self.escape_warned = true;
+                    let (client, target) = match key {
+                        SessionKey::V4(k) => (
+                            IpAddr::from(k.client_ip),
+                            SocketAddr::new(k.target_ip.into(), k.target_port),
+                        ),
+                        SessionKey::V6(k) => (
+                            IpAddr::from(k.client_ip),
+                            SocketAddr::new(k.target_ip.into(), k.target_port),
+                        ),
+                    };
                     tracing::warn!(
-                        client = %Ipv4Addr::from(key.client_ip),
-                        target = %SocketAddrV4::new(key.target_ip.into(), key.target_port),
+                        %client,
+                        %target,
                         "a reply to a replayed client left this host before tcpcopy announced \
                          the client (its SYN-ACK was faster than the announcement); give \
                          --clients with the replayed client range (e.g. tcpcopy's -c pool) \
@@ -559,6 +566,7 @@ impl LoopState {
         records.clear();
         let read = ring.drain_replies(RING_BUDGET, |rec| records.push(rec));
         self.stats.ring_records += records.len() as u64;
+        self.stats.ring_records6 += records.iter().filter(|r| r.record.is_ipv6()).count() as u64;
         for reply in records.drain(..) {
             let peers = &self.peers;
             match self
@@ -646,6 +654,7 @@ impl LoopState {
             addr = %peer.addr,
             reason,
             announced = c.announced,
+            announced6 = c.announced6,
             delivered = c.delivered,
             dropped_slow = c.dropped_slow,
             undelivered = lost,
@@ -657,6 +666,7 @@ impl LoopState {
         let mut stats = self.stats;
         stats.route = self.router.counts();
         stats.routes = self.router.routes();
+        stats.routes6 = self.router.routes6();
         stats.parked_now = self.router.parked_now();
         stats.peers = self.peers.len();
         stats.queued_now = self.peers.values().map(Peer::undelivered).sum();

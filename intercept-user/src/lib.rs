@@ -1,6 +1,9 @@
 //! intercept: runs on the assistant host. Drops the target server's replies
 //! (the real clients must never see them) and reports their headers to the
 //! tcpcopy instance that owns each session, over TCPCopy 1.x's protocol.
+//! IPv6 replies are reported too, through the protocol's IPv6 extension,
+//! to the tcpcopy that announced their session with an IPv6 announcement
+//! (a 1.x tcpcopy never sees them).
 //!
 //! Data flow, one module per stage:
 //! - [`capture`]: the XDP program drops replies from the [`targets`] and

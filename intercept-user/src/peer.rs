@@ -1,12 +1,14 @@
 //! One tcpcopy connection: its inbound message stream and outbound frames.
 //!
 //! Inbound, the first message must be the hello (type 6, zero addresses);
-//! then CLIENT_ADD / CLIENT_DEL messages (and the version query extension)
-//! become [`PeerEvent`]s. Anything
+//! then CLIENT_ADD / CLIENT_DEL messages, IPv6 announcements (`Add6`) and
+//! the extensions' requests become [`PeerEvent`]s. Anything
 //! else (an unknown type, no hello, a stream cut mid-message) closes this
 //! connection with a [`PeerClosed`] reason and touches no other peer.
 //! Outbound, records pass through the peer's [`Batcher`] into its bounded
-//! [`Outbox`].
+//! [`Outbox`]: IPv4 records in 1.x frames (or payload record frames), IPv6
+//! records in IPv6 frames. Only a peer that announced IPv6 sessions is
+//! ever routed IPv6 records, so a 1.x peer sees 1.x frames only.
 
 use std::{
     io::{self, Read},
@@ -15,22 +17,23 @@ use std::{
 
 use mio::net::TcpStream;
 use tcpcopy_common::proto::{
-    ADD6_TYPE, CAP_PAYLOADS, CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType,
-    PayloadRecordHead, PeerMsg, ProtoError, VersionInfo, encode_payload_grant,
+    ADD6_LEN, CAP_IPV6, CAP_PAYLOADS, CLIENT_MSG_LEN, ClientMsg, ClientMsgDecoder, MsgType,
+    PeerMsg, ProtoError, VersionInfo, encode_payload_grant,
 };
 
 use crate::{
-    batch::{Batcher, outbox::Outbox},
-    route::table::{PeerId, RouteKey},
+    batch::{self, Batcher, outbox::Outbox},
+    route::table::{PeerId, RouteKey, RouteKey6, SessionKey},
 };
 
 /// What a peer asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerEvent {
-    /// CLIENT_ADD: route this session's replies to me.
-    Announce(RouteKey),
+    /// CLIENT_ADD, or an IPv6 announcement: route this session's replies
+    /// to me.
+    Announce(SessionKey),
     /// CLIENT_DEL: forget the route.
-    Withdraw(RouteKey),
+    Withdraw(SessionKey),
     /// Extension: the peer asks who we are (answered with our version).
     VersionQuery,
     /// Extension: the peer asks for reply payloads, up to this many bytes
@@ -43,12 +46,14 @@ pub enum PeerEvent {
 pub enum PeerClosed {
     #[error("closed by tcpcopy")]
     Eof,
-    #[error("closed mid-message ({0} of {CLIENT_MSG_LEN} bytes)")]
-    MidMessage(usize),
+    #[error("closed mid-message ({0} of {1} bytes)")]
+    MidMessage(usize, usize),
     #[error("protocol error: {0}")]
     Protocol(ProtoError),
     #[error("the first message is not a hello (type 6, zero addresses): {0:?}")]
     NoHello(ClientMsg),
+    #[error("the first message is not a hello (type 6, zero addresses): an IPv6 announcement")]
+    Add6BeforeHello,
     #[error("socket error: {0}")]
     Io(#[from] io::Error),
     #[error("refused: {0}")]
@@ -68,6 +73,8 @@ pub enum ReadProgress {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerCounts {
     pub announced: u64,
+    /// IPv6 announcements among `announced`.
+    pub announced6: u64,
     /// Records fully written to the socket.
     pub delivered: u64,
     /// Records dropped because the outbox was full.
@@ -97,10 +104,12 @@ impl Inbound {
                 }
                 let msg = match msg {
                     PeerMsg::Msg(msg) => msg,
-                    // This intercept does not offer IPv6 (no CAP_IPV6):
-                    // nobody may send IPv6 announcements.
-                    PeerMsg::Add6(_) => {
-                        failure = Some(PeerClosed::Protocol(ProtoError::UnknownType(ADD6_TYPE)));
+                    PeerMsg::Add6(add) => {
+                        if *greeted {
+                            on_event(PeerEvent::Announce(RouteKey6::of_add6(&add).into()));
+                        } else {
+                            failure = Some(PeerClosed::Add6BeforeHello);
+                        }
                         return;
                     }
                 };
@@ -113,8 +122,8 @@ impl Inbound {
                     return;
                 }
                 match msg.kind {
-                    MsgType::Add => on_event(PeerEvent::Announce(RouteKey::of_msg(&msg))),
-                    MsgType::Del => on_event(PeerEvent::Withdraw(RouteKey::of_msg(&msg))),
+                    MsgType::Add => on_event(PeerEvent::Announce(RouteKey::of_msg(&msg).into())),
+                    MsgType::Del => on_event(PeerEvent::Withdraw(RouteKey::of_msg(&msg).into())),
                     // A repeated hello changes nothing.
                     MsgType::Hello => {}
                     MsgType::VersionQuery => on_event(PeerEvent::VersionQuery),
@@ -138,7 +147,9 @@ impl Inbound {
     pub fn at_eof(&self) -> PeerClosed {
         match self.decoder.pending() {
             0 => PeerClosed::Eof,
-            n => PeerClosed::MidMessage(n),
+            // Past a head, only an IPv6 announcement's tail can be missing.
+            n if n > CLIENT_MSG_LEN => PeerClosed::MidMessage(n, ADD6_LEN),
+            n => PeerClosed::MidMessage(n, CLIENT_MSG_LEN),
         }
     }
 }
@@ -194,8 +205,9 @@ impl Peer {
             read += n;
             let counts = &mut self.counts;
             self.inbound.accept(&scratch[..n], |event| {
-                if matches!(event, PeerEvent::Announce(_)) {
+                if let PeerEvent::Announce(key) = event {
                     counts.announced += 1;
+                    counts.announced6 += u64::from(key.is_ipv6());
                 }
                 on_event(event);
             })?;
@@ -203,41 +215,15 @@ impl Peer {
         Ok(ReadProgress::MoreWaiting)
     }
 
-    /// Moves the waiting records into the outbox as one frame. Returns how
-    /// many were dropped because the outbox is full.
+    /// Moves the waiting records into the outbox (see
+    /// [`batch::queue_replies`]: IPv4 and IPv6 records in frames of their
+    /// family). Returns how many were dropped because the outbox is full.
     pub fn flush_batch(&mut self) -> usize {
         if self.batcher.is_empty() {
             return 0;
         }
         let replies = self.batcher.take();
-        let Some(cap) = self.payload_cap else {
-            let records: Vec<_> = replies.iter().map(|r| r.record).collect();
-            return match self.outbox.push_frame(&records) {
-                Ok(()) => 0,
-                Err(overflow) => {
-                    self.counts.dropped_slow += overflow.records as u64;
-                    overflow.records
-                }
-            };
-        };
-        // Payload records, one frame each, in order. A reply reported
-        // without its bytes (copied before this peer asked, or a parked
-        // SYN/RST) says so: 0 stored of its payload length.
-        let mut dropped = 0;
-        for reply in &replies {
-            let (len, bytes) = match &reply.payload {
-                Some(p) => (p.len, &p.bytes[..p.bytes.len().min(cap as usize)]),
-                None => (reply.record.payload_len().unwrap_or(0) as u32, &[][..]),
-            };
-            let head = PayloadRecordHead {
-                record: reply.record,
-                payload_len: len,
-                stored: bytes.len() as u32,
-            };
-            if self.outbox.push_payload_record(&head, bytes).is_err() {
-                dropped += 1;
-            }
-        }
+        let dropped = batch::queue_replies(&mut self.outbox, &replies, self.payload_cap);
         self.counts.dropped_slow += dropped as u64;
         dropped
     }
@@ -250,12 +236,15 @@ impl Peer {
         let _ = self.outbox.push_raw(&encode_payload_grant(granted));
     }
 
-    /// Queues our [`VersionInfo`] with `capabilities` (beyond payloads,
-    /// which every deployment offers), after the records already waiting,
-    /// so the stream stays a sequence of whole frames.
+    /// Queues our [`VersionInfo`] with `capabilities` (beyond payloads and
+    /// IPv6, which every deployment offers), after the records already
+    /// waiting, so the stream stays a sequence of whole frames.
     pub fn answer_version(&mut self, capabilities: u32) {
         self.flush_batch();
-        let info = VersionInfo::new(env!("CARGO_PKG_VERSION"), CAP_PAYLOADS | capabilities);
+        let info = VersionInfo::new(
+            env!("CARGO_PKG_VERSION"),
+            CAP_PAYLOADS | CAP_IPV6 | capabilities,
+        );
         // An outbox too full for 66 bytes belongs to a peer that is not
         // reading: it will not miss the answer.
         let _ = self.outbox.push_raw(&info.encode());
@@ -283,10 +272,21 @@ impl Peer {
 
 #[cfg(test)]
 mod tests {
+    use tcpcopy_common::proto::Add6;
+
     use super::*;
 
     fn add(port: u16) -> ClientMsg {
         ClientMsg::add([198, 18, 1, 2], port, [198, 18, 2, 2], 80)
+    }
+
+    fn add6(port: u16) -> Add6 {
+        Add6 {
+            client_ip: [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            client_port: port,
+            target_ip: [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            target_port: 80,
+        }
     }
 
     fn wire(msgs: &[ClientMsg]) -> Vec<u8> {
@@ -311,7 +311,7 @@ mod tests {
             got,
             [
                 PeerEvent::VersionQuery,
-                PeerEvent::Announce(RouteKey::of_msg(&add(1)))
+                PeerEvent::Announce(RouteKey::of_msg(&add(1)).into())
             ]
         );
         // Before the hello it is no hello.
@@ -334,7 +334,7 @@ mod tests {
             got,
             [
                 PeerEvent::PayloadRequest(4096),
-                PeerEvent::Announce(RouteKey::of_msg(&add(1)))
+                PeerEvent::Announce(RouteKey::of_msg(&add(1)).into())
             ]
         );
     }
@@ -352,8 +352,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                PeerEvent::Announce(RouteKey::of_msg(&add(1))),
-                PeerEvent::Withdraw(RouteKey::of_msg(&add(2))),
+                PeerEvent::Announce(RouteKey::of_msg(&add(1)).into()),
+                PeerEvent::Withdraw(RouteKey::of_msg(&add(2)).into()),
             ]
         );
         assert!(matches!(inbound.at_eof(), PeerClosed::Eof));
@@ -387,7 +387,7 @@ mod tests {
             matches!(err, PeerClosed::Protocol(ProtoError::UnknownType(0xdede))),
             "{err}"
         );
-        assert_eq!(got, [PeerEvent::Announce(RouteKey::of_msg(&add(1)))]);
+        assert_eq!(got, [PeerEvent::Announce(RouteKey::of_msg(&add(1)).into())]);
         assert!(err.to_string().contains("unknown message type"), "{err}");
     }
 
@@ -398,7 +398,62 @@ mod tests {
         let got = events(&mut inbound, &bytes[..14 + 5]).unwrap();
         assert!(got.is_empty());
         let reason = inbound.at_eof();
-        assert!(matches!(reason, PeerClosed::MidMessage(5)), "{reason}");
+        assert!(matches!(reason, PeerClosed::MidMessage(5, 14)), "{reason}");
         assert_eq!(reason.to_string(), "closed mid-message (5 of 14 bytes)");
+    }
+
+    #[test]
+    fn ipv6_announcements_after_the_hello_announce_ipv6_sessions() {
+        let mut bytes = wire(&[ClientMsg::hello(), add(1)]);
+        bytes.extend_from_slice(&add6(2).encode());
+        bytes.extend_from_slice(&add(3).encode());
+        bytes.extend_from_slice(&add6(4).encode());
+        let want = [
+            PeerEvent::Announce(RouteKey::of_msg(&add(1)).into()),
+            PeerEvent::Announce(RouteKey6::of_add6(&add6(2)).into()),
+            PeerEvent::Announce(RouteKey::of_msg(&add(3)).into()),
+            PeerEvent::Announce(RouteKey6::of_add6(&add6(4)).into()),
+        ];
+        assert_eq!(events(&mut Inbound::default(), &bytes).unwrap(), want);
+        // The same bytes one at a time: the announcements cross any split.
+        let mut inbound = Inbound::default();
+        let mut got = Vec::new();
+        for b in &bytes {
+            inbound
+                .accept(std::slice::from_ref(b), |e| got.push(e))
+                .unwrap();
+        }
+        assert_eq!(got, want);
+        assert!(matches!(got[1], PeerEvent::Announce(k) if k.is_ipv6()));
+    }
+
+    #[test]
+    fn an_ipv6_announcement_before_the_hello_is_refused() {
+        let err = events(&mut Inbound::default(), &add6(1).encode()).unwrap_err();
+        assert!(matches!(err, PeerClosed::Add6BeforeHello), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("the first message is not a hello"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_inside_an_ipv6_announcement_says_so() {
+        let mut inbound = Inbound::default();
+        let mut bytes = wire(&[ClientMsg::hello()]);
+        bytes.extend_from_slice(&add6(1).encode()[..20]);
+        assert!(events(&mut inbound, &bytes).unwrap().is_empty());
+        let reason = inbound.at_eof();
+        assert_eq!(reason.to_string(), "closed mid-message (20 of 50 bytes)");
+        // Cut inside its head, it is a message like any.
+        let mut inbound = Inbound::default();
+        let mut bytes = wire(&[ClientMsg::hello()]);
+        bytes.extend_from_slice(&add6(1).encode()[..9]);
+        events(&mut inbound, &bytes).unwrap();
+        assert_eq!(
+            inbound.at_eof().to_string(),
+            "closed mid-message (9 of 14 bytes)"
+        );
     }
 }

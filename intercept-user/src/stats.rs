@@ -17,6 +17,8 @@ use crate::route::RouteCounts;
 pub struct Stats {
     /// Records read from the ring buffer.
     pub ring_records: u64,
+    /// IPv6 records among them.
+    pub ring_records6: u64,
     /// Ring entries of a wrong size (a mismatched eBPF object).
     pub ring_bad: u64,
     /// Records fully written to a tcpcopy connection.
@@ -28,6 +30,8 @@ pub struct Stats {
     pub route: RouteCounts,
     /// Routes held now.
     pub routes: usize,
+    /// IPv6 routes among them.
+    pub routes6: usize,
     /// Records parked now.
     pub parked_now: usize,
     /// Records queued for peers now (batched or unsent).
@@ -65,7 +69,7 @@ impl fmt::Display for Stats {
              unrouted={} park_refused={} dropped_slow={} dropped_closed={} announced={} \
              routes={} routes_aged={} parked_now={} queued_now={} peers={} peers_accepted={} \
              peers_refused={} peers_failed={} ring_bad={} escaped_before_announce={} \
-             announce_failed={}",
+             announce_failed={} ring_records6={} announced6={} routes6={}",
             self.ring_records,
             self.delivered,
             self.dropped(),
@@ -88,6 +92,9 @@ impl fmt::Display for Stats {
             self.ring_bad,
             self.escaped_before_announce,
             self.announce_failed,
+            self.ring_records6,
+            r.announced6,
+            self.routes6,
         )?;
         if let Some(xdp) = &self.xdp {
             for (counter, value) in xdp {
@@ -126,5 +133,8 @@ mod tests {
         assert_eq!(get("dropped"), "2");
         assert_eq!(get("xdp_ring_full"), "40");
         assert_eq!(get("xdp_reported"), "30");
+        assert_eq!(get("xdp_matched6"), "60");
+        assert_eq!(get("xdp_fragments6"), "70");
+        assert_eq!(get("ring_records6"), "0");
     }
 }

@@ -1,38 +1,73 @@
 //! The target table: which replies intercept drops and reports.
 //!
-//! A target is the target server's `ip:port`, or a port on any address. It
-//! comes from `--target IP:PORT` or from a pcap-style `-F` filter in one of
-//! the forms TCPCopy users pass to intercept:
+//! A target is the target server's `ip:port`, or a port on any address of
+//! one family. It comes from `--target IP:PORT` (`[IPv6]:PORT` for IPv6)
+//! or from a pcap-style `-F` filter in one of the forms TCPCopy users pass
+//! to intercept:
 //!
 //! ```text
 //! tcp and src port 80
 //! tcp and src port 80 and src host 198.18.2.2
 //! src host 198.18.2.2 and src port 80
+//! ip6 and tcp and src port 80
+//! tcp and src port 80 and src host 2001:db8:2::2
 //! ```
 //!
 //! (terms joined by `and` in any order; `tcp` is optional, `src port` is
-//! required, `src host` optional). Anything else is an error that shows the
-//! accepted syntax: intercept never guesses what a filter meant.
+//! required, `src host` optional). A port alone means any IPv4 address, as
+//! in TCPCopy 1.x; with `ip6` any IPv6 address. Anything else is an error
+//! that shows the accepted syntax: intercept never guesses what a filter
+//! meant.
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 /// The accepted filter forms, for error messages and `--help`.
-pub const FILTER_SYNTAX: &str =
-    "`tcp and src port PORT [and src host IP]` (terms in any order, `tcp` optional)";
+pub const FILTER_SYNTAX: &str = "`tcp and src port PORT [and src host IP]` (terms in any order, \
+     `tcp` optional; add `ip6` for a port on any IPv6 address)";
 
 /// Replies from this endpoint are intercepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
-    /// The target server's address; `None` matches any address.
-    pub addr: Option<Ipv4Addr>,
+    /// The target server's address; the unspecified address of a family
+    /// (`0.0.0.0`, `::`) matches any address of that family.
+    pub addr: IpAddr,
     pub port: u16,
+}
+
+impl Target {
+    /// A port on any IPv4 address.
+    pub const fn any_ipv4(port: u16) -> Self {
+        Self {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port,
+        }
+    }
+
+    /// A port on any IPv6 address.
+    pub const fn any_ipv6(port: u16) -> Self {
+        Self {
+            addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            port,
+        }
+    }
+
+    /// Whether this target is IPv6 (an address, or any IPv6 address).
+    pub fn is_ipv6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.addr {
-            Some(a) => write!(f, "{a}:{}", self.port),
-            None => write!(f, "*:{}", self.port),
+            IpAddr::V4(a) if a.is_unspecified() => write!(f, "*:{}", self.port),
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
+            IpAddr::V6(a) if a.is_unspecified() => write!(f, "[*]:{}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
         }
     }
 }
@@ -40,12 +75,13 @@ impl fmt::Display for Target {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     #[error(
-        "`{0}` is not a target: expected IP:PORT, e.g. 198.18.2.2:80 (0.0.0.0:PORT for any address)"
+        "`{0}` is not a target: expected IP:PORT, e.g. 198.18.2.2:80 or [2001:db8::2]:80 \
+         (0.0.0.0:PORT or [::]:PORT for any address of that family)"
     )]
     Endpoint(String),
     #[error("`{0}` is not a port: expected 1..=65535")]
     Port(String),
-    #[error("`{0}` is not an IPv4 address")]
+    #[error("`{0}` is not an IP address")]
     Addr(String),
     #[error(
         "unsupported filter `{filter}`: {reason}; expected {FILTER_SYNTAX}, or use --target IP:PORT"
@@ -60,21 +96,27 @@ fn parse_port(s: &str) -> Result<u16, TargetError> {
     }
 }
 
-fn parse_addr(s: &str) -> Result<Ipv4Addr, TargetError> {
+fn parse_addr(s: &str) -> Result<IpAddr, TargetError> {
     s.parse().map_err(|_| TargetError::Addr(s.to_owned()))
 }
 
-/// Parses `IP:PORT` (`0.0.0.0:PORT`: any address).
+/// Parses `IP:PORT` or `[IPv6]:PORT` (`0.0.0.0:PORT`, `[::]:PORT`: any
+/// address of that family).
 pub fn parse_target(s: &str) -> Result<Target, TargetError> {
-    let (addr, port) = s
-        .trim()
-        .rsplit_once(':')
-        .ok_or_else(|| TargetError::Endpoint(s.to_owned()))?;
-    let addr = addr
-        .parse::<Ipv4Addr>()
-        .map_err(|_| TargetError::Endpoint(s.to_owned()))?;
+    let bad = || TargetError::Endpoint(s.to_owned());
+    let (addr, port) = s.trim().rsplit_once(':').ok_or_else(bad)?;
+    let addr = match addr.strip_prefix('[') {
+        Some(inner) => IpAddr::V6(
+            inner
+                .strip_suffix(']')
+                .and_then(|a| a.parse::<Ipv6Addr>().ok())
+                .ok_or_else(bad)?,
+        ),
+        // An IPv6 address without brackets: where would its port be?
+        None => IpAddr::V4(addr.parse::<Ipv4Addr>().map_err(|_| bad())?),
+    };
     Ok(Target {
-        addr: (!addr.is_unspecified()).then_some(addr),
+        addr,
         port: parse_port(port)?,
     })
 }
@@ -96,7 +138,7 @@ pub fn parse_filter(filter: &str) -> Result<Target, TargetError> {
     if words.is_empty() {
         return Err(fail("it is empty"));
     }
-    let (mut tcp, mut port, mut host) = (false, None, None);
+    let (mut tcp, mut ip6, mut port, mut host) = (false, false, None, None);
     for term in words.split(|w| w.eq_ignore_ascii_case("and")) {
         match term {
             [] => return Err(fail("`and` needs a term on both sides")),
@@ -105,6 +147,12 @@ pub fn parse_filter(filter: &str) -> Result<Target, TargetError> {
                     return Err(fail("`tcp` given twice"));
                 }
                 tcp = true;
+            }
+            [t] if t.eq_ignore_ascii_case("ip6") => {
+                if ip6 {
+                    return Err(fail("`ip6` given twice"));
+                }
+                ip6 = true;
             }
             [src, kind, value] if src.eq_ignore_ascii_case("src") => {
                 if kind.eq_ignore_ascii_case("port") {
@@ -133,10 +181,12 @@ pub fn parse_filter(filter: &str) -> Result<Target, TargetError> {
         }
     }
     let port = port.ok_or_else(|| fail("it names no `src port`"))?;
-    Ok(Target {
-        addr: host.filter(|a| !a.is_unspecified()),
-        port,
-    })
+    match host {
+        Some(IpAddr::V4(_)) if ip6 => Err(fail("`ip6` with an IPv4 `src host`")),
+        Some(addr) => Ok(Target { addr, port }),
+        None if ip6 => Ok(Target::any_ipv6(port)),
+        None => Ok(Target::any_ipv4(port)),
+    }
 }
 
 #[cfg(test)]
@@ -145,7 +195,14 @@ mod tests {
 
     fn target(addr: Option<[u8; 4]>, port: u16) -> Target {
         Target {
-            addr: addr.map(Ipv4Addr::from),
+            addr: IpAddr::V4(addr.map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from)),
+            port,
+        }
+    }
+
+    fn target6(addr: &str, port: u16) -> Target {
+        Target {
+            addr: IpAddr::V6(addr.parse().unwrap()),
             port,
         }
     }
@@ -186,6 +243,9 @@ mod tests {
             "udp and src port 53",
             "port 80",
             "src net 198.18.0.0/15 and src port 80",
+            "ip6 and tcp and src port 80 and src host 198.18.2.2",
+            "ip6 and ip6 and src port 80",
+            "tcp and src port 80 and src host 2001:db8::2::1",
         ] {
             let err = parse_filter(bad).expect_err(bad);
             let msg = err.to_string();
@@ -209,7 +269,17 @@ mod tests {
             parse_target("198.18.2.2:0"),
             Err(TargetError::Port("0".into()))
         );
-        for bad in ["80", "198.18.2.2", "host:80", "198.18.2.2:80:1", ":80"] {
+        for bad in [
+            "80",
+            "198.18.2.2",
+            "host:80",
+            "198.18.2.2:80:1",
+            ":80",
+            "2001:db8::2:80",
+            "[2001:db8::2:80",
+            "[198.18.2.2]:80",
+            "[]:80",
+        ] {
             let msg = parse_target(bad).expect_err(bad).to_string();
             assert!(msg.contains("expected IP:PORT"), "{bad}: {msg}");
         }
@@ -222,5 +292,44 @@ mod tests {
             target(Some([198, 18, 2, 2]), 80).to_string(),
             "198.18.2.2:80"
         );
+    }
+
+    #[test]
+    fn ipv6_targets_take_brackets_and_any_address_is_per_family() {
+        assert_eq!(
+            parse_target("[2001:db8:2::2]:80"),
+            Ok(target6("2001:db8:2::2", 80))
+        );
+        assert_eq!(parse_target("[::]:8080"), Ok(Target::any_ipv6(8080)));
+        assert_eq!(parse_target("0.0.0.0:8080"), Ok(Target::any_ipv4(8080)));
+        assert_eq!(
+            parse_target("[2001:db8::2]:0"),
+            Err(TargetError::Port("0".into()))
+        );
+        assert!(target6("2001:db8:2::2", 80).is_ipv6());
+        assert!(!target(None, 80).is_ipv6());
+        assert_eq!(
+            target6("2001:db8:2::2", 80).to_string(),
+            "[2001:db8:2::2]:80"
+        );
+        assert_eq!(Target::any_ipv6(80).to_string(), "[*]:80");
+    }
+
+    #[test]
+    fn filters_name_ipv6_targets_by_host_or_with_ip6() {
+        assert_eq!(
+            parse_filter("tcp and src port 80 and src host 2001:db8:2::2"),
+            Ok(target6("2001:db8:2::2", 80))
+        );
+        assert_eq!(
+            parse_filter("ip6 and tcp and src port 80"),
+            Ok(Target::any_ipv6(80))
+        );
+        assert_eq!(
+            parse_filter("src host 2001:db8:2::2 and ip6 and src port 6379"),
+            Ok(target6("2001:db8:2::2", 6379))
+        );
+        // A port alone stays IPv4, as in TCPCopy 1.x.
+        assert_eq!(parse_filter("tcp and src port 80"), Ok(target(None, 80)));
     }
 }

@@ -3,25 +3,35 @@
 //! the online host, and client sessions replayed by hand with raw packets
 //! (the way tcpcopy sends them: the target sees a client address in
 //! 198.18.1.0/24 and routes its replies to the assistant).
+//!
+//! IPv6 ([`crate::lab::LabSpec::ipv6`]): a stand-in announces IPv6
+//! sessions with `Add6` ([`TcpcopyPeer::announce6`]) and reads IPv6 record
+//! frames; [`ClientSession6`] replays a session with [`RawIp6Sender`];
+//! [`HttpResponder`] answers on the target for either family.
 
 use std::{
     collections::HashMap,
     io::{self, Read, Write},
-    net::{Ipv4Addr, SocketAddrV4, TcpStream},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
     process::{Child, ExitStatus, Stdio},
     sync::{
-        OnceLock,
-        atomic::{AtomicU32, Ordering},
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
+    thread::JoinHandle,
+    time::Duration,
 };
 
 use tcpcopy_common::proto::{
-    ClientMsg, HeaderRecord, INTERCEPT_PORT, RecordFrameDecoder, ReplyEvent, ReplyStreamDecoder,
+    Add6, ClientMsg, HeaderRecord, HeaderRecord6, INTERCEPT_PORT, RecordFrameDecoder, ReplyEvent,
+    ReplyStreamDecoder, VersionInfo,
 };
 
 use crate::{
     frames::{ACK, PSH, RST, SYN, Segment},
+    frames6::Segment6,
     lab::{ASSISTANT_IP, Host, Lab, TARGET_IP},
     wait::{DEADLINE, signal_and_wait, wait_until},
 };
@@ -213,6 +223,12 @@ pub struct TcpcopyPeer {
     pub payloads: Vec<Option<(Vec<u8>, u32)>>,
     /// Extension peers: the payload cap intercept granted.
     pub granted: Option<u32>,
+    /// IPv6 peers: the IPv6 records, in arrival order.
+    pub records6: Vec<HeaderRecord6>,
+    /// IPv6 peers: each IPv6 record's payload, in the order of `records6`.
+    pub payloads6: Vec<Option<(Vec<u8>, u32)>>,
+    /// Extension peers: intercept's answer to the version query.
+    pub version: Option<VersionInfo>,
     closed: Option<String>,
 }
 
@@ -243,15 +259,42 @@ impl TcpcopyPeer {
             records: Vec::new(),
             payloads: Vec::new(),
             granted: None,
+            records6: Vec::new(),
+            payloads6: Vec::new(),
+            version: None,
             closed: None,
+        }
+    }
+
+    /// From now on this peer reads extension frames (every frame kind). A
+    /// 1.x peer never does: any extension frame fails its decoder.
+    fn speak_extensions(&mut self) {
+        if let PeerDecoder::Legacy(d) = &self.decoder {
+            assert!(d.at_boundary(), "switching decoders mid-frame");
+            self.decoder = PeerDecoder::Extended(Box::new(ReplyStreamDecoder::new()));
         }
     }
 
     /// Asks for reply payloads of up to `cap` bytes (after the hello);
     /// from now on this peer reads extension frames.
     pub fn request_payloads(&mut self, cap: u32) {
-        self.decoder = PeerDecoder::Extended(Box::new(ReplyStreamDecoder::new()));
+        self.speak_extensions();
         self.send_bytes(&ClientMsg::payload_request(cap).encode());
+    }
+
+    /// Asks intercept for its version (after the hello); from now on this
+    /// peer reads extension frames.
+    pub fn query_version(&mut self) {
+        self.speak_extensions();
+        self.send_bytes(&ClientMsg::version_query().encode());
+    }
+
+    /// Waits for the answer to [`query_version`](Self::query_version).
+    pub fn wait_version(&mut self) -> VersionInfo {
+        wait_until("intercept's version answer", DEADLINE, || {
+            self.poll();
+            self.version.ok_or_else(|| "no answer yet".to_owned())
+        })
     }
 
     /// Sends raw bytes (blocking until all are written).
@@ -279,6 +322,13 @@ impl TcpcopyPeer {
         self.send_bytes(&session.client_add().encode());
     }
 
+    /// The IPv6 announcement (`Add6`) of `session`; from now on this peer
+    /// reads extension frames (IPv6 records come in IPv6 frames).
+    pub fn announce6(&mut self, session: &ClientSession6) {
+        self.speak_extensions();
+        self.send_bytes(&session.add6().encode());
+    }
+
     /// Reads what intercept sent so far; returns whether the connection is
     /// still open.
     pub fn poll(&mut self) -> bool {
@@ -289,6 +339,8 @@ impl TcpcopyPeer {
                 Ok(n) => {
                     let (records, payloads, granted) =
                         (&mut self.records, &mut self.payloads, &mut self.granted);
+                    let (records6, payloads6, version) =
+                        (&mut self.records6, &mut self.payloads6, &mut self.version);
                     match &mut self.decoder {
                         PeerDecoder::Legacy(d) => d.push(&buf[..n], |r| {
                             records.push(*r);
@@ -300,9 +352,10 @@ impl TcpcopyPeer {
                                 payloads.push(payload.map(|(b, n)| (b.to_vec(), n)));
                             }
                             ReplyEvent::PayloadGranted(cap) => *granted = Some(cap),
-                            ReplyEvent::Version(_) => {}
-                            ReplyEvent::Record6 { .. } => {
-                                panic!("an IPv6 record this peer never announced")
+                            ReplyEvent::Version(v) => *version = Some(v),
+                            ReplyEvent::Record6 { record, payload } => {
+                                records6.push(*record);
+                                payloads6.push(payload.map(|(b, n)| (b.to_vec(), n)));
                             }
                         }),
                     }
@@ -346,6 +399,32 @@ impl TcpcopyPeer {
                 .find(|r| pred(r))
                 .copied()
                 .ok_or_else(|| format!("{} records of the session: {got:?}", got.len()))
+        })
+    }
+
+    /// The IPv6 records of `session`, in arrival order.
+    pub fn records6_of(&mut self, session: &ClientSession6) -> Vec<HeaderRecord6> {
+        self.poll();
+        self.records6
+            .iter()
+            .filter(|r| session.owns(r))
+            .copied()
+            .collect()
+    }
+
+    /// Waits for an IPv6 record of `session` satisfying `pred`; returns it.
+    pub fn wait_record6(
+        &mut self,
+        session: &ClientSession6,
+        what: &str,
+        pred: impl Fn(&HeaderRecord6) -> bool,
+    ) -> HeaderRecord6 {
+        wait_until(what, DEADLINE, || {
+            let got = self.records6_of(session);
+            got.iter()
+                .find(|r| pred(r))
+                .copied()
+                .ok_or_else(|| format!("{} IPv6 records of the session: {got:?}", got.len()))
         })
     }
 
@@ -439,4 +518,245 @@ pub fn expected_record(frame: &[u8]) -> Option<HeaderRecord> {
     let kept = tcp.len().min(44);
     rec.bytes[20..20 + kept].copy_from_slice(&tcp[..kept]);
     Some(rec)
+}
+
+/// An IPv6 client session replayed by hand with raw packets from the
+/// online host (as [`ClientSession`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientSession6 {
+    pub client: ([u8; 16], u16),
+    pub target: ([u8; 16], u16),
+    pub isn: u32,
+}
+
+impl ClientSession6 {
+    pub fn new(client: ([u8; 16], u16), target: ([u8; 16], u16)) -> Self {
+        Self {
+            client,
+            target,
+            isn: 0x2000_0000 ^ (u32::from(client.1) << 8),
+        }
+    }
+
+    /// The IPv6 announcement of this session.
+    pub fn add6(&self) -> Add6 {
+        Add6 {
+            client_ip: self.client.0,
+            client_port: self.client.1,
+            target_ip: self.target.0,
+            target_port: self.target.1,
+        }
+    }
+
+    /// Whether `rec` is a reply of this session.
+    pub fn owns(&self, rec: &HeaderRecord6) -> bool {
+        (rec.src_addr(), rec.src_port()) == self.target
+            && (rec.dst_addr(), rec.dst_port()) == self.client
+    }
+
+    fn segment(&self, flags: u8, seq: u32, ack: u32) -> Segment6 {
+        let mut s = Segment6::new(self.client, self.target);
+        s.flags = flags;
+        s.seq = seq;
+        s.ack = ack;
+        s
+    }
+
+    pub fn syn(&self) -> Segment6 {
+        let mut s = self.segment(SYN, self.isn, 0);
+        // MSS 1440, SACK permitted, window scale 7.
+        s.tcp_options = vec![2, 4, 0x05, 0xa0, 1, 1, 4, 2, 1, 3, 3, 7];
+        s
+    }
+
+    /// The handshake's ACK carrying the request (after the SYN-ACK).
+    pub fn request(&self, syn_ack: &HeaderRecord6, payload: &[u8]) -> Segment6 {
+        let (seq, _) = seq_ack6(syn_ack);
+        let mut s = self.segment(ACK | PSH, self.isn + 1, seq.wrapping_add(1));
+        s.payload = payload.to_vec();
+        s
+    }
+
+    /// A reset at sequence `seq`.
+    pub fn rst(&self, seq: u32) -> Segment6 {
+        self.segment(RST, seq, 0)
+    }
+}
+
+/// The sequence and acknowledgment numbers of an IPv6 record.
+pub fn seq_ack6(rec: &HeaderRecord6) -> (u32, u32) {
+    let word = |at: usize| u32::from_be_bytes(rec.bytes[at..at + 4].try_into().expect("4 bytes"));
+    (word(44), word(48))
+}
+
+/// The record intercept must report for a captured IPv6 frame (Ethernet,
+/// IPv6 without extension headers, TCP), written out independently of
+/// intercept's code: the fixed IPv6 header as sent, the TCP header with at
+/// most 24 option bytes, zero padded to 88 bytes. `None` for anything else.
+pub fn expected_record6(frame: &[u8]) -> Option<HeaderRecord6> {
+    let packet = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::NetSlice::Ipv6(ipv6)) = packet.net else {
+        return None;
+    };
+    let Some(etherparse::TransportSlice::Tcp(tcp)) = packet.transport else {
+        return None;
+    };
+    assert!(
+        ipv6.extensions().is_empty(),
+        "lab replies carry no extension headers"
+    );
+    let mut rec = HeaderRecord6::default();
+    rec.bytes[..40].copy_from_slice(ipv6.header().slice());
+    let tcp = tcp.header_slice();
+    let kept = tcp.len().min(44);
+    rec.bytes[40..40 + kept].copy_from_slice(&tcp[..kept]);
+    Some(rec)
+}
+
+/// A raw IPv6 socket (`IPPROTO_RAW`: the packets carry their own header),
+/// to send hand-built IPv6 packets from a host with a source address it
+/// does not own (what tcpcopy does).
+pub struct RawIp6Sender {
+    fd: OwnedFd,
+}
+
+impl RawIp6Sender {
+    /// Opens the socket in `host`'s namespace.
+    pub fn open(lab: &Lab, host: Host) -> Self {
+        let _ns = lab.enter(host);
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(
+            fd >= 0,
+            "raw IPv6 socket in {host:?}: {}",
+            io::Error::last_os_error()
+        );
+        // SAFETY: a fresh descriptor nobody else owns.
+        Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        }
+    }
+
+    /// Sends one IPv6 packet (fixed header included) to its destination.
+    pub fn send(&self, packet: &[u8]) {
+        assert!(packet.len() >= 40, "an IPv6 packet");
+        // SAFETY: sockaddr_in6 is plain data; all-zero is a valid start.
+        let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        addr.sin6_addr.s6_addr.copy_from_slice(&packet[24..40]);
+        // SAFETY: valid buffer and address for the duration of the call.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            sent,
+            packet.len() as isize,
+            "raw IPv6 send: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// A minimal HTTP server in a lab host, for either family: every request
+/// (read up to its blank line) gets `200 ok` and the connection is closed
+/// (the server's FIN follows the response). Stops when dropped.
+pub struct HttpResponder {
+    stop: Arc<AtomicBool>,
+    requests: Arc<Mutex<Vec<String>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpResponder {
+    /// The response every request gets.
+    pub const RESPONSE: &'static [u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+
+    /// Listens on every address of `addrs` in `host` (they must be the
+    /// host's), and serves until dropped.
+    pub fn start(lab: &Lab, host: Host, addrs: &[SocketAddr]) -> Self {
+        let listeners: Vec<TcpListener> = {
+            let _ns = lab.enter(host);
+            addrs
+                .iter()
+                .map(|a| {
+                    let l = TcpListener::bind(a).unwrap_or_else(|e| panic!("listen on {a}: {e}"));
+                    l.set_nonblocking(true).expect("non-blocking listener");
+                    l
+                })
+                .collect()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, requests) = (stop.clone(), requests.clone());
+            std::thread::spawn(move || serve(&listeners, &stop, &requests))
+        };
+        Self {
+            stop,
+            requests,
+            thread: Some(thread),
+        }
+    }
+
+    /// The request lines answered so far (`GET /path HTTP/1.1`).
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("the request log").clone()
+    }
+}
+
+impl Drop for HttpResponder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(listeners: &[TcpListener], stop: &AtomicBool, requests: &Mutex<Vec<String>>) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut idle = true;
+        for listener in listeners {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    idle = false;
+                    if let Some(line) = answer(stream) {
+                        requests.lock().expect("the request log").push(line);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {}
+            }
+        }
+        if idle {
+            // Nothing to accept: look again soon (the server's own pace,
+            // not a test waiting on a condition).
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Reads one request up to its blank line and answers it; returns the
+/// request line.
+fn answer(mut stream: TcpStream) -> Option<String> {
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(DEADLINE)).ok()?;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    stream.write_all(HttpResponder::RESPONSE).ok()?;
+    let text = String::from_utf8_lossy(&request);
+    text.lines().next().map(str::to_owned)
 }

@@ -3,7 +3,9 @@
 //! verdicts, the exact header records they write into the ring buffer, and
 //! their counters. Every test of the shared behaviour runs on both
 //! programs; the egress program's own rules (client ranges, announced
-//! clients, loopback) have tests of their own.
+//! clients, loopback) have tests of their own. IPv6 replies (extension
+//! headers left out of the record, fragments counted and passed) have the
+//! same tests for their `*6` tables and 88-byte records.
 
 use aya::programs::{TestRun, TestRunOptions};
 use etherparse::Ipv4HeaderSlice;
@@ -12,14 +14,18 @@ use intercept_user::{
     capture::{
         ReplyCapture,
         egress::{AnnouncedTable, Claimed, EgressProgram},
-        ring::ReplyRing,
+        ring::{ReplyRecord, ReplyRing},
         xdp::ReplyProgram,
     },
-    route::table::RouteKey,
+    route::table::{RouteKey, RouteKey6, SessionKey},
 };
-use tcpcopy_common::{counters::InterceptCounter, proto::HeaderRecord};
+use tcpcopy_common::{
+    counters::InterceptCounter,
+    proto::{HeaderRecord, HeaderRecord6},
+};
 use tcpcopy_tests::{
     frames::{self, ACK, PSH, RST, SYN, Segment},
+    frames6::{self, Extension6, Segment6},
     require_root,
 };
 
@@ -34,6 +40,12 @@ const CLIENT: [u8; 4] = [198, 18, 1, 2];
 const TARGET: [u8; 4] = [198, 18, 2, 2];
 /// The client range of the egress harness.
 const CLIENT_NET: &str = "198.18.1.0/24";
+/// 2001:db8:1::2, the IPv6 client.
+const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+/// 2001:db8:2::2, the IPv6 target.
+const TARGET6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+/// The IPv6 client range of the egress harness.
+const CLIENT6_NET: &str = "2001:db8:1::/64";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
@@ -50,7 +62,8 @@ enum Program {
     Egress(EgressProgram),
 }
 
-/// A loaded reply program with its ring, intercepting `TARGET:80`.
+/// A loaded reply program with its ring, intercepting `TARGET:80` and
+/// `[TARGET6]:80`.
 struct Harness {
     path: Path,
     program: Program,
@@ -67,6 +80,7 @@ impl Harness {
         let mut h = Self::bare(path, bytes);
         if path == Path::Egress {
             h.add_client_net(CLIENT_NET);
+            h.add_client_net(CLIENT6_NET);
         }
         h
     }
@@ -89,6 +103,10 @@ impl Harness {
             .capture()
             .add_target(Some(TARGET.into()), 80)
             .unwrap();
+        program
+            .capture()
+            .add_target6(Some(TARGET6.into()), 80)
+            .unwrap();
         let ring = program.capture().take_ring().expect("the RECORDS ring");
         Self {
             path,
@@ -106,12 +124,24 @@ impl Harness {
     }
 
     fn announce(&mut self, client: ([u8; 4], u16), target: ([u8; 4], u16)) -> Claimed {
-        let key = RouteKey {
+        self.announce_session(SessionKey::V4(RouteKey {
             client_ip: client.0,
             client_port: client.1,
             target_ip: target.0,
             target_port: target.1,
-        };
+        }))
+    }
+
+    fn announce6(&mut self, client: ([u8; 16], u16), target: ([u8; 16], u16)) -> Claimed {
+        self.announce_session(SessionKey::V6(RouteKey6 {
+            client_ip: client.0,
+            client_port: client.1,
+            target_ip: target.0,
+            target_port: target.1,
+        }))
+    }
+
+    fn announce_session(&mut self, key: SessionKey) -> Claimed {
         self.announced
             .as_mut()
             .expect("the egress program")
@@ -121,6 +151,10 @@ impl Harness {
 
     fn add_target(&mut self, addr: Option<std::net::Ipv4Addr>, port: u16) {
         self.program.capture().add_target(addr, port).unwrap();
+    }
+
+    fn add_target6(&mut self, addr: Option<std::net::Ipv6Addr>, port: u16) {
+        self.program.capture().add_target6(addr, port).unwrap();
     }
 
     /// The verdict that drops a reply on this path.
@@ -141,6 +175,11 @@ impl Harness {
 
     /// Runs the program `repeat` times on `frame`; returns the verdict.
     fn run(&self, frame: &[u8], repeat: u32) -> u32 {
+        self.run_out(frame, repeat).0
+    }
+
+    /// As [`run`](Self::run), with the frame as the program left it.
+    fn run_out(&self, frame: &[u8], repeat: u32) -> (u32, Vec<u8>) {
         let mut out = vec![0u8; frame.len() + 512];
         let opts = TestRunOptions {
             data_in: Some(frame),
@@ -152,19 +191,43 @@ impl Harness {
             Program::Xdp(p) => p.xdp().program().test_run(opts),
             Program::Egress(p) => p.tc().program().test_run(opts),
         };
-        result.expect("BPF_PROG_TEST_RUN").return_value
+        let result = result.expect("BPF_PROG_TEST_RUN");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
     }
 
     fn verdict(&self, frame: &[u8]) -> u32 {
         self.run(frame, 1)
     }
 
-    /// Everything in the ring now.
-    fn records(&mut self) -> Vec<HeaderRecord> {
+    /// Everything in the ring now, of either family.
+    fn all_records(&mut self) -> Vec<ReplyRecord> {
         let mut got = Vec::new();
         self.ring.drain(usize::MAX, |r| got.push(r));
         assert_eq!(self.ring.bad_entries(), 0, "ring entries of a wrong size");
         got
+    }
+
+    /// Everything in the ring now, all IPv4.
+    fn records(&mut self) -> Vec<HeaderRecord> {
+        self.all_records()
+            .into_iter()
+            .map(|r| match r {
+                ReplyRecord::V4(r) => r,
+                other => panic!("an IPv6 record where IPv4 ones were due: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Everything in the ring now, all IPv6.
+    fn records6(&mut self) -> Vec<HeaderRecord6> {
+        self.all_records()
+            .into_iter()
+            .map(|r| match r {
+                ReplyRecord::V6(r) => r,
+                other => panic!("an IPv4 record where IPv6 ones were due: {other:?}"),
+            })
+            .collect()
     }
 
     fn count(&self, c: InterceptCounter) -> u64 {
@@ -551,7 +614,7 @@ fn payloads_are_copied_up_to_the_cap_only_while_asked_for() {
         let got = h.replies();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].payload, None, "{path:?}");
-        assert_eq!(got[0].record.bytes, expected_record(&seg));
+        assert_eq!(v4_bytes(&got[0].record), expected_record(&seg));
 
         h.program.capture().set_payload_cap(65_535).unwrap();
         assert_eq!(h.verdict(&seg.frame()), h.drop());
@@ -570,7 +633,7 @@ fn payloads_are_copied_up_to_the_cap_only_while_asked_for() {
             (body.len(), &body[..]),
             "{path:?}"
         );
-        assert_eq!(got[0].record.bytes, expected_record(&seg), "{path:?}");
+        assert_eq!(v4_bytes(&got[0].record), expected_record(&seg), "{path:?}");
         assert_eq!(got[1].payload, None, "{path:?}");
         let cut = got[2].payload.as_ref().expect("the payload, cut");
         assert_eq!(
@@ -605,4 +668,492 @@ fn large_payloads_are_copied_whole_across_both_chunks() {
             assert!(*p.bytes == seg.payload[..], "{path:?} {len}: bytes differ");
         }
     }
+}
+
+/// The bytes of an IPv4 record.
+fn v4_bytes(rec: &ReplyRecord) -> [u8; 64] {
+    match rec {
+        ReplyRecord::V4(r) => r.bytes,
+        other => panic!("an IPv4 record expected: {other:?}"),
+    }
+}
+
+impl Harness {
+    fn count6(&self) -> (u64, u64) {
+        (
+            self.count(InterceptCounter::Matched6),
+            self.count(InterceptCounter::Fragments6),
+        )
+    }
+}
+
+fn reply6() -> Segment6 {
+    let mut s = Segment6::new((TARGET6, 80), (CLIENT6, 40000));
+    s.seq = 0x1122_3344;
+    s.ack = 0x5566_7788;
+    s.flags = ACK | PSH;
+    s.traffic_class = 0x28;
+    // NOP NOP timestamps.
+    s.tcp_options = vec![1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+    s.payload = b"HTTP/1.1 200 OK\r\n\r\nok\n".to_vec();
+    s
+}
+
+/// The record expected for `seg`, written out independently of the code
+/// under test: the fixed IPv6 header as sent, but with next header TCP and
+/// a payload length that leaves the extension headers out; the TCP header
+/// with at most 24 option bytes; zero padded to 88.
+fn expected_record6(seg: &Segment6) -> [u8; 88] {
+    let tcp = seg.tcp_header();
+    let mut want = [0u8; 88];
+    want[..40].copy_from_slice(&seg.ip_header());
+    want[6] = 6;
+    let len = (tcp.len() + seg.payload.len()) as u16;
+    want[4..6].copy_from_slice(&len.to_be_bytes());
+    let kept = tcp.len().min(44);
+    want[40..40 + kept].copy_from_slice(&tcp[..kept]);
+    want
+}
+
+#[test]
+fn ipv6_reply_from_target_is_dropped_and_reported_byte_exact() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let seg = reply6();
+        assert_eq!(h.verdict(&seg.frame()), h.drop(), "{path:?}");
+        let got = h.records6();
+        assert_eq!(got.len(), 1, "{path:?}");
+        assert_eq!(got[0].bytes, expected_record6(&seg), "{path:?}");
+        assert_eq!(got[0].payload_len(), Some(seg.payload.len()));
+        assert_eq!(
+            (got[0].src_addr(), got[0].src_port()),
+            (TARGET6, 80),
+            "{path:?}"
+        );
+        assert_eq!(h.counters(), (1, 1, 1, 0, 0), "{path:?}");
+        assert_eq!(h.count6(), (1, 0), "{path:?}");
+    }
+}
+
+#[test]
+fn ipv6_extension_headers_are_left_out_of_the_record() {
+    let chains: [&[Extension6]; 4] = [
+        &[Extension6::HopByHop(8)],
+        &[Extension6::DestOptions(16)],
+        &[
+            Extension6::HopByHop(8),
+            Extension6::Routing(24),
+            Extension6::DestOptions(16),
+        ],
+        &[
+            Extension6::HopByHop(8),
+            Extension6::DestOptions(8),
+            Extension6::Routing(8),
+            Extension6::DestOptions(64),
+        ],
+    ];
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        for chain in chains {
+            let mut seg = reply6();
+            seg.extensions = chain.to_vec();
+            assert_eq!(h.verdict(&seg.frame()), h.drop(), "{path:?} {chain:?}");
+            let got = h.records6();
+            assert_eq!(got.len(), 1, "{path:?} {chain:?}");
+            assert_eq!(got[0].bytes, expected_record6(&seg), "{path:?} {chain:?}");
+            // The same record as the reply without extension headers.
+            let mut plain = seg.clone();
+            plain.extensions.clear();
+            assert_eq!(got[0].bytes, expected_record6(&plain), "{path:?} {chain:?}");
+            assert_eq!(got[0].payload_len(), Some(seg.payload.len()));
+        }
+        let n = chains.len() as u64;
+        assert_eq!(h.counters(), (n, n, n, 0, 0), "{path:?}");
+    }
+}
+
+#[test]
+fn ipv6_fragments_are_counted_and_passed_untouched() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let fragment = |offset: u16, more: bool, before: &[Extension6]| {
+            let mut s = reply6();
+            s.extensions = before.to_vec();
+            s.extensions.push(Extension6::Fragment {
+                offset,
+                more,
+                id: 0x0bad_cafe,
+            });
+            s.frame()
+        };
+        let cases = [
+            ("first fragment", fragment(0, true, &[])),
+            ("a later fragment", fragment(185, true, &[])),
+            ("the last fragment", fragment(370, false, &[])),
+            (
+                "a fragment behind hop-by-hop options",
+                fragment(0, true, &[Extension6::HopByHop(8)]),
+            ),
+        ];
+        for (name, frame) in &cases {
+            let (verdict, out) = h.run_out(frame, 1);
+            assert_eq!(verdict, h.pass(), "{path:?} {name}");
+            assert_eq!(&out, frame, "{path:?} {name}: passed untouched");
+        }
+        assert!(h.all_records().is_empty());
+        let n = cases.len() as u64;
+        assert_eq!(h.counters(), (n, 0, 0, 0, 0), "{path:?}");
+        assert_eq!(h.count6(), (0, n), "{path:?}");
+    }
+}
+
+#[test]
+fn ipv6_frames_that_are_not_target_replies_pass_unreported() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let other = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        let to_target = Segment6::new((CLIENT6, 40000), (TARGET6, 80));
+        let other_port = Segment6::new((TARGET6, 8080), (CLIENT6, 40000));
+        let other_addr = Segment6::new((other, 80), (CLIENT6, 40000));
+        // The IPv4 target's address, in IPv4-mapped form, is not an IPv6 target.
+        let mut mapped = [0u8; 16];
+        mapped[10..12].copy_from_slice(&[0xff, 0xff]);
+        mapped[12..].copy_from_slice(&TARGET);
+        let v4_mapped = Segment6::new((mapped, 80), (CLIENT6, 40000));
+        // Five extension headers: more than the program walks, so no TCP.
+        let mut too_deep = reply6();
+        too_deep.extensions = vec![Extension6::DestOptions(8); 5];
+        let cases: [(&str, Vec<u8>); 7] = [
+            ("to the target", to_target.frame()),
+            ("other source port", other_port.frame()),
+            ("other source address", other_addr.frame()),
+            ("IPv4-mapped target address", v4_mapped.frame()),
+            ("behind five extension headers", too_deep.frame()),
+            (
+                "udp from the target port",
+                frames6::udp6((TARGET6, 80), (CLIENT6, 5353)),
+            ),
+            ("icmpv6", frames6::icmp6_echo(TARGET6, CLIENT6)),
+        ];
+        for (name, frame) in &cases {
+            let (verdict, out) = h.run_out(frame, 1);
+            assert_eq!(verdict, h.pass(), "{path:?} {name}");
+            assert_eq!(&out, frame, "{path:?} {name}: passed untouched");
+        }
+        assert!(h.all_records().is_empty());
+        assert_eq!(h.counters(), (7, 0, 0, 0, 0), "{path:?}");
+        assert_eq!(h.count6(), (0, 0), "{path:?}");
+    }
+}
+
+#[test]
+fn an_ipv6_target_given_by_port_alone_matches_any_ipv6_address_only() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        if path == Path::Egress {
+            h.add_client_net("::/0");
+        }
+        h.add_target6(None, 6379);
+        let others = [
+            [0x20, 1, 0xd, 0xb8, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4],
+            [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        ];
+        for addr in [TARGET6, others[0], others[1]] {
+            let s = Segment6::new((addr, 6379), (CLIENT6, 40000));
+            assert_eq!(h.verdict(&s.frame()), h.drop(), "{path:?} {addr:?}");
+        }
+        // Port 80 is for TARGET6 only; an IPv4 reply from port 6379 is
+        // not an IPv6 target's.
+        let s = Segment6::new((others[0], 80), (CLIENT6, 40000));
+        assert_eq!(h.verdict(&s.frame()), h.pass(), "{path:?}");
+        let v4 = Segment::new(([198, 18, 3, 4], 6379), (CLIENT, 40000));
+        assert_eq!(h.verdict(&v4.frame()), h.pass(), "{path:?}");
+        let sources: Vec<_> = h
+            .records6()
+            .iter()
+            .map(|r| (r.src_addr(), r.src_port()))
+            .collect();
+        assert_eq!(
+            sources,
+            [(TARGET6, 6379), (others[0], 6379), (others[1], 6379)]
+        );
+        assert_eq!(h.counters(), (5, 3, 3, 0, 0), "{path:?}");
+    }
+}
+
+#[test]
+fn vlan_tagged_ipv6_replies_are_reported() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let mut one = reply6();
+        one.vlans = vec![7];
+        let mut two = reply6();
+        two.vlans = vec![100, 7];
+        two.extensions = vec![Extension6::HopByHop(8)];
+        two.dst.1 = 40001;
+        for s in [&one, &two] {
+            assert_eq!(h.verdict(&s.frame()), h.drop(), "{path:?} {:?}", s.vlans);
+        }
+        let got: Vec<[u8; 88]> = h.records6().iter().map(|r| r.bytes).collect();
+        assert_eq!(got, [expected_record6(&one), expected_record6(&two)]);
+    }
+}
+
+#[test]
+fn forty_ipv6_option_bytes_are_cut_to_24_with_the_data_offset_kept() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let mut s = reply6();
+        s.flags = SYN | ACK;
+        s.payload.clear();
+        let mut opts = vec![
+            2, 4, 0x05, 0xa0, 4, 2, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 3, 3, 7,
+        ];
+        opts.resize(40, 1);
+        s.tcp_options = opts;
+        assert_eq!(h.verdict(&s.frame()), h.drop());
+        let got = h.records6();
+        assert_eq!(got[0].bytes, expected_record6(&s), "{path:?}");
+        assert_eq!(got[0].tcp_header_len(), 60, "doff as on the wire");
+        assert_eq!(got[0].payload_len(), Some(0));
+        assert_eq!(&got[0].bytes[60..84], &s.tcp_options[..24]);
+        assert_eq!(&got[0].bytes[84..], &[0; 4]);
+    }
+}
+
+#[test]
+fn malformed_ipv6_frames_are_counted_passed_and_never_reported() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let mut with_ext = reply6();
+        with_ext.extensions = vec![Extension6::Routing(16)];
+        let good = with_ext.frame();
+        let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+        // Cut inside the fixed header (BPF_PROG_TEST_RUN refuses an skb
+        // program IPv6 frames without a whole fixed header: the kernel's
+        // stack never hands TC such a packet), the routing header and the
+        // TCP header.
+        for len in [
+            14 + 4,
+            14 + 39,
+            14 + 40 + 1,
+            14 + 40 + 16 + 10,
+            14 + 40 + 16 + 31,
+        ] {
+            if path == Path::Egress && len < 14 + 40 {
+                continue;
+            }
+            cases.push((format!("cut at {len}"), good[..len].to_vec()));
+        }
+        let mut bad_version = good.clone();
+        bad_version[14] = 0x45;
+        cases.push(("version 4 in an IPv6 frame".into(), bad_version));
+        let mut bad_doff = good.clone();
+        bad_doff[14 + 40 + 16 + 12] = 0x30;
+        cases.push(("data offset 3".into(), bad_doff));
+        let mut short_payload = good.clone();
+        short_payload[18..20].copy_from_slice(&30u16.to_be_bytes());
+        cases.push(("payload length below the headers".into(), short_payload));
+        // An extension header longer than the frame.
+        let mut long_ext = good.clone();
+        long_ext[14 + 40 + 1] = 200;
+        cases.push(("extension header past the end".into(), long_ext));
+        // 40 option bytes announced, the frame ends after the fixed header.
+        let mut cut_options = reply6();
+        cut_options.payload.clear();
+        cut_options.tcp_options = vec![1; 40];
+        let cut_options = cut_options.frame();
+        cases.push((
+            "TCP options cut".into(),
+            cut_options[..14 + 40 + 20].to_vec(),
+        ));
+        for (name, frame) in &cases {
+            assert_eq!(h.verdict(frame), h.pass(), "{path:?} {name}");
+        }
+        assert!(h.all_records().is_empty());
+        let n = cases.len() as u64;
+        assert_eq!(h.counters(), (n, 0, 0, 0, n), "{path:?}");
+        assert_eq!(h.count6(), (0, 0), "{path:?}");
+    }
+}
+
+#[test]
+fn ipv4_and_ipv6_replies_share_the_ring_in_order() {
+    for path in BOTH {
+        let mut h = Harness::new(path);
+        let mut want = Vec::new();
+        for i in 0..6u16 {
+            if i % 2 == 0 {
+                let mut s = reply();
+                s.dst.1 = 41000 + i;
+                assert_eq!(h.verdict(&s.frame()), h.drop());
+                want.push(ReplyRecord::V4(HeaderRecord {
+                    bytes: expected_record(&s),
+                }));
+            } else {
+                let mut s = reply6();
+                s.dst.1 = 41000 + i;
+                assert_eq!(h.verdict(&s.frame()), h.drop());
+                want.push(ReplyRecord::V6(HeaderRecord6 {
+                    bytes: expected_record6(&s),
+                }));
+            }
+        }
+        assert_eq!(h.all_records(), want, "{path:?}");
+        assert_eq!(h.counters(), (6, 6, 6, 0, 0), "{path:?}");
+        assert_eq!(h.count6(), (3, 0), "{path:?}");
+    }
+}
+
+#[test]
+fn a_full_ring_still_drops_and_counts_every_ipv6_reply() {
+    for path in BOTH {
+        // One page: room for 42 IPv6 records of 88 bytes plus the ring's
+        // 8-byte header.
+        let mut h = Harness::with_ring(path, 4096);
+        assert_eq!(h.run(&reply6().frame(), 200), h.drop());
+        let (seen, matched, reported, ring_full, malformed) = h.counters();
+        assert_eq!((seen, matched, malformed), (200, 200, 0), "{path:?}");
+        assert_eq!(reported + ring_full, 200, "{path:?}");
+        assert!(
+            (1..200).contains(&reported) && ring_full > 0,
+            "reported {reported}, ring full {ring_full}"
+        );
+        assert_eq!(h.count6(), (200, 0));
+        let got = h.records6();
+        assert_eq!(got.len() as u64, reported);
+        assert!(got.iter().all(|r| r.bytes == expected_record6(&reply6())));
+    }
+}
+
+#[test]
+fn ipv6_payloads_are_copied_up_to_the_cap_only_while_asked_for() {
+    for path in BOTH {
+        let mut h = Harness::with_ring(path, 1 << 20);
+        let mut seg = reply6();
+        seg.extensions = vec![Extension6::HopByHop(16), Extension6::DestOptions(8)];
+        let body = seg.payload.clone();
+        assert_eq!(h.verdict(&seg.frame()), h.drop());
+        let got = h.replies();
+        assert_eq!(got[0].payload, None, "{path:?}: nobody asked");
+        h.program.capture().set_payload_cap(65_535).unwrap();
+        assert_eq!(h.verdict(&seg.frame()), h.drop());
+        let mut ack = reply6();
+        ack.payload.clear();
+        ack.flags = ACK;
+        assert_eq!(h.verdict(&ack.frame()), h.drop());
+        h.program.capture().set_payload_cap(5).unwrap();
+        assert_eq!(h.verdict(&seg.frame()), h.drop());
+        let got = h.replies();
+        assert_eq!(got.len(), 3, "{path:?}");
+        let whole = got[0].payload.as_ref().expect("the payload");
+        assert_eq!(
+            (whole.len as usize, &*whole.bytes),
+            (body.len(), &body[..]),
+            "{path:?}: the payload after the extension headers"
+        );
+        assert_eq!(
+            got[0].record,
+            ReplyRecord::V6(HeaderRecord6 {
+                bytes: expected_record6(&seg)
+            })
+        );
+        assert_eq!(got[1].payload, None, "{path:?}: no payload, no bytes");
+        let cut = got[2].payload.as_ref().expect("the payload, cut");
+        assert_eq!((cut.len as usize, &*cut.bytes), (body.len(), &body[..5]));
+        // Large payloads, across both chunks of the copy.
+        h.program.capture().set_payload_cap(65_535).unwrap();
+        let lens: &[usize] = match path {
+            Path::Assistant => &[1, 32_768, 40_000, 65_535 - 24 - 32],
+            Path::Egress => &[1, 3000],
+        };
+        for &len in lens {
+            let mut big = reply6();
+            big.extensions = vec![Extension6::HopByHop(24)];
+            big.payload = (0..len).map(|i| (i % 251) as u8).collect();
+            assert_eq!(h.verdict(&big.frame()), h.drop(), "{path:?} {len}");
+            let got = h.replies();
+            assert_eq!(got.len(), 1, "{path:?} {len}");
+            let p = got[0].payload.as_ref().expect("the payload");
+            assert_eq!(p.len as usize, len, "{path:?}");
+            assert!(*p.bytes == big.payload[..], "{path:?} {len}: bytes differ");
+        }
+    }
+}
+
+#[test]
+fn egress_claims_ipv6_replies_to_ipv6_client_ranges_only() {
+    let mut h = Harness::new(Path::Egress);
+    let addr = |group5: u8, last: u8| {
+        let mut a = CLIENT6;
+        a[5] = group5;
+        a[15] = last;
+        a
+    };
+    let to = |a: [u8; 16]| Segment6::new((TARGET6, 80), (a, 40000)).frame();
+    for a in [addr(1, 0), CLIENT6, addr(1, 0xff)] {
+        assert_eq!(
+            h.verdict(&to(a)),
+            TC_ACT_REDIRECT,
+            "{a:?} is in {CLIENT6_NET}"
+        );
+    }
+    let mut next_net = CLIENT6;
+    next_net[7] = 1; // 2001:db8:1:1::2
+    for a in [addr(2, 1), addr(0, 2), next_net] {
+        assert_eq!(h.verdict(&to(a)), TC_ACT_UNSPEC, "{a:?} is not");
+    }
+    assert_eq!(h.records6().len(), 3);
+    assert_eq!(h.counters(), (6, 3, 3, 0, 0));
+    assert_eq!(h.count(InterceptCounter::Unclaimed), 3);
+}
+
+#[test]
+fn egress_claims_an_announced_ipv6_client_address_on_every_port() {
+    let mut h = Harness::bare(Path::Egress, 1 << 16);
+    h.add_client_net(CLIENT_NET); // an IPv4 range claims no IPv6 client
+    let client = [0x20, 1, 0xd, 0xb8, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+    let reply = |port: u16| Segment6::new((TARGET6, 80), (client, port)).frame();
+    assert_eq!(h.verdict(&reply(40000)), TC_ACT_UNSPEC);
+    assert_eq!(h.count(InterceptCounter::Unclaimed), 1);
+    assert_eq!(
+        h.announce6((client, 40000), (TARGET6, 80)),
+        Claimed::AfterAReplyEscaped
+    );
+    for port in [40000, 40001, 65000] {
+        assert_eq!(h.verdict(&reply(port)), TC_ACT_REDIRECT, "port {port}");
+    }
+    let mut other = client;
+    other[15] = 8;
+    let other = Segment6::new((TARGET6, 80), (other, 40000)).frame();
+    assert_eq!(h.verdict(&other), TC_ACT_UNSPEC);
+    h.add_target6(Some(TARGET6.into()), 8080);
+    let other_port = Segment6::new((TARGET6, 8080), (client, 40000)).frame();
+    assert_eq!(h.verdict(&other_port), TC_ACT_UNSPEC);
+    assert_eq!(h.records6().len(), 3);
+    assert_eq!(h.announce6((client, 40002), (TARGET6, 80)), Claimed::Now);
+    // The IPv4 table knows nothing of it.
+    let v4 = Segment::new((TARGET, 80), ([198, 19, 7, 7], 40000)).frame();
+    assert_eq!(h.verdict(&v4), TC_ACT_UNSPEC);
+}
+
+#[test]
+fn egress_never_touches_the_ipv6_loopback_address() {
+    let mut h = Harness::new(Path::Egress);
+    h.add_client_net("::/0");
+    h.add_target6(None, 80);
+    let loopback = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    for (src, dst) in [(loopback, loopback), (TARGET6, loopback)] {
+        let s = Segment6::new((src, 80), (dst, 40000));
+        assert_eq!(h.verdict(&s.frame()), TC_ACT_UNSPEC, "{src:?} -> {dst:?}");
+    }
+    assert!(h.all_records().is_empty());
+    let s = Segment6::new(
+        (TARGET6, 80),
+        (
+            [0x20, 1, 0xd, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            40000,
+        ),
+    );
+    assert_eq!(h.verdict(&s.frame()), TC_ACT_REDIRECT);
 }

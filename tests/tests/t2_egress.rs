@@ -4,15 +4,20 @@
 //! client leave the target (a tcpdump on the LAN sees none), touch the
 //! target's other traffic, or keep dropping anything once it is gone.
 //! The kernel's own replies (an RST to a stray segment) are taken like any.
+//! IPv6 replies likewise, to IPv6 client ranges and announced addresses.
 //! End-to-end completeness (nginx, Redis) is in `t2_matrix`'s
 //! `no_assistant` cases, beside the assistant deployment's.
+
+use std::net::SocketAddr;
 
 use aya::programs::{SchedClassifier, tc::TcAttachType};
 use tcpcopy_tests::{
     capture::Tcpdump,
-    frames::{ACK, SYN, Segment},
-    intercept::{ClientSession, InterceptProcess, TcpcopyPeer},
-    lab::{Host, Lab, LabSpec, ONLINE_IP, TARGET_IP},
+    frames::{ACK, FIN, SYN, Segment},
+    intercept::{
+        ClientSession, ClientSession6, HttpResponder, InterceptProcess, RawIp6Sender, TcpcopyPeer,
+    },
+    lab::{CLIENT6_IP, Host, Lab, LabSpec, ONLINE_IP, TARGET_IP, TARGET6_IP},
     raw::RawIpSender,
     servers::start_nginx,
     tcpcopy::TcpcopyProcess,
@@ -343,4 +348,112 @@ fn payloads_of_large_replies_are_copied_whole_on_the_target() {
         "a GSO packet (larger than a page, its payload in page fragments) was copied whole: \
          largest {largest}"
     );
+}
+
+#[test]
+fn ipv6_replies_to_replayed_clients_never_leave_the_target() {
+    let lab = Lab::with(LabSpec {
+        no_assistant: true,
+        ipv6: true,
+        ..LabSpec::default()
+    });
+    // Any IPv6 destination is reachable (the lab routes only the client
+    // range): an announced client outside it must be too.
+    lab.run(
+        Host::Target,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:2::1",
+        ],
+    );
+    let server = HttpResponder::start(
+        &lab,
+        Host::Target,
+        &[SocketAddr::new(TARGET6_IP.into(), 80)],
+    );
+    let cap = Tcpdump::start(
+        &lab,
+        Host::Lan,
+        "target",
+        "egress6.pcap",
+        &[],
+        "ip6 and src host 2001:db8:2::2",
+    );
+    let intercept = InterceptProcess::start_egress(
+        &lab,
+        &[
+            "--target",
+            "[::]:80",
+            "--clients",
+            "2001:db8:1::/64,announced",
+            "--stats-interval",
+            "1",
+        ],
+    );
+    let mut peer = TcpcopyPeer::connect_to(
+        &lab,
+        std::net::SocketAddrV4::new(TARGET_IP, tcpcopy_common::proto::INTERCEPT_PORT),
+    );
+    peer.hello();
+    let target = (TARGET6_IP.octets(), 80);
+    let mut in_range = CLIENT6_IP.octets();
+    in_range[15] = 0x77;
+    let ranged = ClientSession6::new((in_range, 40000), target);
+    let outside: [u8; 16] = "2001:db8:7::7"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let announced = ClientSession6::new((outside, 40001), target);
+    peer.announce6(&ranged);
+    peer.announce6(&announced);
+    intercept.wait_stats("both IPv6 announcements", |s| s["announced6"] == 2);
+    let sender = RawIp6Sender::open(&lab, Host::Online);
+    for session in [&ranged, &announced] {
+        sender.send(&session.syn().packet());
+        let syn_ack = peer.wait_record6(session, "the IPv6 SYN-ACK record", |r| {
+            r.tcp_flags() & (SYN | ACK) == SYN | ACK
+        });
+        let request = b"GET /egress6 HTTP/1.1\r\nHost: lab\r\n\r\n";
+        sender.send(&session.request(&syn_ack, request).packet());
+        peer.wait_record6(session, "the IPv6 response's record", |r| {
+            r.payload_len() == Some(HttpResponder::RESPONSE.len())
+        });
+        peer.wait_record6(session, "the IPv6 FIN record", |r| r.tcp_flags() & FIN != 0);
+        let next = session.isn.wrapping_add(1 + request.len() as u32);
+        sender.send(&session.rst(next).packet());
+    }
+    // The target's own IPv6 client (the online host's LAN address,
+    // neither in the range nor announced) is answered as always.
+    assert!(
+        curl_ok(&lab, Host::Online, &["-g"], "http://[2001:db8:2::2]/own6"),
+        "a client of the target outside the replayed range is answered over IPv6"
+    );
+    assert_eq!(server.requests().len(), 3, "{:?}", server.requests());
+    let (status, istats) = intercept.stop();
+    assert!(status.success(), "intercept exit {status}");
+    let file = cap.finish();
+    let leaked_range = count(&file, "src port 80 and dst net 2001:db8:1::/64");
+    let leaked_announced = count(&file, "src port 80 and dst host 2001:db8:7::7");
+    let to_own_client = count(&file, "src port 80 and dst host 2001:db8:2::1");
+    assert_eq!(
+        (leaked_range, leaked_announced),
+        (0, 0),
+        "IPv6 replies to replayed clients left the target: {istats:?}"
+    );
+    assert!(
+        to_own_client > 0,
+        "the capture sees the target's own replies"
+    );
+    peer.poll();
+    let records6 = peer.records6.len() as u64;
+    assert!(records6 >= 8, "{records6} IPv6 records");
+    assert_eq!(istats["xdp_matched6"], records6, "{istats:?}");
+    assert_eq!(istats["xdp_reported"], records6, "{istats:?}");
+    assert!(istats["xdp_unclaimed"] > 0, "{istats:?}");
+    assert_eq!(istats["announced6"], 2);
 }

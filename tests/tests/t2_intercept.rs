@@ -4,14 +4,21 @@
 //! target routes its replies to the assistant, where the real `intercept`
 //! binary drops them and reports their headers to the tcpcopy connection
 //! that announced each session. Every reply is compared byte for byte with
-//! what a tap on the target's NIC saw leave.
+//! what a tap on the target's NIC saw leave. In the IPv6 lab, IPv6 replies
+//! go to the peer that announced them with `Add6`, in IPv6 frames, and a
+//! 1.x peer beside it keeps seeing 1.x frames only.
 
-use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
+use std::net::SocketAddr;
+
+use tcpcopy_common::proto::{CAP_IPV6, ClientMsg, HeaderRecord, HeaderRecord6};
 use tcpcopy_tests::{
     flood::{FloodPlan, TestRunFrames, mac_of},
     frames::{ACK, FIN, SYN},
-    intercept::{ClientSession, InterceptProcess, StatsLine, TcpcopyPeer, expected_record},
-    lab::{ASSISTANT_IP, Host, Lab, TARGET_IP},
+    intercept::{
+        ClientSession, ClientSession6, HttpResponder, InterceptProcess, RawIp6Sender, StatsLine,
+        TcpcopyPeer, expected_record, expected_record6, seq_ack6,
+    },
+    lab::{ASSISTANT_IP, CLIENT6_IP, Host, Lab, LabSpec, TARGET_IP, TARGET6_IP},
     raw::{Direction, PacketTap, RawIpSender},
     servers::{Nginx, start_nginx},
     wait::{DEADLINE, wait_until},
@@ -608,4 +615,301 @@ fn a_peer_that_asks_gets_reply_payloads_and_a_1x_peer_keeps_1x_frames() {
     let (status, stats) = intercept.stop();
     assert!(status.success());
     assert_eq!(stat(&stats, "dropped"), 0, "{stats:?}");
+}
+
+/// The IPv6 lab's scene: the target answers HTTP on both families (its
+/// NIC's offloads off, as in [`Scene`]), taps on the target and on the
+/// online host's LAN side, raw senders of both families on the online host.
+struct Scene6 {
+    lab: Lab,
+    server: HttpResponder,
+    target_tap: PacketTap,
+    online_tap: PacketTap,
+    sender: RawIpSender,
+    sender6: RawIp6Sender,
+    /// Every reply the target sent so far (from the tap), oldest first.
+    sent4: Vec<HeaderRecord>,
+    sent6: Vec<HeaderRecord6>,
+}
+
+const TARGET6: ([u8; 16], u16) = ([0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 80);
+
+/// An address in the IPv6 client range (2001:db8:1::/64).
+fn client6(last: u8) -> [u8; 16] {
+    let mut a = CLIENT6_IP.octets();
+    a[15] = last;
+    a
+}
+
+impl Scene6 {
+    fn new() -> Self {
+        let lab = Lab::with(LabSpec {
+            ipv6: true,
+            ..LabSpec::default()
+        });
+        // As in Scene::new: the tap on the target's NIC then sees the
+        // bytes that go on the wire.
+        lab.run(
+            Host::Target,
+            &[
+                "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
+            ],
+        );
+        let server = HttpResponder::start(
+            &lab,
+            Host::Target,
+            &[
+                SocketAddr::new(TARGET6_IP.into(), 80),
+                SocketAddr::new(TARGET_IP.into(), 80),
+            ],
+        );
+        let target_tap = PacketTap::open(&lab, Host::Target, "eth0");
+        let online_tap = PacketTap::open(&lab, Host::Online, "eth1");
+        let sender = RawIpSender::open(&lab, Host::Online);
+        let sender6 = RawIp6Sender::open(&lab, Host::Online);
+        Self {
+            lab,
+            server,
+            target_tap,
+            online_tap,
+            sender,
+            sender6,
+            sent4: Vec::new(),
+            sent6: Vec::new(),
+        }
+    }
+
+    fn read_tap(&mut self) {
+        for (dir, frame) in self.target_tap.frames() {
+            if dir != Direction::Outgoing {
+                continue;
+            }
+            if let Some(rec) = expected_record6(&frame)
+                && (rec.src_addr(), rec.src_port()) == TARGET6
+            {
+                self.sent6.push(rec);
+            } else if let Some(rec) = expected_record(&frame)
+                && (rec.src_addr(), rec.src_port()) == TARGET
+            {
+                self.sent4.push(rec);
+            }
+        }
+    }
+
+    fn replies_of6(&mut self, session: &ClientSession6) -> Vec<HeaderRecord6> {
+        self.read_tap();
+        self.sent6
+            .iter()
+            .filter(|r| session.owns(r))
+            .copied()
+            .collect()
+    }
+
+    fn replies_of(&mut self, session: &ClientSession) -> Vec<HeaderRecord> {
+        self.read_tap();
+        self.sent4
+            .iter()
+            .filter(|r| session.owns(r))
+            .copied()
+            .collect()
+    }
+
+    /// The IPv6 session's handshake, request, response and FIN, then a
+    /// reset; the records are waited for at `peer`.
+    fn run_http_session6(&mut self, peer: &mut TcpcopyPeer, session: &ClientSession6, path: &str) {
+        self.sender6.send(&session.syn().packet());
+        let syn_ack = peer.wait_record6(session, "the IPv6 SYN-ACK record", |r| {
+            r.tcp_flags() & (SYN | ACK) == SYN | ACK
+        });
+        assert_eq!(seq_ack6(&syn_ack).1, session.isn.wrapping_add(1));
+        let request = format!("GET {path} HTTP/1.1\r\nHost: lab\r\n\r\n");
+        self.sender6
+            .send(&session.request(&syn_ack, request.as_bytes()).packet());
+        let data = peer.wait_record6(session, "the IPv6 response's record", |r| {
+            r.payload_len().is_some_and(|n| n > 0)
+        });
+        assert_eq!(
+            data.payload_len(),
+            Some(HttpResponder::RESPONSE.len()),
+            "{data:?}"
+        );
+        assert_eq!(seq_ack6(&data).0, seq_ack6(&syn_ack).0.wrapping_add(1));
+        peer.wait_record6(session, "the target's IPv6 FIN record", |r| {
+            r.tcp_flags() & FIN != 0
+        });
+        let next = session.isn.wrapping_add(1 + request.len() as u32);
+        self.sender6.send(&session.rst(next).packet());
+    }
+
+    /// As [`Scene::run_http_session`], over IPv4 in this lab.
+    fn run_http_session(&mut self, peer: &mut TcpcopyPeer, session: &ClientSession, path: &str) {
+        self.sender.send(&session.syn().packet());
+        let syn_ack = peer.wait_record(session, "the SYN-ACK record", |r| {
+            r.tcp_flags() & (SYN | ACK) == SYN | ACK
+        });
+        let request = format!("GET {path} HTTP/1.1\r\nHost: lab\r\n\r\n");
+        self.sender
+            .send(&session.request(&syn_ack, request.as_bytes()).packet());
+        peer.wait_record(session, "the target's FIN record", |r| {
+            r.tcp_flags() & FIN != 0
+        });
+        let next = session.isn.wrapping_add(1 + request.len() as u32);
+        self.sender.send(&session.rst(next).packet());
+    }
+
+    /// Waits until `peer` has exactly the IPv6 replies the target sent for
+    /// `session`, byte for byte, in order.
+    fn assert_peer_got_exactly6(&mut self, peer: &mut TcpcopyPeer, session: &ClientSession6) {
+        let what = format!("the IPv6 replies of {session:?} at their peer");
+        wait_until(&what, DEADLINE, || {
+            let sent = self.replies_of6(session);
+            let got = peer.records6_of(session);
+            if !sent.is_empty() && got == sent {
+                Ok(())
+            } else {
+                Err(format!("target sent {sent:?}\npeer got {got:?}"))
+            }
+        });
+    }
+
+    fn assert_peer_got_exactly(&mut self, peer: &mut TcpcopyPeer, session: &ClientSession) {
+        let what = format!("the replies of {session:?} at their peer");
+        wait_until(&what, DEADLINE, || {
+            let sent = self.replies_of(session);
+            let got = peer.records_of(session);
+            if !sent.is_empty() && got == sent {
+                Ok(())
+            } else {
+                Err(format!("target sent {sent:?}\npeer got {got:?}"))
+            }
+        });
+    }
+
+    /// TCP frames of either family from the target's port 80 that reached
+    /// the online host.
+    fn replies_seen_by_online(&self) -> usize {
+        self.online_tap
+            .frames()
+            .iter()
+            .filter(|(_, f)| {
+                expected_record6(f).is_some_and(|r| (r.src_addr(), r.src_port()) == TARGET6)
+                    || expected_record(f).is_some_and(|r| (r.src_addr(), r.src_port()) == TARGET)
+            })
+            .count()
+    }
+}
+
+#[test]
+fn ipv6_replies_vanish_on_the_assistant_and_reach_only_the_peer_that_announced_them_with_add6() {
+    let mut scene = Scene6::new();
+    let intercept = InterceptProcess::start(
+        &scene.lab,
+        &[
+            "--target",
+            "[2001:db8:2::2]:80,198.18.2.2:80",
+            "--stats-interval",
+            "1",
+        ],
+    );
+    // A current tcpcopy: asks the version (IPv6 offered), announces an
+    // IPv6 and an IPv4 session. A 1.x one beside it: IPv4 only, reading
+    // with a 1.x decoder (any extension frame would fail it).
+    let mut modern = TcpcopyPeer::connect(&scene.lab);
+    let mut legacy = TcpcopyPeer::connect(&scene.lab);
+    modern.hello();
+    legacy.hello();
+    modern.query_version();
+    let version = modern.wait_version();
+    assert_ne!(version.capabilities & CAP_IPV6, 0, "{version:?}");
+    let v6 = ClientSession6::new((client6(0x65), 40001), TARGET6);
+    let unannounced6 = ClientSession6::new((client6(0x66), 40002), TARGET6);
+    let m4 = ClientSession::new(([198, 18, 1, 101], 40003), TARGET);
+    let l4 = ClientSession::new(([198, 18, 1, 102], 40004), TARGET);
+    modern.announce6(&v6);
+    modern.announce(&m4);
+    legacy.announce(&l4);
+    intercept.wait_stats("three announcements, one of them IPv6", |s| {
+        stat(s, "announced") == 3 && stat(s, "announced6") == 1
+    });
+
+    scene.run_http_session6(&mut modern, &v6, "/v6");
+    scene.run_http_session(&mut legacy, &l4, "/legacy");
+    scene.run_http_session(&mut modern, &m4, "/m4");
+    // An IPv6 session nobody announced: its SYN-ACK is parked, then
+    // expires; nobody gets it.
+    scene.sender6.send(&unannounced6.syn().packet());
+    wait_until("the unannounced SYN-ACK left the target", DEADLINE, || {
+        let sent = scene.replies_of6(&unannounced6);
+        if sent.is_empty() {
+            Err("nothing yet".to_owned())
+        } else {
+            Ok(())
+        }
+    });
+    scene
+        .sender6
+        .send(&unannounced6.rst(unannounced6.isn + 1).packet());
+
+    scene.assert_peer_got_exactly6(&mut modern, &v6);
+    scene.assert_peer_got_exactly(&mut modern, &m4);
+    scene.assert_peer_got_exactly(&mut legacy, &l4);
+    modern.poll();
+    legacy.poll();
+    assert!(
+        modern.records6.iter().all(|r| v6.owns(r)),
+        "{:?}",
+        modern.records6
+    );
+    assert!(modern.records.iter().all(|r| m4.owns(r)));
+    // The 1.x peer read 1.x frames only and got its own session's records.
+    assert!(legacy.records6.is_empty());
+    assert!(legacy.records.iter().all(|r| l4.owns(r)));
+    let mut requests = scene.server.requests();
+    requests.sort();
+    assert_eq!(
+        requests,
+        [
+            "GET /legacy HTTP/1.1",
+            "GET /m4 HTTP/1.1",
+            "GET /v6 HTTP/1.1"
+        ]
+    );
+    // Nothing reached the client side; every reply died in XDP.
+    assert_eq!(scene.replies_seen_by_online(), 0);
+    let v6_records = modern.records6.len() as u64;
+    let v4_records = (modern.records.len() + legacy.records.len()) as u64;
+    // The unannounced session's replies (a SYN-ACK, perhaps retransmitted
+    // before the reset arrived) as the target's tap saw them.
+    let (unannounced, matched) =
+        wait_until("every reply dropped on the assistant", DEADLINE, || {
+            let unannounced = scene.replies_of6(&unannounced6).len() as u64;
+            let matched = v6_records + unannounced + v4_records;
+            let drops = assistant_xdp_drops(&scene.lab);
+            if drops == matched {
+                Ok((unannounced, matched))
+            } else {
+                Err(format!("{drops} XDP drops, {matched} replies"))
+            }
+        });
+
+    let (status, stats) = intercept.stop();
+    assert!(status.success(), "intercept exited with {status}");
+    assert_eq!(stat(&stats, "xdp_matched"), matched, "{stats:?}");
+    assert_eq!(stat(&stats, "xdp_matched6"), v6_records + unannounced);
+    assert_eq!(stat(&stats, "xdp_reported"), matched);
+    assert_eq!(stat(&stats, "xdp_malformed"), 0);
+    assert_eq!(stat(&stats, "ring_records"), matched);
+    assert_eq!(stat(&stats, "ring_records6"), v6_records + unannounced);
+    assert_eq!(stat(&stats, "delivered"), v6_records + v4_records);
+    assert_eq!(
+        stat(&stats, "parked"),
+        unannounced,
+        "the unannounced SYN-ACK"
+    );
+    assert_eq!(
+        stat(&stats, "expired") + stat(&stats, "parked_now"),
+        unannounced
+    );
+    assert_eq!(stat(&stats, "dropped"), 0);
+    assert_eq!(stat(&stats, "announced6"), 1);
 }

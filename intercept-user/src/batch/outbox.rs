@@ -7,6 +7,10 @@
 //! stream a peer receives is always a sequence of whole frames. The outbox
 //! knows where each frame ends, so it can tell how many records were fully
 //! written and how many were still queued when the peer went away.
+//!
+//! IPv6 records go out in frames of their own (the protocol's IPv6
+//! extension): [`Outbox::push_frame6`] and [`Outbox::push_payload_record6`].
+//! The caller queues them only for a peer that announced IPv6 sessions.
 
 use std::{
     collections::VecDeque,
@@ -14,8 +18,16 @@ use std::{
 };
 
 use tcpcopy_common::proto::{
-    HeaderRecord, MAX_FRAME_LEN, MAX_RECORDS_PER_FRAME, PAYLOAD_HEAD_LEN, PayloadRecordHead,
-    encode_frame,
+    HeaderRecord, HeaderRecord6, MAX_FRAME_LEN, MAX_FRAME6_LEN, MAX_RECORDS_PER_FRAME,
+    PAYLOAD_HEAD_LEN, PAYLOAD6_HEAD_LEN, PayloadRecordHead, encode_frame, encode_frame6,
+    encode_payload6_head,
+};
+
+/// The largest record frame of either family.
+const MAX_ANY_FRAME_LEN: usize = if MAX_FRAME6_LEN > MAX_FRAME_LEN {
+    MAX_FRAME6_LEN
+} else {
+    MAX_FRAME_LEN
 };
 
 /// The frame did not fit in the outbox; its records are dropped.
@@ -41,7 +53,7 @@ impl Outbox {
             buf: Vec::new(),
             sent: 0,
             frames: VecDeque::new(),
-            limit: limit.max(MAX_FRAME_LEN),
+            limit: limit.max(MAX_ANY_FRAME_LEN),
         }
     }
 
@@ -64,13 +76,25 @@ impl Outbox {
         debug_assert!(records.len() <= MAX_RECORDS_PER_FRAME);
         let mut frame = [0u8; MAX_FRAME_LEN];
         let len = encode_frame(records, &mut frame);
-        if self.pending_bytes() + len > self.limit {
-            return Err(Overflow {
-                records: records.len(),
-            });
+        self.push_records(&frame[..len], records.len())
+    }
+
+    /// Queues IPv6 `records` (at most 16) as one IPv6 record frame.
+    pub fn push_frame6(&mut self, records: &[HeaderRecord6]) -> Result<(), Overflow> {
+        debug_assert!(records.len() <= MAX_RECORDS_PER_FRAME);
+        let mut frame = [0u8; MAX_FRAME6_LEN];
+        let len = encode_frame6(records, &mut frame);
+        self.push_records(&frame[..len], records.len())
+    }
+
+    /// Queues one encoded frame of `records` records (at most 16), whole
+    /// or not at all.
+    fn push_records(&mut self, frame: &[u8], records: usize) -> Result<(), Overflow> {
+        if self.pending_bytes() + frame.len() > self.limit {
+            return Err(Overflow { records });
         }
-        self.buf.extend_from_slice(&frame[..len]);
-        let n = records.len().min(MAX_RECORDS_PER_FRAME) as u16;
+        self.buf.extend_from_slice(frame);
+        let n = records.min(MAX_RECORDS_PER_FRAME) as u16;
         self.frames.push_back((self.buf.len(), n));
         Ok(())
     }
@@ -87,6 +111,28 @@ impl Outbox {
             return Err(Overflow { records: 1 });
         }
         self.buf.extend_from_slice(&head.encode());
+        self.buf.extend_from_slice(bytes);
+        self.frames.push_back((self.buf.len(), 1));
+        Ok(())
+    }
+
+    /// Queues one IPv6 payload record frame: `record`, the reply's payload
+    /// length `payload_len`, then the stored `bytes`, counted as one record.
+    pub fn push_payload_record6(
+        &mut self,
+        record: &HeaderRecord6,
+        payload_len: u32,
+        bytes: &[u8],
+    ) -> Result<(), Overflow> {
+        let len = PAYLOAD6_HEAD_LEN + bytes.len();
+        if self.pending_bytes() + len > self.limit {
+            return Err(Overflow { records: 1 });
+        }
+        self.buf.extend_from_slice(&encode_payload6_head(
+            record,
+            payload_len,
+            bytes.len() as u32,
+        ));
         self.buf.extend_from_slice(bytes);
         self.frames.push_back((self.buf.len(), 1));
         Ok(())
@@ -135,7 +181,7 @@ impl Outbox {
             self.buf.clear();
             self.sent = 0;
             self.frames.clear();
-        } else if self.sent > self.buf.len() / 2 && self.sent >= MAX_FRAME_LEN {
+        } else if self.sent > self.buf.len() / 2 && self.sent >= MAX_ANY_FRAME_LEN {
             let sent = self.sent;
             self.buf.drain(..sent);
             self.sent = 0;
@@ -284,8 +330,8 @@ mod tests {
             .unwrap();
         assert_eq!(got, [(1, None), (2, Some((b"abc".to_vec(), 10)))]);
         // A payload record that does not fit is refused whole.
-        let mut small = Outbox::new(MAX_FRAME_LEN);
-        let big = vec![0u8; MAX_FRAME_LEN];
+        let mut small = Outbox::new(MAX_ANY_FRAME_LEN);
+        let big = vec![0u8; MAX_ANY_FRAME_LEN];
         assert_eq!(
             small.push_payload_record(&head, &big),
             Err(Overflow { records: 1 })
@@ -308,5 +354,48 @@ mod tests {
         ob.push_frame(&[rec(1)]).unwrap();
         assert!(ob.write_to(&mut Broken).is_err());
         assert_eq!(ob.pending_records(), 1);
+    }
+
+    #[test]
+    fn ipv6_records_go_out_in_ipv6_frames_beside_1x_ones() {
+        let mut r6 = HeaderRecord6::default();
+        r6.bytes[0] = 0x60;
+        r6.bytes[87] = 6;
+        let mut outbox = Outbox::new(1 << 16);
+        outbox.push_frame(&[rec(1)]).unwrap();
+        outbox.push_frame6(&[r6, r6]).unwrap();
+        outbox.push_payload_record6(&r6, 9, b"xy").unwrap();
+        assert_eq!(outbox.pending_records(), 4);
+        let mut sink = Vec::new();
+        assert_eq!(outbox.write_to(&mut sink).unwrap(), 4);
+        // The IPv6 frame's bytes: mark 0x8006, count 2, the records.
+        assert_eq!(sink[66..70], [0x80, 0x06, 0, 2]);
+        let mut got = Vec::new();
+        let mut decoder = Box::new(tcpcopy_common::proto::ReplyStreamDecoder::new());
+        decoder
+            .push(&sink, |e| match e {
+                tcpcopy_common::proto::ReplyEvent::Record { record, .. } => {
+                    got.push((4, record.bytes[0], None));
+                }
+                tcpcopy_common::proto::ReplyEvent::Record6 { record, payload } => {
+                    got.push((6, record.bytes[87], payload.map(|(b, n)| (b.to_vec(), n))));
+                }
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+        assert!(decoder.at_boundary());
+        assert_eq!(
+            got,
+            [
+                (4, 1, None),
+                (6, 6, None),
+                (6, 6, None),
+                (6, 6, Some((b"xy".to_vec(), 9)))
+            ]
+        );
+        // A 1.x decoder refuses the IPv6 frame: it must only reach peers
+        // that announced IPv6 sessions.
+        let mut legacy = RecordFrameDecoder::new();
+        assert!(legacy.push(&sink, |_| {}).is_err());
     }
 }

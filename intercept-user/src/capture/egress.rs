@@ -6,13 +6,16 @@
 //! an address in one of the client ranges ([`EgressProgram::add_client_net`],
 //! `--clients`) or a client address a tcpcopy announced for that target
 //! ([`AnnouncedTable`]). The target needs no route for the clients and no
-//! assistant host.
+//! assistant host. Each family has its own tables (`CLIENTS6`,
+//! `ANNOUNCED6`, `UNCLAIMED6` for IPv6); the API takes either.
+
+use std::net::IpAddr;
 
 use aya::{
-    EbpfLoader,
+    Ebpf, EbpfLoader, Pod,
     maps::{HashMap, LpmTrie, MapData, lpm_trie::Key},
 };
-use tcpcopy_common::table::{AnnouncedKey, ClientNetKey};
+use tcpcopy_common::table::{AnnouncedKey, AnnouncedKey6, ClientNetKey, ClientNetKey6};
 use tcpcopy_runtime::{
     object::BpfObject,
     tc::{EgressAttach, EgressObject},
@@ -20,7 +23,7 @@ use tcpcopy_runtime::{
 };
 
 use super::{INTERCEPT_OBJECT, RECORDS_MAP, ReplyCapture, SCRATCH_MAP, possible_cpus};
-use crate::{access::Cidr, route::table::RouteKey};
+use crate::{access::Cidr, route::table::SessionKey};
 
 /// Map of client ranges (LPM trie).
 pub const CLIENTS_MAP: &str = "CLIENTS";
@@ -28,6 +31,12 @@ pub const CLIENTS_MAP: &str = "CLIENTS";
 pub const ANNOUNCED_MAP: &str = "ANNOUNCED";
 /// Map of unclaimed replies' keys (LRU hash), filled by the program.
 pub const UNCLAIMED_MAP: &str = "UNCLAIMED";
+/// The IPv6 client ranges.
+pub const CLIENTS6_MAP: &str = "CLIENTS6";
+/// The announced IPv6 client addresses.
+pub const ANNOUNCED6_MAP: &str = "ANNOUNCED6";
+/// The unclaimed IPv6 replies' keys.
+pub const UNCLAIMED6_MAP: &str = "UNCLAIMED6";
 
 /// Announced client addresses kept at most (the oldest go first): 256 Ki,
 /// about 20 MiB of kernel memory.
@@ -36,9 +45,16 @@ pub const ANNOUNCED_MAX: u32 = 1 << 18;
 /// Sets the egress program's tables to their smallest, for an object whose
 /// egress program is not used.
 pub(crate) fn shrink_egress_tables(loader: &mut EbpfLoader<'_>) {
-    loader.map_max_entries(ANNOUNCED_MAP, 1);
-    loader.map_max_entries(UNCLAIMED_MAP, 1);
-    loader.map_max_entries(CLIENTS_MAP, 1);
+    for map in [
+        ANNOUNCED_MAP,
+        UNCLAIMED_MAP,
+        CLIENTS_MAP,
+        ANNOUNCED6_MAP,
+        UNCLAIMED6_MAP,
+        CLIENTS6_MAP,
+    ] {
+        loader.map_max_entries(map, 1);
+    }
 }
 
 /// The TC egress reply program, loaded into the kernel.
@@ -52,30 +68,45 @@ impl EgressProgram {
 
     /// Loads the program with a ring buffer of `ring_bytes` (a power of two
     /// multiple of the page size) and room for `announced_max` announced
-    /// client addresses (not attached yet).
+    /// client addresses of each family (not attached yet).
     pub fn load(ring_bytes: u32, announced_max: u32) -> Result<Self, XdpError> {
         let object = EgressObject::load(INTERCEPT_OBJECT, Self::NAME, |loader| {
             loader
                 .map_max_entries(RECORDS_MAP, ring_bytes)
                 .map_max_entries(SCRATCH_MAP, possible_cpus())
-                .map_max_entries(ANNOUNCED_MAP, announced_max.max(1));
+                .map_max_entries(ANNOUNCED_MAP, announced_max.max(1))
+                .map_max_entries(ANNOUNCED6_MAP, announced_max.max(1));
         })?;
         Ok(Self { object })
     }
 
-    /// Replies to any address of `net` are intercepted.
+    /// Replies to any address of `net` (either family) are intercepted.
     pub fn add_client_net(&mut self, net: Cidr) -> Result<(), XdpError> {
+        let name = if net.is_ipv6() {
+            CLIENTS6_MAP
+        } else {
+            CLIENTS_MAP
+        };
         let map = self
             .object
             .object_mut()
             .ebpf_mut()
-            .map_mut(CLIENTS_MAP)
-            .ok_or(XdpError::Missing(CLIENTS_MAP))?;
-        let mut trie: LpmTrie<_, ClientNetKey, u32> =
-            LpmTrie::try_from(map).map_err(|e| XdpError::map(CLIENTS_MAP, e))?;
-        let key = Key::new(u32::from(net.prefix()), net.network().octets());
-        trie.insert(&key, 0, 0)
-            .map_err(|e| XdpError::map(CLIENTS_MAP, e))
+            .map_mut(name)
+            .ok_or(XdpError::Missing(name))?;
+        let prefix = u32::from(net.prefix());
+        match net.network() {
+            IpAddr::V4(a) => {
+                let mut trie: LpmTrie<_, ClientNetKey, u32> =
+                    LpmTrie::try_from(map).map_err(|e| XdpError::map(name, e))?;
+                trie.insert(&Key::new(prefix, a.octets()), 0, 0)
+            }
+            IpAddr::V6(a) => {
+                let mut trie: LpmTrie<_, ClientNetKey6, u32> =
+                    LpmTrie::try_from(map).map_err(|e| XdpError::map(name, e))?;
+                trie.insert(&Key::new(prefix, a.octets()), 0, 0)
+            }
+        }
+        .map_err(|e| XdpError::map(name, e))
     }
 
     /// Attaches at the egress of `iface` in the calling thread's network
@@ -88,19 +119,26 @@ impl EgressProgram {
     /// daemon to fill from CLIENT_ADD messages.
     pub fn take_announced(&mut self) -> Result<AnnouncedTable, XdpError> {
         let ebpf = self.object.object_mut().ebpf_mut();
-        let mut take = |name: &'static str| {
-            let map = ebpf.take_map(name).ok_or(XdpError::Missing(name))?;
-            HashMap::try_from(map).map_err(|e| XdpError::map(name, e))
-        };
         Ok(AnnouncedTable {
-            announced: take(ANNOUNCED_MAP)?,
-            unclaimed: take(UNCLAIMED_MAP)?,
+            announced: take_hash(ebpf, ANNOUNCED_MAP)?,
+            unclaimed: take_hash(ebpf, UNCLAIMED_MAP)?,
+            announced6: take_hash(ebpf, ANNOUNCED6_MAP)?,
+            unclaimed6: take_hash(ebpf, UNCLAIMED6_MAP)?,
         })
     }
 
     pub fn tc(&self) -> &EgressObject {
         &self.object
     }
+}
+
+/// Takes hash map `name` with keys `K` out of the object.
+fn take_hash<K: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, u32>, XdpError> {
+    let map = ebpf.take_map(name).ok_or(XdpError::Missing(name))?;
+    HashMap::try_from(map).map_err(|e| XdpError::map(name, e))
 }
 
 impl ReplyCapture for EgressProgram {
@@ -127,7 +165,8 @@ pub enum Claimed {
     AfterAReplyEscaped,
 }
 
-/// The program's `ANNOUNCED` and `UNCLAIMED` tables.
+/// The program's `ANNOUNCED` and `UNCLAIMED` tables (and their IPv6
+/// twins).
 ///
 /// An announcement claims the client *address* for that target (every port
 /// of it), and stays until the table is full and it is the oldest: a
@@ -136,20 +175,39 @@ pub enum Claimed {
 pub struct AnnouncedTable {
     announced: HashMap<MapData, AnnouncedKey, u32>,
     unclaimed: HashMap<MapData, AnnouncedKey, u32>,
+    announced6: HashMap<MapData, AnnouncedKey6, u32>,
+    unclaimed6: HashMap<MapData, AnnouncedKey6, u32>,
 }
 
 impl AnnouncedTable {
-    /// Claims `route`'s client address for its target.
-    pub fn announce(&mut self, route: &RouteKey) -> Result<Claimed, XdpError> {
-        let key = AnnouncedKey::from_wire(
-            route.client_ip,
-            route.target_ip,
-            route.target_port.to_be_bytes(),
-        );
-        self.announced
-            .insert(key, 0, 0)
-            .map_err(|e| XdpError::map(ANNOUNCED_MAP, e))?;
-        Ok(if self.unclaimed.remove(&key).is_ok() {
+    /// Claims `session`'s client address for its target, in its family's
+    /// table.
+    pub fn announce(&mut self, session: &SessionKey) -> Result<Claimed, XdpError> {
+        let escaped = match session {
+            SessionKey::V4(route) => {
+                let key = AnnouncedKey::from_wire(
+                    route.client_ip,
+                    route.target_ip,
+                    route.target_port.to_be_bytes(),
+                );
+                self.announced
+                    .insert(key, 0, 0)
+                    .map_err(|e| XdpError::map(ANNOUNCED_MAP, e))?;
+                self.unclaimed.remove(&key).is_ok()
+            }
+            SessionKey::V6(route) => {
+                let key = AnnouncedKey6::from_wire(
+                    route.client_ip,
+                    route.target_ip,
+                    route.target_port.to_be_bytes(),
+                );
+                self.announced6
+                    .insert(key, 0, 0)
+                    .map_err(|e| XdpError::map(ANNOUNCED6_MAP, e))?;
+                self.unclaimed6.remove(&key).is_ok()
+            }
+        };
+        Ok(if escaped {
             Claimed::AfterAReplyEscaped
         } else {
             Claimed::Now

@@ -7,24 +7,32 @@
 //!   assistant, no route), which also needs to know the replayed clients:
 //!   client ranges and the [`egress::AnnouncedTable`].
 //!
-//! Both fill the same target table, count into the same counters and
-//! report the same header records through [`ring::ReplyRing`].
+//! Both fill the same target tables (`TARGETS`, `TARGETS6` for IPv6),
+//! count into the same counters and report the same header records (of
+//! either family) through [`ring::ReplyRing`].
 
 pub mod egress;
 pub mod ring;
 pub mod xdp;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use aya::maps::{Array, RingBuf};
-use tcpcopy_common::{counters::InterceptCounter, table::EndpointKey};
+use aya::maps::{Array, HashMap, RingBuf};
+use tcpcopy_common::{
+    counters::InterceptCounter,
+    table::{EndpointKey, EndpointKey6},
+};
 use tcpcopy_runtime::{object::BpfObject, xdp::XdpError};
 
 use self::ring::ReplyRing;
+use crate::targets::Target;
 
 /// The `intercept-ebpf` object, built by `ebpf-build` (see `build.rs`).
 pub static INTERCEPT_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-ebpf"));
+
+/// Name of the table of IPv6 target endpoints (a hash map).
+pub const TARGETS6_MAP: &str = "TARGETS6";
 
 /// Name of the ring buffer map of header records.
 pub const RECORDS_MAP: &str = "RECORDS";
@@ -40,8 +48,9 @@ pub fn possible_cpus() -> u32 {
 /// Name of the one-entry array holding the payload cap (bytes per reply).
 pub const PAYLOAD_CAP_MAP: &str = "PAYLOAD_CAP";
 
-/// Default ring buffer size: 4 MiB, about 58 000 records (72 bytes each with
-/// the ring's own header): over 50 ms of replies at 1 M replies/s.
+/// Default ring buffer size: 4 MiB, about 58 000 IPv4 records (72 bytes
+/// each with the ring's own header; 96 for IPv6): over 50 ms of replies at
+/// 1 M replies/s.
 pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 
 /// A loaded reply program, wherever it is attached.
@@ -58,6 +67,30 @@ pub trait ReplyCapture {
         let octets = addr.map_or([0; 4], |a| a.octets());
         self.object_mut()
             .insert_target(EndpointKey::new(octets, port), 0)
+    }
+
+    /// Intercepts IPv6 replies from `port` on `addr`, or on any IPv6
+    /// address when `None`.
+    fn add_target6(&mut self, addr: Option<Ipv6Addr>, port: u16) -> Result<(), XdpError> {
+        let octets = addr.map_or([0; 16], |a| a.octets());
+        let map = self
+            .object_mut()
+            .ebpf_mut()
+            .map_mut(TARGETS6_MAP)
+            .ok_or(XdpError::Missing(TARGETS6_MAP))?;
+        let mut table: HashMap<_, EndpointKey6, u32> =
+            HashMap::try_from(map).map_err(|e| XdpError::map(TARGETS6_MAP, e))?;
+        table
+            .insert(EndpointKey6::new(octets, port), 0, 0)
+            .map_err(|e| XdpError::map(TARGETS6_MAP, e))
+    }
+
+    /// Intercepts the replies of `target`, in its family's table.
+    fn add(&mut self, target: &Target) -> Result<(), XdpError> {
+        match target.addr {
+            IpAddr::V4(a) => self.add_target((!a.is_unspecified()).then_some(a), target.port),
+            IpAddr::V6(a) => self.add_target6((!a.is_unspecified()).then_some(a), target.port),
+        }
     }
 
     fn counter(&self, counter: InterceptCounter) -> Result<u64, XdpError> {

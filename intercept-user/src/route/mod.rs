@@ -1,8 +1,11 @@
 //! Routing: which tcpcopy connection gets each reported reply.
 //!
 //! [`Router`] owns the [`table::RouteTable`] (sessions announced by
-//! CLIENT_ADD, per peer) and the [`parking::ParkingLot`] (replies that came
-//! before their announcement). It is pure logic: time comes in as an
+//! CLIENT_ADD, or for IPv6 by an `Add6` announcement, per peer) and the
+//! [`parking::ParkingLot`] (replies that came before their announcement).
+//! A reply is routed by a key of its own family only: an IPv6 reply goes
+//! to a peer that announced its session with `Add6` or to nobody, so a 1.x
+//! peer (which never sends `Add6`) never gets one. It is pure logic: time comes in as an
 //! argument and whether a peer still exists is asked of the caller.
 //!
 //! Like TCPCopy's intercept, only a SYN or RST without a route is parked:
@@ -15,12 +18,11 @@ pub mod table;
 
 use std::time::{Duration, Instant};
 
-use tcpcopy_common::proto::HeaderRecord;
-
 use self::{
     parking::{ParkRefused, ParkingLot},
-    table::{PeerId, RouteKey, RouteTable},
+    table::{PeerId, RouteTable, SessionKey},
 };
+use crate::capture::ring::ReplyRecord;
 
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
@@ -80,8 +82,10 @@ pub struct RouteCounts {
     pub unrouted: u64,
     /// Records that could not be parked (bounds reached).
     pub park_refused: u64,
-    /// CLIENT_ADD messages.
+    /// Announcements (CLIENT_ADD and IPv6 ones).
     pub announced: u64,
+    /// IPv6 announcements among them.
+    pub announced6: u64,
     /// Routes aged out (idle, or to make room).
     pub routes_aged: u64,
 }
@@ -108,11 +112,11 @@ impl Router {
     /// Decides where `rec` goes; `is_live` says whether a peer still exists.
     pub fn route(
         &mut self,
-        rec: &HeaderRecord,
+        rec: &ReplyRecord,
         now: Instant,
         is_live: impl Fn(PeerId) -> bool,
     ) -> Routed {
-        let key = RouteKey::of_record(rec);
+        let key = SessionKey::of_reply(rec);
         if let Some(peer) = self.table.lookup(&key, is_live) {
             self.counts.routed += 1;
             return Routed::Deliver(peer);
@@ -133,10 +137,12 @@ impl Router {
         }
     }
 
-    /// A CLIENT_ADD from `peer`. Returns the records parked for the session,
-    /// oldest first: the caller delivers them to `peer` before anything else.
-    pub fn announce(&mut self, key: RouteKey, peer: PeerId, now: Instant) -> Vec<HeaderRecord> {
+    /// A CLIENT_ADD (or IPv6 announcement) from `peer`. Returns the records
+    /// parked for the session, oldest first: the caller delivers them to
+    /// `peer` before anything else.
+    pub fn announce(&mut self, key: SessionKey, peer: PeerId, now: Instant) -> Vec<ReplyRecord> {
         self.counts.announced += 1;
+        self.counts.announced6 += u64::from(key.is_ipv6());
         self.counts.routes_aged += self.table.announce(key, peer, now) as u64;
         let parked = self.parking.claim(&key);
         self.counts.unparked += parked.len() as u64;
@@ -144,7 +150,7 @@ impl Router {
     }
 
     /// A CLIENT_DEL from `peer`.
-    pub fn withdraw(&mut self, key: &RouteKey, peer: PeerId) {
+    pub fn withdraw(&mut self, key: &SessionKey, peer: PeerId) {
         self.table.withdraw(key, peer);
     }
 
@@ -171,6 +177,11 @@ impl Router {
         self.table.len()
     }
 
+    /// IPv6 routes held now.
+    pub fn routes6(&self) -> usize {
+        self.table.len6()
+    }
+
     /// Records parked now.
     pub fn parked_now(&self) -> usize {
         self.parking.len()
@@ -179,13 +190,16 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
+    use tcpcopy_common::proto::{HeaderRecord, HeaderRecord6};
+
     use super::*;
+    use crate::route::table::{RouteKey, RouteKey6};
 
     const A: PeerId = PeerId(1);
     const B: PeerId = PeerId(2);
 
     /// A reply from 198.18.2.2:80 to 198.18.1.2:`port` with `flags`.
-    fn reply(port: u16, flags: u8, seq: u32) -> HeaderRecord {
+    fn reply(port: u16, flags: u8, seq: u32) -> ReplyRecord {
         let mut ip = [0u8; 20];
         ip[0] = 0x45;
         ip[2..4].copy_from_slice(&40u16.to_be_bytes());
@@ -197,16 +211,45 @@ mod tests {
         tcp[4..8].copy_from_slice(&seq.to_be_bytes());
         tcp[12] = 0x50;
         tcp[13] = flags;
-        HeaderRecord::from_headers(&ip, &tcp)
+        ReplyRecord::V4(HeaderRecord::from_headers(&ip, &tcp))
     }
 
-    fn session(port: u16) -> RouteKey {
-        RouteKey {
+    const CLIENT6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    const TARGET6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    /// A reply from [2001:db8:2::2]:80 to [2001:db8:1::2]:`port`.
+    fn reply6(port: u16, flags: u8, seq: u32) -> ReplyRecord {
+        let mut ip = [0u8; 40];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&20u16.to_be_bytes());
+        ip[6] = 6;
+        ip[8..24].copy_from_slice(&TARGET6);
+        ip[24..40].copy_from_slice(&CLIENT6);
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&80u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&port.to_be_bytes());
+        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+        tcp[12] = 0x50;
+        tcp[13] = flags;
+        ReplyRecord::V6(HeaderRecord6::from_headers(&ip, 0, &tcp))
+    }
+
+    fn session(port: u16) -> SessionKey {
+        SessionKey::V4(RouteKey {
             client_ip: [198, 18, 1, 2],
             client_port: port,
             target_ip: [198, 18, 2, 2],
             target_port: 80,
-        }
+        })
+    }
+
+    fn session6(port: u16) -> SessionKey {
+        SessionKey::V6(RouteKey6 {
+            client_ip: CLIENT6,
+            client_port: port,
+            target_ip: TARGET6,
+            target_port: 80,
+        })
     }
 
     fn live(_: PeerId) -> bool {
@@ -289,5 +332,43 @@ mod tests {
         }
         assert_eq!(r.counts().parked, 2);
         assert_eq!(r.counts().park_refused, 1);
+    }
+
+    #[test]
+    fn ipv6_replies_go_only_to_the_peer_that_announced_them_with_add6() {
+        let now = Instant::now();
+        let mut r = Router::new(now, RouterLimits::default());
+        // Peer A announced the IPv4 session of the same ports only.
+        r.announce(session(1), A, now);
+        assert_eq!(r.route(&reply6(1, 0x10, 1), now, live), Routed::Unrouted);
+        r.announce(session6(1), B, now);
+        assert_eq!(r.route(&reply6(1, 0x10, 2), now, live), Routed::Deliver(B));
+        assert_eq!(r.route(&reply(1, 0x10, 2), now, live), Routed::Deliver(A));
+        let c = r.counts();
+        assert_eq!((c.announced, c.announced6, c.routed), (2, 1, 2));
+        assert_eq!((r.routes(), r.routes6()), (2, 1));
+    }
+
+    #[test]
+    fn an_ipv6_syn_ack_before_its_add6_is_parked_and_expires_alone() {
+        let t0 = Instant::now();
+        let limits = RouterLimits::default();
+        let mut r = Router::new(t0, limits);
+        let syn_ack6 = reply6(7, 0x12, 100);
+        assert_eq!(r.route(&syn_ack6, t0, live), Routed::Parked);
+        assert_eq!(r.route(&reply(7, 0x12, 100), t0, live), Routed::Parked);
+        assert_eq!(r.parked_now(), 2);
+        // The IPv4 session's announcement claims its own record only.
+        assert_eq!(r.announce(session(7), A, t0), vec![reply(7, 0x12, 100)]);
+        r.on_timer(t0 + limits.park_timeout);
+        assert_eq!(r.counts().expired, 1);
+        assert!(
+            r.announce(session6(7), B, t0 + limits.park_timeout)
+                .is_empty()
+        );
+        // Parked and claimed in time, it comes first.
+        let t1 = t0 + limits.park_timeout;
+        assert_eq!(r.route(&reply6(8, 0x12, 5), t1, live), Routed::Parked);
+        assert_eq!(r.announce(session6(8), B, t1), vec![reply6(8, 0x12, 5)]);
     }
 }

@@ -9,16 +9,15 @@
 //! Memory is bounded: at most `max_records` records in all and
 //! `max_per_session` per session; a record beyond either bound is refused
 //! (the caller counts it dropped). Expiry is in arrival order, O(1) per
-//! record.
+//! record. Sessions and records of both families wait here alike.
 
 use std::{
     collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
-use tcpcopy_common::proto::HeaderRecord;
-
-use super::table::RouteKey;
+use super::table::SessionKey;
+use crate::capture::ring::ReplyRecord;
 
 /// Why a record could not be parked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +29,7 @@ pub enum ParkRefused {
 }
 
 struct Parked {
-    records: Vec<HeaderRecord>,
+    records: Vec<ReplyRecord>,
     /// Tells this parking apart from an earlier one of the same session
     /// whose expiry entry may still be queued.
     ticket: u64,
@@ -38,9 +37,9 @@ struct Parked {
 
 /// Records waiting for their route.
 pub struct ParkingLot {
-    sessions: HashMap<RouteKey, Parked>,
+    sessions: HashMap<SessionKey, Parked>,
     /// (deadline, session, ticket), oldest first.
-    deadlines: VecDeque<(Instant, RouteKey, u64)>,
+    deadlines: VecDeque<(Instant, SessionKey, u64)>,
     records: usize,
     next_ticket: u64,
     timeout: Duration,
@@ -74,8 +73,8 @@ impl ParkingLot {
     /// `timeout` after the first of them arrived.
     pub fn park(
         &mut self,
-        key: RouteKey,
-        rec: HeaderRecord,
+        key: SessionKey,
+        rec: ReplyRecord,
         now: Instant,
     ) -> Result<(), ParkRefused> {
         if self.records >= self.max_records {
@@ -103,7 +102,7 @@ impl ParkingLot {
     }
 
     /// Takes the records parked for `key`, oldest first (its route appeared).
-    pub fn claim(&mut self, key: &RouteKey) -> Vec<HeaderRecord> {
+    pub fn claim(&mut self, key: &SessionKey) -> Vec<ReplyRecord> {
         match self.sessions.remove(key) {
             Some(parked) => {
                 self.records -= parked.records.len();
@@ -149,23 +148,41 @@ impl ParkingLot {
 
 #[cfg(test)]
 mod tests {
+    use tcpcopy_common::proto::{HeaderRecord, HeaderRecord6};
+
     use super::*;
+    use crate::route::table::{RouteKey, RouteKey6};
 
     const TIMEOUT: Duration = Duration::from_secs(2);
 
-    fn key(port: u16) -> RouteKey {
-        RouteKey {
+    fn key(port: u16) -> SessionKey {
+        SessionKey::V4(RouteKey {
             client_ip: [198, 18, 1, 2],
             client_port: port,
             target_ip: [198, 18, 2, 2],
             target_port: 80,
-        }
+        })
     }
 
-    fn rec(n: u8) -> HeaderRecord {
+    fn key6(port: u16) -> SessionKey {
+        SessionKey::V6(RouteKey6 {
+            client_ip: [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            client_port: port,
+            target_ip: [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            target_port: 80,
+        })
+    }
+
+    fn rec(n: u8) -> ReplyRecord {
         let mut r = HeaderRecord::default();
         r.bytes[63] = n;
-        r
+        ReplyRecord::V4(r)
+    }
+
+    fn rec6(n: u8) -> ReplyRecord {
+        let mut r = HeaderRecord6::default();
+        r.bytes[87] = n;
+        ReplyRecord::V6(r)
     }
 
     #[test]
@@ -240,5 +257,20 @@ mod tests {
         }
         lot.park(key(1), rec(1), now).unwrap();
         assert_eq!(lot.expire(now + TIMEOUT), 1);
+    }
+
+    #[test]
+    fn ipv6_sessions_park_and_expire_beside_ipv4_ones_within_one_bound() {
+        let t0 = Instant::now();
+        let mut lot = ParkingLot::new(TIMEOUT, 3, 8);
+        lot.park(key6(1), rec6(1), t0).unwrap();
+        lot.park(key(1), rec(2), t0).unwrap();
+        lot.park(key6(1), rec6(3), t0).unwrap();
+        assert_eq!(lot.park(key6(2), rec6(4), t0), Err(ParkRefused::LotFull));
+        assert_eq!(lot.claim(&key6(1)), vec![rec6(1), rec6(3)]);
+        assert_eq!(lot.claim(&key6(1)), vec![]);
+        lot.park(key6(2), rec6(5), t0).unwrap();
+        assert_eq!(lot.expire(t0 + TIMEOUT), 2);
+        assert!(lot.is_empty());
     }
 }

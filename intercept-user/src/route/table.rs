@@ -1,8 +1,12 @@
 //! The route table: which tcpcopy connection owns the replies of a session.
 //!
 //! A route maps a session `(client ip, client port, target ip, target port)`
-//! (the client as the target sees it) to the peer that announced it with a
-//! CLIENT_ADD. TCPCopy never withdraws routes reliably, so the table ages
+//! (the client as the target sees it) to the peer that announced it: with a
+//! CLIENT_ADD for IPv4 ([`RouteKey`]), with an IPv6 announcement (`Add6`)
+//! for IPv6 ([`RouteKey6`]). The table is keyed by either family
+//! ([`SessionKey`]); each family has its own maps inside, so IPv4 routes
+//! cost what they did, but both share one capacity and one aging.
+//! TCPCopy never withdraws routes reliably, so the table ages
 //! them out instead, in two generations: announcements and lookups put a
 //! route in the current generation; when a generation is older than the idle
 //! time, or holds half the capacity, the previous one is dropped whole. A
@@ -19,21 +23,27 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tcpcopy_common::proto::{ClientMsg, HeaderRecord};
+use tcpcopy_common::proto::{Add6, ClientMsg, HeaderRecord, HeaderRecord6};
+
+use crate::capture::ring::ReplyRecord;
 
 /// A tcpcopy connection, numbered in accept order; never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u64);
 
-/// A session as the target sees it. Addresses and ports in host order
-/// except the address octets, which are kept as on the wire.
+/// A session of one family as the target sees it (`A`: the address octets,
+/// `[u8; 4]` or `[u8; 16]`). Ports in host order, the address octets as on
+/// the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RouteKey {
-    pub client_ip: [u8; 4],
+pub struct RouteKey<A = [u8; 4]> {
+    pub client_ip: A,
     pub client_port: u16,
-    pub target_ip: [u8; 4],
+    pub target_ip: A,
     pub target_port: u16,
 }
+
+/// An IPv6 session (see [`RouteKey`]).
+pub type RouteKey6 = RouteKey<[u8; 16]>;
 
 impl RouteKey {
     /// The session a CLIENT_ADD announces.
@@ -57,10 +67,103 @@ impl RouteKey {
     }
 }
 
+impl RouteKey6 {
+    /// The session an IPv6 announcement announces.
+    pub fn of_add6(msg: &Add6) -> Self {
+        Self {
+            client_ip: msg.client_ip,
+            client_port: msg.client_port,
+            target_ip: msg.target_ip,
+            target_port: msg.target_port,
+        }
+    }
+
+    /// The session an IPv6 reply belongs to.
+    pub fn of_record6(rec: &HeaderRecord6) -> Self {
+        Self {
+            client_ip: rec.dst_addr(),
+            client_port: rec.dst_port(),
+            target_ip: rec.src_addr(),
+            target_port: rec.src_port(),
+        }
+    }
+}
+
+/// A session of either family: what the route table is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionKey {
+    V4(RouteKey),
+    V6(RouteKey6),
+}
+
+impl SessionKey {
+    /// The session a reply of either family belongs to.
+    pub fn of_reply(rec: &ReplyRecord) -> Self {
+        match rec {
+            ReplyRecord::V4(r) => Self::V4(RouteKey::of_record(r)),
+            ReplyRecord::V6(r) => Self::V6(RouteKey6::of_record6(r)),
+        }
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        matches!(self, Self::V6(_))
+    }
+}
+
+impl From<RouteKey> for SessionKey {
+    fn from(key: RouteKey) -> Self {
+        Self::V4(key)
+    }
+}
+
+impl From<RouteKey6> for SessionKey {
+    fn from(key: RouteKey6) -> Self {
+        Self::V6(key)
+    }
+}
+
+/// One generation of routes, a map per family.
+#[derive(Default)]
+struct Generation {
+    v4: HashMap<RouteKey, PeerId>,
+    v6: HashMap<RouteKey6, PeerId>,
+}
+
+impl Generation {
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    fn get(&self, key: &SessionKey) -> Option<PeerId> {
+        match key {
+            SessionKey::V4(k) => self.v4.get(k).copied(),
+            SessionKey::V6(k) => self.v6.get(k).copied(),
+        }
+    }
+
+    fn contains(&self, key: &SessionKey) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn insert(&mut self, key: SessionKey, peer: PeerId) {
+        match key {
+            SessionKey::V4(k) => self.v4.insert(k, peer),
+            SessionKey::V6(k) => self.v6.insert(k, peer),
+        };
+    }
+
+    fn remove(&mut self, key: &SessionKey) -> Option<PeerId> {
+        match key {
+            SessionKey::V4(k) => self.v4.remove(k),
+            SessionKey::V6(k) => self.v6.remove(k),
+        }
+    }
+}
+
 /// Sessions -> the peer that announced them, aged in two generations.
 pub struct RouteTable {
-    current: HashMap<RouteKey, PeerId>,
-    previous: HashMap<RouteKey, PeerId>,
+    current: Generation,
+    previous: Generation,
     generation_started: Instant,
     idle: Duration,
     capacity: usize,
@@ -71,15 +174,15 @@ impl RouteTable {
     /// which never holds more than `capacity` routes (at least 2).
     pub fn new(now: Instant, idle: Duration, capacity: usize) -> Self {
         Self {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: Generation::default(),
+            previous: Generation::default(),
             generation_started: now,
             idle,
             capacity: capacity.max(2),
         }
     }
 
-    /// Routes held (current and previous generation).
+    /// Routes held (current and previous generation, both families).
     pub fn len(&self) -> usize {
         self.current.len() + self.previous.len()
     }
@@ -88,11 +191,17 @@ impl RouteTable {
         self.len() == 0
     }
 
+    /// IPv6 routes held.
+    pub fn len6(&self) -> usize {
+        self.current.v6.len() + self.previous.v6.len()
+    }
+
     /// Routes the replies of `key` to `peer` (a newer announcement wins).
     /// Returns how many routes aged out to make room.
-    pub fn announce(&mut self, key: RouteKey, peer: PeerId, now: Instant) -> usize {
+    pub fn announce(&mut self, key: impl Into<SessionKey>, peer: PeerId, now: Instant) -> usize {
+        let key = key.into();
         self.previous.remove(&key);
-        let aged = if self.current.len() >= self.capacity / 2 && !self.current.contains_key(&key) {
+        let aged = if self.current.len() >= self.capacity / 2 && !self.current.contains(&key) {
             self.rotate(now)
         } else {
             0
@@ -102,9 +211,9 @@ impl RouteTable {
     }
 
     /// Forgets `key` if `peer` owns it (a CLIENT_DEL).
-    pub fn withdraw(&mut self, key: &RouteKey, peer: PeerId) {
+    pub fn withdraw(&mut self, key: &SessionKey, peer: PeerId) {
         for generation in [&mut self.current, &mut self.previous] {
-            if generation.get(key) == Some(&peer) {
+            if generation.get(key) == Some(peer) {
                 generation.remove(key);
             }
         }
@@ -112,8 +221,8 @@ impl RouteTable {
 
     /// The live owner of `key`. A route whose owner is gone (`is_live`
     /// false) is forgotten and reported as no route.
-    pub fn lookup(&mut self, key: &RouteKey, is_live: impl Fn(PeerId) -> bool) -> Option<PeerId> {
-        if let Some(&peer) = self.current.get(key) {
+    pub fn lookup(&mut self, key: &SessionKey, is_live: impl Fn(PeerId) -> bool) -> Option<PeerId> {
+        if let Some(peer) = self.current.get(key) {
             if is_live(peer) {
                 return Some(peer);
             }
@@ -157,13 +266,28 @@ impl RouteTable {
 mod tests {
     use super::*;
 
-    fn key(port: u16) -> RouteKey {
-        RouteKey {
+    fn key(port: u16) -> SessionKey {
+        SessionKey::V4(RouteKey {
             client_ip: [198, 18, 1, 2],
             client_port: port,
             target_ip: [198, 18, 2, 2],
             target_port: 80,
-        }
+        })
+    }
+
+    /// The IPv6 session of the same numbers (2001:db8:1::2 -> 2001:db8:2::2).
+    fn key6(port: u16) -> SessionKey {
+        let mut client = [0u8; 16];
+        client[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1]);
+        client[15] = 2;
+        let mut target = client;
+        target[5] = 2;
+        SessionKey::V6(RouteKey6 {
+            client_ip: client,
+            client_port: port,
+            target_ip: target,
+            target_port: 80,
+        })
     }
 
     const A: PeerId = PeerId(1);
@@ -255,5 +379,68 @@ mod tests {
         // The newest routes are still there.
         assert_eq!(t.lookup(&key(999), live), Some(A));
         assert_eq!(t.lookup(&key(995), live), Some(A));
+    }
+
+    #[test]
+    fn an_ipv6_reply_finds_the_route_its_add6_announced() {
+        let add = Add6 {
+            client_ip: [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            client_port: 40000,
+            target_ip: [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            target_port: 80,
+        };
+        let mut ip = [0u8; 40];
+        ip[0] = 0x60;
+        ip[8..24].copy_from_slice(&add.target_ip);
+        ip[24..40].copy_from_slice(&add.client_ip);
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&80u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&40000u16.to_be_bytes());
+        let rec = HeaderRecord6::from_headers(&ip, 0, &tcp);
+        assert_eq!(RouteKey6::of_record6(&rec), RouteKey6::of_add6(&add));
+        let now = Instant::now();
+        let mut t = RouteTable::new(now, IDLE, 100);
+        t.announce(RouteKey6::of_add6(&add), A, now);
+        let reply = SessionKey::of_reply(&ReplyRecord::V6(rec));
+        assert!(reply.is_ipv6());
+        assert_eq!(t.lookup(&reply, live), Some(A));
+        assert_eq!(t.len6(), 1);
+    }
+
+    #[test]
+    fn the_families_never_share_a_route() {
+        let now = Instant::now();
+        let mut t = RouteTable::new(now, IDLE, 100);
+        t.announce(key(1), A, now);
+        assert_eq!(t.lookup(&key6(1), live), None);
+        t.announce(key6(1), B, now);
+        assert_eq!(t.lookup(&key(1), live), Some(A));
+        assert_eq!(t.lookup(&key6(1), live), Some(B));
+        t.withdraw(&key6(1), B);
+        assert_eq!(t.lookup(&key6(1), live), None);
+        assert_eq!(t.lookup(&key(1), live), Some(A));
+        assert_eq!((t.len(), t.len6()), (1, 0));
+    }
+
+    #[test]
+    fn both_families_age_together_within_one_capacity() {
+        let t0 = Instant::now();
+        let mut t = RouteTable::new(t0, IDLE, 10);
+        let mut aged = 0;
+        for port in 0..500 {
+            aged += t.announce(key(port), A, t0);
+            aged += t.announce(key6(port), B, t0);
+            assert!(t.len() <= 10, "{} routes after {port}", t.len());
+        }
+        assert_eq!(aged + t.len(), 1000);
+        assert_eq!(t.lookup(&key6(499), live), Some(B));
+        assert_eq!(t.lookup(&key(499), live), Some(A));
+        // Idle routes of either family age out.
+        let mut t = RouteTable::new(t0, IDLE, 100);
+        t.announce(key(1), A, t0);
+        t.announce(key6(1), A, t0);
+        t.expire(t0 + IDLE);
+        assert_eq!(t.expire(t0 + IDLE * 2), 2);
+        assert!(t.is_empty());
     }
 }
