@@ -246,7 +246,7 @@ pub struct Cli {
     #[arg(long = "response-ring-size", value_name = "BYTES", value_parser = parse_ring_size, requires = "compare")]
     pub response_ring_size: Option<u32>,
 
-    /// Memory for sessions and buffered packets, in megabytes.
+    /// Memory for sessions and buffered packets, in megabytes (split among the workers; with IPv4 and IPv6 rules, each family's sessions may use this much).
     #[arg(short = 'm', long = "memory", value_name = "MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
     pub memory_mb: u64,
 
@@ -604,6 +604,25 @@ impl Cli {
 
     /// Checks what clap cannot: options that contradict each other.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(pool) = &self.client_pool {
+            for (v6, family, covered) in [
+                (false, "IPv4", pool.covers::<[u8; 4]>()),
+                (true, "IPv6", pool.covers::<[u8; 16]>()),
+            ] {
+                if !covered
+                    && self
+                        .transfer
+                        .0
+                        .iter()
+                        .any(|t| t.rule.target.is_ipv6() == v6)
+                {
+                    return Err(format!(
+                        "-c has no {family} address, but a -x rule has an {family} target: \
+                         add one (e.g. -c 10.9.0.x,2001:db8:9::x)"
+                    ));
+                }
+            }
+        }
         let offline = self.offline_file().is_some();
         if !offline {
             let used: Vec<&str> = [
@@ -856,6 +875,24 @@ mod tests {
         assert!(cli.validate().unwrap_err().contains("MSS"));
         let cli = parse(&format!("{base} -c 198.18.2.2")).unwrap();
         assert!(cli.validate().unwrap_err().contains("target"));
+        // A pool needs an address of every rule's family.
+        let v6 = "-x 80-[2001:db8:2::2]:80 -s 198.18.2.3 -i eth0 -o eth1";
+        let cli = parse(&format!("{v6} -c 198.18.9.x")).unwrap();
+        assert!(
+            cli.validate()
+                .unwrap_err()
+                .contains("-c has no IPv6 address")
+        );
+        parse(&format!("{v6} -c 198.18.9.x,2001:db8:9::x"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        let cli = parse(&format!("{base} -c 2001:db8:9::x")).unwrap();
+        assert!(
+            cli.validate()
+                .unwrap_err()
+                .contains("-c has no IPv4 address")
+        );
         assert_eq!(
             parse(&format!("{base} --ring-size 64M")).unwrap().ring_size,
             64 << 20

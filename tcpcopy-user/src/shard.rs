@@ -7,7 +7,9 @@
 //! exists only when a rule has an IPv6 target. Client packets go to the
 //! engine of their IP version, replies to the engine of their record's
 //! family; a packet of a family without an engine goes to the IPv4 engine,
-//! which counts it as not its own (as it always did).
+//! which counts it as not its own (as it always did). Each engine holds
+//! its sessions to the memory cap (`-m`) on its own: with rules of both
+//! families, a shard may use the cap once per family.
 
 use std::collections::HashMap;
 

@@ -94,6 +94,12 @@ impl Snapshot {
             ("links".into(), r.links_total),
             ("announced".into(), r.links.announcements),
             ("announce_dropped".into(), r.links.announcements_dropped),
+            (
+                "announce6_unsupported".into(),
+                r.links.announcements6_unsupported,
+            ),
+            ("link_records".into(), r.links.records),
+            ("link_records6".into(), r.links.records6),
             ("link_failures".into(), r.links.failures),
             ("link_reconnects".into(), r.links.reconnects),
             ("source_dropped".into(), r.source_dropped.total()),

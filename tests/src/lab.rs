@@ -19,7 +19,7 @@
 //! container): each is an extra case, never a replacement of the default.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
     process::{Child, Command, Output, Stdio},
     sync::{
@@ -505,7 +505,8 @@ impl Lab {
     }
 
     /// Waits until something listens on TCP `addr` in `host`.
-    pub fn wait_for_port(&self, host: Host, addr: SocketAddrV4) {
+    pub fn wait_for_port(&self, host: Host, addr: impl Into<SocketAddr>) {
+        let addr = addr.into();
         let what = format!("a listener on {addr} in {host:?}");
         wait_until(&what, DEADLINE, || {
             let out = self.run(host, &["ss", "-Hltn"]);

@@ -2,7 +2,7 @@
 //! configuration and logs in the lab's directory.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
 };
 
@@ -13,7 +13,7 @@ use crate::{
 
 /// An nginx instance answering `200 ok` on every URI.
 pub struct Nginx {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// The lab host it runs in.
     pub host: Host,
     /// One line per request: `$request_method $request_uri $status`.
@@ -70,7 +70,7 @@ impl Nginx {
 
 /// Starts nginx in `host` listening on each of `ports` at `addr`; returns
 /// once the first port accepts.
-pub fn start_nginx(lab: &Lab, host: Host, addr: Ipv4Addr, ports: &[u16]) -> Nginx {
+pub fn start_nginx(lab: &Lab, host: Host, addr: impl Into<IpAddr>, ports: &[u16]) -> Nginx {
     start_nginx_with(lab, host, addr, ports, "")
 }
 
@@ -79,10 +79,11 @@ pub fn start_nginx(lab: &Lab, host: Host, addr: Ipv4Addr, ports: &[u16]) -> Ngin
 pub fn start_nginx_with(
     lab: &Lab,
     host: Host,
-    addr: Ipv4Addr,
+    addr: impl Into<IpAddr>,
     ports: &[u16],
     locations: &str,
 ) -> Nginx {
+    let addr = addr.into();
     let dir = lab
         .dir()
         .join(format!("nginx-{host:?}-{addr}-{}", ports[0]));
@@ -90,7 +91,10 @@ pub fn start_nginx_with(
     let access_log = dir.join("access.log");
     let listens: String = ports
         .iter()
-        .map(|p| format!("        listen {addr}:{p} reuseport backlog=4096;\n"))
+        .map(|p| {
+            let at = SocketAddr::new(addr, *p);
+            format!("        listen {at} reuseport backlog=4096;\n")
+        })
         .collect();
     let d = dir.display();
     let conf = format!(
@@ -129,10 +133,10 @@ pub fn start_nginx_with(
         &["nginx", "-p", &prefix, "-e", "stderr", "-c", &conf_arg],
     );
     for port in ports {
-        lab.wait_for_port(host, SocketAddrV4::new(addr, *port));
+        lab.wait_for_port(host, SocketAddr::new(addr, *port));
     }
     Nginx {
-        addr: SocketAddrV4::new(addr, ports[0]),
+        addr: SocketAddr::new(addr, ports[0]),
         host,
         access_log,
         files: dir.join("files"),
@@ -141,11 +145,12 @@ pub fn start_nginx_with(
 
 /// A redis-server instance without persistence.
 pub struct Redis {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
 }
 
 /// Starts redis-server in `host` on `addr:port`; returns once it accepts.
-pub fn start_redis(lab: &Lab, host: Host, addr: Ipv4Addr, port: u16) -> Redis {
+pub fn start_redis(lab: &Lab, host: Host, addr: impl Into<IpAddr>, port: u16) -> Redis {
+    let addr = addr.into();
     let dir = lab.dir().join(format!("redis-{host:?}-{port}"));
     std::fs::create_dir_all(&dir).expect("create the redis directory");
     let dir_arg = dir.to_string_lossy().into_owned();
@@ -172,7 +177,7 @@ pub fn start_redis(lab: &Lab, host: Host, addr: Ipv4Addr, port: u16) -> Redis {
             "no",
         ],
     );
-    let sock = SocketAddrV4::new(addr, port);
+    let sock = SocketAddr::new(addr, port);
     lab.wait_for_port(host, sock);
     Redis { addr: sock }
 }

@@ -188,6 +188,14 @@ impl ClientPool {
     /// time for the same client, of the client's family, never one for
     /// which `forbidden` is true (target addresses). `None` when the pool
     /// has nothing allowed of that family.
+    /// Whether the pool has addresses of family `A` (a session of a family
+    /// it has none of cannot be given an address).
+    pub fn covers<A: Address>(&self) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| p.len() == A::default().as_ref().len())
+    }
+
     pub fn map<A: Address>(&self, addr: A, seed: u64, forbidden: impl Fn(A) -> bool) -> Option<A> {
         let own = || {
             self.patterns
