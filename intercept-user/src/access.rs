@@ -104,7 +104,8 @@ impl fmt::Display for Cidr {
 
 /// Whether `addr` may connect under `allow` (empty: everyone).
 pub fn is_allowed(allow: &[Cidr], addr: impl Into<IpAddr>) -> bool {
-    let addr = addr.into();
+    // A listener on `::` sees IPv4 peers as IPv4-mapped IPv6 addresses.
+    let addr = addr.into().to_canonical();
     allow.is_empty() || allow.iter().any(|c| c.contains(addr))
 }
 

@@ -5,7 +5,11 @@
 //! syntax it expects. Short flags follow TCPCopy's intercept (`-i -F -p -b
 //! -l -d -P`).
 
-use std::{net::Ipv4Addr, net::SocketAddrV4, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use clap::Parser;
 use tcpcopy_common::proto::INTERCEPT_PORT;
@@ -109,14 +113,15 @@ pub struct Cli {
     #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = INTERCEPT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
-    /// Address to listen on for tcpcopy.
+    /// Address to listen on for tcpcopy (`::` listens on every IPv6 and
+    /// IPv4 address).
     #[arg(
         short = 'b',
         long = "bind",
         value_name = "IP",
         default_value = "0.0.0.0"
     )]
-    pub bind: Ipv4Addr,
+    pub bind: IpAddr,
 
     /// Only these networks may connect as tcpcopy (default: anyone), e.g. 198.18.2.0/24.
     #[arg(long = "allow", value_name = "CIDR[,CIDR]", value_delimiter = ',')]
@@ -216,7 +221,7 @@ impl Cli {
             interfaces,
             path: self.reply_path(),
             targets: self.all_targets(),
-            listen: SocketAddrV4::new(self.bind, self.port),
+            listen: SocketAddr::new(self.bind, self.port),
             allow: self.allow.clone(),
             ring_bytes: self.ring_bytes,
             peer_buffer: self.peer_buffer as usize,

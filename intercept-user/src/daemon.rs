@@ -16,7 +16,7 @@
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     io,
-    net::{IpAddr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     os::fd::AsRawFd,
     time::{Duration, Instant},
 };
@@ -80,7 +80,7 @@ pub struct DaemonConfig {
     pub interfaces: Vec<String>,
     pub path: ReplyPath,
     pub targets: Vec<Target>,
-    pub listen: SocketAddrV4,
+    pub listen: SocketAddr,
     pub allow: Vec<Cidr>,
     pub ring_bytes: u32,
     /// Most unsent bytes per peer.
@@ -104,7 +104,7 @@ pub enum DaemonError {
         "cannot listen for tcpcopy on {addr}: {source} (is another intercept running, or -b not an address of this host?)"
     )]
     Listen {
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         source: io::Error,
     },
     #[error("event loop: {0}")]
@@ -158,7 +158,7 @@ impl Intercept {
             program.add(target)?;
         }
         let ring = program.take_ring()?;
-        let listener = TcpListener::bind(SocketAddr::V4(config.listen)).map_err(|source| {
+        let listener = TcpListener::bind(config.listen).map_err(|source| {
             DaemonError::Listen {
                 addr: config.listen,
                 source,

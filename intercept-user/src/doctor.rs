@@ -14,7 +14,7 @@
 //! route will do). Both: the address tcpcopy connects to (free, or taken
 //! by a running intercept).
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv6Addr, TcpListener};
 
 use tcpcopy_runtime::{
     doctor::{Report, check_interface, check_xdp_attach},
@@ -56,7 +56,7 @@ pub fn run(cli: &Cli) -> Report {
             check_client_routes(&mut r, clients, &config.interfaces);
         }
     }
-    let listen = SocketAddr::V4(config.listen);
+    let listen = config.listen;
     match TcpListener::bind(listen) {
         Ok(_) => r.pass(
             &format!("listen address {listen}"),

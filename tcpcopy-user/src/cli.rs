@@ -401,7 +401,7 @@ pub struct InterceptList(pub Vec<(String, u16)>);
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "bad intercept list {input:?}: {why}; expected HOST[:PORT],... e.g. 10.0.0.3 or 10.0.0.3:36524,10.0.0.4"
+    "bad intercept list {input:?}: {why}; expected HOST[:PORT],... e.g. 10.0.0.3, 10.0.0.3:36524,10.0.0.4 or [2001:db8::3]:36524"
 )]
 pub struct InterceptListError {
     input: String,
@@ -418,9 +418,23 @@ impl FromStr for InterceptList {
         };
         let mut out = Vec::new();
         for item in s.split(',').map(str::trim) {
-            let (host, port) = match item.rsplit_once(':') {
-                Some((h, p)) => (h, parse_port(p).map_err(err)?),
-                None => (item, INTERCEPT_PORT),
+            let (host, port) = if let Some(rest) = item.strip_prefix('[') {
+                // [IPv6] or [IPv6]:PORT
+                let (h, after) = rest
+                    .split_once(']')
+                    .ok_or_else(|| err(format!("{item:?}: no ']' after the IPv6 address")))?;
+                match after.strip_prefix(':') {
+                    Some(p) => (h, parse_port(p).map_err(err)?),
+                    None if after.is_empty() => (h, INTERCEPT_PORT),
+                    None => return Err(err(format!("{item:?}: expected [IPv6]:PORT"))),
+                }
+            } else if item.parse::<Ipv6Addr>().is_ok() {
+                (item, INTERCEPT_PORT)
+            } else {
+                match item.rsplit_once(':') {
+                    Some((h, p)) => (h, parse_port(p).map_err(err)?),
+                    None => (item, INTERCEPT_PORT),
+                }
             };
             if host.is_empty() {
                 return Err(err("an empty host".into()));
@@ -809,6 +823,24 @@ mod tests {
                 e.contains("expected [ONLINE_IP:]PORT-TARGET_IP:PORT"),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn intercept_lists_take_ipv6_addresses() {
+        let l: InterceptList = "2001:db8::3, [2001:db8::4]:9999, [2001:db8::5]"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            l.0,
+            [
+                ("2001:db8::3".to_owned(), INTERCEPT_PORT),
+                ("2001:db8::4".to_owned(), 9999),
+                ("2001:db8::5".to_owned(), INTERCEPT_PORT),
+            ]
+        );
+        for bad in ["[2001:db8::4", "[2001:db8::4]9", "[2001:db8::4]:0"] {
+            assert!(bad.parse::<InterceptList>().is_err(), "{bad}");
         }
     }
 

@@ -306,7 +306,13 @@ impl Tcpcopy {
                     intercepts: cli
                         .intercept_list()
                         .iter()
-                        .map(|(h, p)| format!("{h}:{p}"))
+                        .map(|(h, p)| {
+                            if h.contains(':') {
+                                format!("[{h}]:{p}")
+                            } else {
+                                format!("{h}:{p}")
+                            }
+                        })
                         .collect(),
                     output: cli.output.clone().unwrap_or_default(),
                 })

@@ -137,20 +137,24 @@ fn greeting(payload_cap: Option<u32>) -> Vec<u8> {
     b
 }
 
-/// Resolves `host:port` to its first IPv4 address.
+/// Resolves `host:port` to its first IPv4 address, or its first IPv6 one
+/// when it has none (an intercept reachable over IPv6 only).
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, LinkError> {
     let name = format!("{host}:{port}");
-    let mut addrs = (host, port)
+    let all: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|source| LinkError::Resolve {
             name: name.clone(),
             source,
-        })?;
-    addrs
-        .find(SocketAddr::is_ipv4)
+        })?
+        .collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| all.first())
+        .copied()
         .ok_or_else(|| LinkError::Resolve {
             name,
-            source: io::Error::new(io::ErrorKind::NotFound, "no IPv4 address"),
+            source: io::Error::new(io::ErrorKind::NotFound, "no address"),
         })
 }
 

@@ -12,7 +12,7 @@
 use std::{
     collections::HashMap,
     io::{self, Read, Write},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
+    net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
     process::{Child, ExitStatus, Stdio},
@@ -84,9 +84,16 @@ impl InterceptProcess {
 
     /// As [`start`](Self::start), with a given intercept binary.
     pub fn start_binary(lab: &Lab, binary: &Path, args: &[&str]) -> Self {
-        let mut argv = vec!["-i", "eth0", "-b", "198.18.2.3"];
+        Self::start_bound(lab, binary, ASSISTANT_IP.into(), args)
+    }
+
+    /// As [`start_binary`](Self::start_binary), listening for tcpcopy on
+    /// `bind` (an address of the assistant, of either family).
+    pub fn start_bound(lab: &Lab, binary: &Path, bind: IpAddr, args: &[&str]) -> Self {
+        let bind_arg = bind.to_string();
+        let mut argv = vec!["-i", "eth0", "-b", &bind_arg];
         argv.extend_from_slice(args);
-        Self::spawn(lab, Host::Assistant, binary, ASSISTANT_IP, &argv)
+        Self::spawn(lab, Host::Assistant, binary, bind, &argv)
     }
 
     /// Starts intercept on the target itself (`--egress eth0`, no
@@ -100,10 +107,10 @@ impl InterceptProcess {
     pub fn start_egress_binary(lab: &Lab, binary: &Path, args: &[&str]) -> Self {
         let mut argv = vec!["--egress", "eth0", "-b", "198.18.2.2"];
         argv.extend_from_slice(args);
-        Self::spawn(lab, Host::Target, binary, TARGET_IP, &argv)
+        Self::spawn(lab, Host::Target, binary, TARGET_IP.into(), &argv)
     }
 
-    fn spawn(lab: &Lab, host: Host, binary: &Path, bind: Ipv4Addr, args: &[&str]) -> Self {
+    fn spawn(lab: &Lab, host: Host, binary: &Path, bind: IpAddr, args: &[&str]) -> Self {
         let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
         let log = lab.dir().join(format!("intercept-{n}.log"));
         let out = lab.dir().join(format!("intercept-{n}.out"));
@@ -126,11 +133,11 @@ impl InterceptProcess {
             out,
             pid_file,
         };
-        me.wait_listening(lab, host, SocketAddrV4::new(bind, INTERCEPT_PORT));
+        me.wait_listening(lab, host, SocketAddr::new(bind, INTERCEPT_PORT));
         me
     }
 
-    fn wait_listening(&mut self, lab: &Lab, host: Host, addr: SocketAddrV4) {
+    fn wait_listening(&mut self, lab: &Lab, host: Host, addr: SocketAddr) {
         let wanted = addr.to_string();
         wait_until("intercept listening", DEADLINE, || {
             if let Some(status) = self

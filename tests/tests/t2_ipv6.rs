@@ -3,15 +3,15 @@
 //! 2001:db8:2::/64, the target routing the client range to the
 //! assistant): real nginx and Redis over IPv6 replayed live, both families
 //! at once, and an IPv6 recording replayed offline. The control connection
-//! to intercept stays IPv4 (the protocol's IPv6 extension carries the
-//! sessions).
+//! to intercept is IPv4 in most (the protocol's IPv6 extension carries the
+//! sessions), IPv6 in the Redis one (an IPv6-only network).
 
 use std::time::Duration;
 
 use tcpcopy_tests::{
     capture::Tcpdump,
-    intercept::InterceptProcess,
-    lab::{Host, Lab, LabSpec, ONLINE_IP, ONLINE6_IP, TARGET_IP, TARGET6_IP},
+    intercept::{InterceptProcess, intercept_binary},
+    lab::{ASSISTANT6_IP, Host, Lab, LabSpec, ONLINE_IP, ONLINE6_IP, TARGET_IP, TARGET6_IP},
     servers::{Nginx, start_nginx, start_redis},
     tcpcopy::{TcpcopyProcess, run_to_end},
     wait::{DEADLINE, wait_until},
@@ -26,7 +26,12 @@ fn lab() -> Lab {
 
 /// tcpcopy on the online host with rules `rules`, plus `extra`.
 fn start_tcpcopy(lab: &Lab, rules: &str, extra: &[&str]) -> TcpcopyProcess {
-    let mut args = vec!["-x", rules, "-s", "198.18.2.3", "-i", "eth0", "-o", "eth1"];
+    start_tcpcopy_via(lab, "198.18.2.3", rules, extra)
+}
+
+/// As [`start_tcpcopy`], with intercept at `intercept` (`-s`).
+fn start_tcpcopy_via(lab: &Lab, intercept: &str, rules: &str, extra: &[&str]) -> TcpcopyProcess {
+    let mut args = vec!["-x", rules, "-s", intercept, "-i", "eth0", "-o", "eth1"];
     args.extend_from_slice(extra);
     TcpcopyProcess::start(lab, &args)
 }
@@ -96,8 +101,14 @@ fn redis_over_ipv6_leaves_the_same_keys_and_values_on_the_target() {
     let lab = lab();
     let online = start_redis(&lab, Host::Online, ONLINE6_IP, 6379);
     let target = start_redis(&lab, Host::Target, TARGET6_IP, 6379);
-    let _intercept = InterceptProcess::start(&lab, &["--target", "[2001:db8:2::2]:6379"]);
-    let tcpcopy = start_tcpcopy(&lab, "6379-[2001:db8:2::2]:6379", &[]);
+    // IPv6 all the way: intercept listens on its IPv6 address only.
+    let _intercept = InterceptProcess::start_bound(
+        &lab,
+        intercept_binary(),
+        ASSISTANT6_IP.into(),
+        &["--target", "[2001:db8:2::2]:6379"],
+    );
+    let tcpcopy = start_tcpcopy_via(&lab, "[2001:db8:2::3]", "6379-[2001:db8:2::2]:6379", &[]);
     lab.run(
         Host::Client,
         &[
