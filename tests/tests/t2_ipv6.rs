@@ -266,3 +266,53 @@ fn an_ipv6_recording_is_replayed_offline() {
     assert_eq!(done.summary_number("completed:"), 14, "{}", done.stdout);
     assert_eq!(done.summary_number("failed:"), 0, "{}", done.stdout);
 }
+
+#[test]
+fn compare_finds_the_planted_differences_over_ipv6() {
+    use tcpcopy_tests::servers::{COMPARE_PRODUCTION, COMPARE_TARGET, start_nginx_with};
+    let lab = lab();
+    let _online = start_nginx_with(&lab, Host::Online, ONLINE6_IP, &[80], COMPARE_PRODUCTION);
+    let _target = start_nginx_with(&lab, Host::Target, TARGET6_IP, &[80], COMPARE_TARGET);
+    let _intercept = InterceptProcess::start(&lab, &["--target", "[2001:db8:2::2]:80"]);
+    let mut tcpcopy = start_tcpcopy(&lab, "80-[2001:db8:2::2]:80", &["--compare", "http"]);
+    // One keep-alive connection asking the five URIs, then one each: ten
+    // exchanges, six of them different at the target.
+    let urls: Vec<String> = ["same", "status", "body", "header", "json"]
+        .iter()
+        .map(|p| format!("http://[2001:db8:1::1]/cmp/{p}"))
+        .collect();
+    let mut all = vec!["curl", "-gs"];
+    for u in &urls {
+        all.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    lab.run(Host::Client, &all);
+    for u in &urls {
+        lab.run(Host::Client, &["curl", "-gs", "-o", "/dev/null", u]);
+    }
+    tcpcopy.wait_stats("ten exchanges compared", |s| s["compared"] >= 10);
+    let (status, stats) = tcpcopy.stop();
+    assert!(status.success());
+    let got = |k: &str| stats.get(k).copied().unwrap_or(u64::MAX);
+    assert_eq!(
+        (
+            got("compared"),
+            got("compare_equal"),
+            got("compare_different")
+        ),
+        (10, 4, 6),
+        "{stats:?}"
+    );
+    assert_eq!(
+        (
+            got("compare_status"),
+            got("compare_header"),
+            got("compare_body")
+        ),
+        (2, 2, 2),
+        "{stats:?}"
+    );
+    assert!(
+        got("xdp_responses") >= 10,
+        "production's IPv6 answers: {stats:?}"
+    );
+}
