@@ -28,6 +28,7 @@ use mio::{
 };
 use tcpcopy_common::proto::{CAP_ON_TARGET, MAX_RECORD_PAYLOAD};
 use tcpcopy_runtime::process::StopSignal;
+use tcpcopy_runtime::tc::EgressAttach;
 use tcpcopy_runtime::xdp::{XdpError, XdpModePolicy};
 
 use crate::{
@@ -120,6 +121,9 @@ pub struct Intercept {
     announced: Option<AnnouncedTable>,
     listener: TcpListener,
     attached: Vec<(String, String)>,
+    /// A TC program is attached as a clsact filter (kernels without TCX):
+    /// removing it at exit goes through rtnetlink.
+    filter_attached: bool,
 }
 
 impl Intercept {
@@ -128,6 +132,7 @@ impl Intercept {
     /// tcpcopy port. Nothing runs until [`run`](Self::run).
     pub fn start(config: DaemonConfig) -> Result<Self, DaemonError> {
         let mut attached = Vec::new();
+        let mut filter_attached = false;
         let (mut program, announced): (Box<dyn ReplyCapture>, _) = match &config.path {
             ReplyPath::Assistant { xdp_mode } => {
                 let mut program = ReplyProgram::load_with_ring(config.ring_bytes)?;
@@ -147,6 +152,7 @@ impl Intercept {
                 let announced = program.take_announced()?;
                 for iface in &config.interfaces {
                     let how = program.attach_egress(iface)?;
+                    filter_attached |= how == EgressAttach::Filter;
                     tracing::info!(iface, ?how, "TC egress reply program attached");
                     attached.push((iface.clone(), format!("TC egress {how:?}").to_lowercase()));
                 }
@@ -178,6 +184,7 @@ impl Intercept {
             announced,
             listener,
             attached,
+            filter_attached,
         })
     }
 
@@ -191,6 +198,13 @@ impl Intercept {
         &self.attached
     }
 
+    /// Whether stopping needs CAP_NET_ADMIN: a TC program attached as a
+    /// clsact filter (kernels without TCX) is removed through rtnetlink;
+    /// XDP and TCX links go away with their file descriptors.
+    pub fn detaches_through_netlink(&self) -> bool {
+        self.filter_attached
+    }
+
     /// Serves until `stop` fires, then flushes what it can, logs the final
     /// statistics, detaches XDP and returns those statistics.
     pub fn run(self, mut stop: StopSignal) -> Result<Stats, DaemonError> {
@@ -201,6 +215,7 @@ impl Intercept {
             announced,
             mut listener,
             attached: _,
+            filter_attached: _,
         } = self;
         let mut poll = Poll::new().map_err(DaemonError::Poll)?;
         let registry = poll.registry();

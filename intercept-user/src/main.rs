@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use intercept_user::{cli::Cli, daemon::Intercept};
-use tcpcopy_runtime::process::{PidFile, StopSignal, daemonize, init_logging};
+use tcpcopy_runtime::{
+    privilege::{self, Capability},
+    process::{PidFile, StopSignal, daemonize, init_logging},
+};
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "doctor") {
@@ -41,6 +44,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set up (program attached, port bound): keeps only what serving still
+/// uses, while the process has one thread: nothing, but CAP_NET_ADMIN to
+/// remove a TC program attached as a clsact filter at exit, and on older
+/// kernels a BPF capability to use the program's maps.
+fn give_up_privileges(intercept: &Intercept) -> anyhow::Result<()> {
+    let mut keep = Vec::new();
+    if intercept.detaches_through_netlink() {
+        keep.push(Capability::CAP_NET_ADMIN);
+    }
+    keep.extend(privilege::bpf_capability_still_needed());
+    let d = privilege::drop_capabilities(&keep).context("giving up privileges")?;
+    tracing::info!(
+        kept = privilege::names(&d.kept),
+        dropped = d.dropped,
+        "capabilities dropped"
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     // Relative to where we were started, before -d moves us to /.
     let pid_path = match &cli.pid_file {
@@ -65,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map(PidFile::create)
         .transpose()
         .context("writing the pid file")?;
+    give_up_privileges(&intercept)?;
     tracing::info!(pid = std::process::id(), "serving tcpcopy");
     intercept.run(stop).context("serving")?;
     Ok(())

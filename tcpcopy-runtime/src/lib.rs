@@ -9,11 +9,13 @@
 //! [`process`] holds what both daemons do as processes: signals, the pid
 //! file, running in the background, logging. [`netdev`] reads what the
 //! `doctor` commands check about interfaces and the host's IPv4 settings,
-//! and [`doctor`] is how they print it.
+//! and [`doctor`] is how they print it. [`privilege`] gives up the
+//! capabilities a daemon no longer needs once it is set up.
 
 pub mod doctor;
 pub mod netdev;
 pub mod object;
+pub mod privilege;
 pub mod process;
 pub mod tc;
 pub mod xdp;

@@ -9,7 +9,10 @@ use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
-use tcpcopy_runtime::process::{PidFile, StopSignal, daemonize, init_logging};
+use tcpcopy_runtime::{
+    privilege::{self, Capability},
+    process::{PidFile, StopSignal, daemonize, init_logging},
+};
 use tcpcopy_user::{cli::Cli, daemon::Tcpcopy, doctor::DoctorCli};
 
 fn main() -> ExitCode {
@@ -55,6 +58,27 @@ fn doctor() -> ExitCode {
     }
 }
 
+/// Set up (programs attached, sockets open): keeps only what the replay
+/// still uses, while the process has one thread. Sending keeps
+/// CAP_NET_ADMIN: an unresolved next hop is solicited through rtnetlink
+/// (RTM_NEWNEIGH), and a TC program attached as a clsact filter (kernels
+/// without TCX) is detached through it at exit. Older kernels need a BPF
+/// capability to read the programs' maps.
+fn give_up_privileges(cli: &Cli) -> anyhow::Result<()> {
+    let mut keep = Vec::new();
+    if !cli.dry_run {
+        keep.push(Capability::CAP_NET_ADMIN);
+    }
+    keep.extend(privilege::bpf_capability_still_needed());
+    let d = privilege::drop_capabilities(&keep).context("giving up privileges")?;
+    tracing::info!(
+        kept = privilege::names(&d.kept),
+        dropped = d.dropped,
+        "capabilities dropped"
+    );
+    Ok(())
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let pid_path = match &cli.pid_file {
         Some(p) => Some(std::path::absolute(p).context("resolving the pid file path")?),
@@ -82,6 +106,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .map(PidFile::create)
         .transpose()
         .context("writing the pid file")?;
+    give_up_privileges(cli)?;
     tracing::info!(pid = std::process::id(), "replaying");
     let outcome = tcpcopy.run(stop).context("running")?;
     if let Some(summary) = &outcome.summary {
