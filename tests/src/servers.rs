@@ -221,6 +221,44 @@ impl Redis {
             .collect()
     }
 
+    /// Waits until this Redis (in `host`: a replay's target) holds as many
+    /// keys as `production` (in `production_host`), then asserts every key
+    /// and value is the same (counters and lists too: every command, in
+    /// order, exactly once). Production must hold more than `min_keys`.
+    pub fn assert_same_keys_as(
+        &self,
+        lab: &Lab,
+        host: Host,
+        production: &Redis,
+        production_host: Host,
+        min_keys: usize,
+    ) {
+        let want = production.dump(lab, production_host);
+        assert!(
+            want.len() > min_keys,
+            "production holds {} keys",
+            want.len()
+        );
+        let want_size = production.dbsize(lab, production_host);
+        wait_until("the target to hold production's keys", DEADLINE, || {
+            let n = self.dbsize(lab, host);
+            if n >= want_size {
+                Ok(())
+            } else {
+                Err(format!("{n} of {want_size} keys"))
+            }
+        });
+        let got = self.dump(lab, host);
+        let differ: Vec<_> = want
+            .iter()
+            .zip(&got)
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .collect();
+        assert_eq!(got.len(), want.len(), "key count");
+        assert!(differ.is_empty(), "values differ: {differ:?}");
+    }
+
     /// DBSIZE.
     pub fn dbsize(&self, lab: &Lab, host: Host) -> u64 {
         let (h, p) = (self.addr.ip().to_string(), self.addr.port().to_string());
@@ -228,6 +266,52 @@ impl Redis {
         out.trim()
             .parse()
             .unwrap_or_else(|e| panic!("DBSIZE said {out:?}: {e}"))
+    }
+}
+
+/// redis-benchmark from the client to `host` (an IPv4 or IPv6 address):
+/// SET, INCR and LPUSH over random keys, 3,000 requests each, 20
+/// connections.
+pub fn redis_benchmark(lab: &Lab, host: &str) {
+    lab.run(
+        Host::Client,
+        &[
+            "redis-benchmark",
+            "-h",
+            host,
+            "-p",
+            "6379",
+            "-t",
+            "set,incr,lpush",
+            "-n",
+            "3000",
+            "-r",
+            "100000",
+            "-c",
+            "20",
+            "-d",
+            "24",
+            "-q",
+        ],
+    );
+}
+
+/// `--compare` tests: the ten exchanges of [`COMPARE_PRODUCTION`]'s URIs
+/// on `base` (e.g. `http://198.18.1.1`): one keep-alive connection asking
+/// all five, then one connection each; six of them different at a target
+/// serving [`COMPARE_TARGET`].
+pub fn compare_http_exchanges(lab: &Lab, base: &str) {
+    let urls: Vec<String> = ["same", "status", "body", "header", "json"]
+        .iter()
+        .map(|p| format!("{base}/cmp/{p}"))
+        .collect();
+    let mut all = vec!["curl", "-gs"];
+    for u in &urls {
+        all.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    lab.run(Host::Client, &all);
+    for u in &urls {
+        lab.run(Host::Client, &["curl", "-gs", "-o", "/dev/null", u]);
     }
 }
 

@@ -10,7 +10,9 @@
 use tcpcopy_tests::{
     intercept::{InterceptProcess, StatsLine},
     lab::{Host, Lab, ONLINE_IP, TARGET_IP},
-    servers::{COMPARE_PRODUCTION, COMPARE_TARGET, start_nginx_with, start_redis},
+    servers::{
+        COMPARE_PRODUCTION, COMPARE_TARGET, compare_http_exchanges, start_nginx_with, start_redis,
+    },
     tcpcopy::TcpcopyProcess,
 };
 
@@ -37,21 +39,8 @@ fn start(lab: &Lab, port: u16, input: &str, extra: &[&str]) -> TcpcopyProcess {
     TcpcopyProcess::start(lab, &a.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
-/// One keep-alive connection asking all five comparison URIs, then one
-/// connection each: ten exchanges, six of them different at the target.
 fn http_exchanges(lab: &Lab) {
-    let urls: Vec<String> = ["same", "status", "body", "header", "json"]
-        .iter()
-        .map(|p| format!("http://{ONLINE_IP}/cmp/{p}"))
-        .collect();
-    let mut all = vec!["curl", "-s"];
-    for u in &urls {
-        all.extend(["-o", "/dev/null", u.as_str()]);
-    }
-    lab.run(Host::Client, &all);
-    for u in &urls {
-        lab.run(Host::Client, &["curl", "-s", "-o", "/dev/null", u]);
-    }
+    compare_http_exchanges(lab, &format!("http://{ONLINE_IP}"));
 }
 
 /// The planted differences, exactly: 10 compared, 4 equal (the same URI

@@ -12,7 +12,7 @@ use tcpcopy_tests::{
     capture::Tcpdump,
     intercept::{InterceptProcess, intercept_binary},
     lab::{ASSISTANT6_IP, Host, Lab, LabSpec, ONLINE_IP, ONLINE6_IP, TARGET_IP, TARGET6_IP},
-    servers::{Nginx, start_nginx, start_redis},
+    servers::{Nginx, redis_benchmark, start_nginx, start_redis},
     tcpcopy::{TcpcopyProcess, run_to_end},
     wait::{DEADLINE, wait_until},
 };
@@ -109,48 +109,8 @@ fn redis_over_ipv6_leaves_the_same_keys_and_values_on_the_target() {
         &["--target", "[2001:db8:2::2]:6379"],
     );
     let tcpcopy = start_tcpcopy_via(&lab, "[2001:db8:2::3]", "6379-[2001:db8:2::2]:6379", &[]);
-    lab.run(
-        Host::Client,
-        &[
-            "redis-benchmark",
-            "-h",
-            "2001:db8:1::1",
-            "-p",
-            "6379",
-            "-t",
-            "set,incr,lpush",
-            "-n",
-            "3000",
-            "-r",
-            "100000",
-            "-c",
-            "20",
-            "-d",
-            "24",
-            "-q",
-        ],
-    );
-    let want = online.dump(&lab, Host::Online);
-    assert!(want.len() > 1000, "production holds {} keys", want.len());
-    let want_size = online.dbsize(&lab, Host::Online);
-    wait_until("the target to hold production's keys", DEADLINE, || {
-        let n = target.dbsize(&lab, Host::Target);
-        if n >= want_size {
-            Ok(())
-        } else {
-            Err(format!("{n} of {want_size} keys"))
-        }
-    });
-    // Counters and lists too: every command, in order, exactly once.
-    let got = target.dump(&lab, Host::Target);
-    assert_eq!(got.len(), want.len(), "key count");
-    let differ: Vec<_> = want
-        .iter()
-        .zip(&got)
-        .filter(|(a, b)| a != b)
-        .take(5)
-        .collect();
-    assert!(differ.is_empty(), "values differ: {differ:?}");
+    redis_benchmark(&lab, "2001:db8:1::1");
+    target.assert_same_keys_as(&lab, Host::Target, &online, Host::Online, 1000);
     let (status, _) = tcpcopy.stop();
     assert!(status.success());
 }
@@ -269,26 +229,15 @@ fn an_ipv6_recording_is_replayed_offline() {
 
 #[test]
 fn compare_finds_the_planted_differences_over_ipv6() {
-    use tcpcopy_tests::servers::{COMPARE_PRODUCTION, COMPARE_TARGET, start_nginx_with};
+    use tcpcopy_tests::servers::{
+        COMPARE_PRODUCTION, COMPARE_TARGET, compare_http_exchanges, start_nginx_with,
+    };
     let lab = lab();
     let _online = start_nginx_with(&lab, Host::Online, ONLINE6_IP, &[80], COMPARE_PRODUCTION);
     let _target = start_nginx_with(&lab, Host::Target, TARGET6_IP, &[80], COMPARE_TARGET);
     let _intercept = InterceptProcess::start(&lab, &["--target", "[2001:db8:2::2]:80"]);
     let mut tcpcopy = start_tcpcopy(&lab, "80-[2001:db8:2::2]:80", &["--compare", "http"]);
-    // One keep-alive connection asking the five URIs, then one each: ten
-    // exchanges, six of them different at the target.
-    let urls: Vec<String> = ["same", "status", "body", "header", "json"]
-        .iter()
-        .map(|p| format!("http://[2001:db8:1::1]/cmp/{p}"))
-        .collect();
-    let mut all = vec!["curl", "-gs"];
-    for u in &urls {
-        all.extend(["-o", "/dev/null", u.as_str()]);
-    }
-    lab.run(Host::Client, &all);
-    for u in &urls {
-        lab.run(Host::Client, &["curl", "-gs", "-o", "/dev/null", u]);
-    }
+    compare_http_exchanges(&lab, "http://[2001:db8:1::1]");
     tcpcopy.wait_stats("ten exchanges compared", |s| s["compared"] >= 10);
     let (status, stats) = tcpcopy.stop();
     assert!(status.success());

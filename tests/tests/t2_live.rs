@@ -11,7 +11,7 @@ use std::{
 use tcpcopy_tests::{
     intercept::InterceptProcess,
     lab::{Host, Lab, ONLINE_IP, TARGET_IP},
-    servers::{Nginx, start_nginx, start_redis},
+    servers::{Nginx, redis_benchmark, start_nginx, start_redis},
     tcpcopy::TcpcopyProcess,
     wait::{DEADLINE, wait_until},
 };
@@ -155,48 +155,8 @@ fn redis_benchmark_leaves_the_same_keys_and_values_on_the_target() {
     let target = start_redis(&lab, Host::Target, TARGET_IP, 6379);
     let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:6379"]);
     let tcpcopy = start_tcpcopy(&lab, 6379, &[]);
-    lab.run(
-        Host::Client,
-        &[
-            "redis-benchmark",
-            "-h",
-            "198.18.1.1",
-            "-p",
-            "6379",
-            "-t",
-            "set,incr,lpush",
-            "-n",
-            "3000",
-            "-r",
-            "100000",
-            "-c",
-            "20",
-            "-d",
-            "24",
-            "-q",
-        ],
-    );
-    let want = online.dump(&lab, Host::Online);
-    assert!(want.len() > 1000, "production holds {} keys", want.len());
-    let want_size = online.dbsize(&lab, Host::Online);
-    wait_until("the target to hold production's keys", DEADLINE, || {
-        let n = target.dbsize(&lab, Host::Target);
-        if n >= want_size {
-            Ok(())
-        } else {
-            Err(format!("{n} of {want_size} keys"))
-        }
-    });
-    // Counters and lists must match too: every command, in order, exactly once.
-    let got = target.dump(&lab, Host::Target);
-    let differ: Vec<_> = want
-        .iter()
-        .zip(&got)
-        .filter(|(a, b)| a != b)
-        .take(5)
-        .collect();
-    assert_eq!(got.len(), want.len(), "key count");
-    assert!(differ.is_empty(), "values differ: {differ:?}");
+    redis_benchmark(&lab, "198.18.1.1");
+    target.assert_same_keys_as(&lab, Host::Target, &online, Host::Online, 1000);
     let (status, _) = tcpcopy.stop();
     assert!(status.success());
 }
