@@ -6,14 +6,14 @@
 //!
 //! IPv6 ([`crate::lab::LabSpec::ipv6`]): a stand-in announces IPv6
 //! sessions with `Add6` ([`TcpcopyPeer::announce6`]) and reads IPv6 record
-//! frames; [`ClientSession6`] replays a session with [`RawIp6Sender`];
+//! frames; [`ClientSession6`] replays a session with an IPv6
+//! [`RawIpSender`](crate::raw::RawIpSender);
 //! [`HttpResponder`] answers on the target for either family.
 
 use std::{
     collections::HashMap,
     io::{self, Read, Write},
     net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
     process::{Child, ExitStatus, Stdio},
     sync::{
@@ -618,57 +618,6 @@ pub fn expected_record6(frame: &[u8]) -> Option<HeaderRecord6> {
     let kept = tcp.len().min(44);
     rec.bytes[40..40 + kept].copy_from_slice(&tcp[..kept]);
     Some(rec)
-}
-
-/// A raw IPv6 socket (`IPPROTO_RAW`: the packets carry their own header),
-/// to send hand-built IPv6 packets from a host with a source address it
-/// does not own (what tcpcopy does).
-pub struct RawIp6Sender {
-    fd: OwnedFd,
-}
-
-impl RawIp6Sender {
-    /// Opens the socket in `host`'s namespace.
-    pub fn open(lab: &Lab, host: Host) -> Self {
-        let _ns = lab.enter(host);
-        // SAFETY: plain socket(2); the fd is owned right away.
-        let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW) };
-        assert!(
-            fd >= 0,
-            "raw IPv6 socket in {host:?}: {}",
-            io::Error::last_os_error()
-        );
-        // SAFETY: a fresh descriptor nobody else owns.
-        Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        }
-    }
-
-    /// Sends one IPv6 packet (fixed header included) to its destination.
-    pub fn send(&self, packet: &[u8]) {
-        assert!(packet.len() >= 40, "an IPv6 packet");
-        // SAFETY: sockaddr_in6 is plain data; all-zero is a valid start.
-        let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        addr.sin6_addr.s6_addr.copy_from_slice(&packet[24..40]);
-        // SAFETY: valid buffer and address for the duration of the call.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                packet.as_ptr().cast(),
-                packet.len(),
-                0,
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            sent,
-            packet.len() as isize,
-            "raw IPv6 send: {}",
-            io::Error::last_os_error()
-        );
-    }
 }
 
 /// A minimal HTTP server in a lab host, for either family: every request

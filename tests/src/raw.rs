@@ -1,4 +1,4 @@
-//! Raw packet I/O inside the lab: send hand-built IPv4 packets from a host
+//! Raw packet I/O inside the lab: send hand-built IPv4 or IPv6 packets from a host
 //! with a source address it does not own (what tcpcopy does), and tap an
 //! interface to see exactly which frames went out or came in.
 //!
@@ -13,50 +13,62 @@ use std::{
 
 use crate::lab::{Host, Lab};
 
-/// A raw IPv4 socket (`IPPROTO_RAW`: the packets carry their own header).
+/// A raw IP socket (`IPPROTO_RAW`: the packets carry their own header) of
+/// one family.
 pub struct RawIpSender {
     fd: OwnedFd,
+    family: libc::c_int,
 }
 
 impl RawIpSender {
-    /// Opens the socket in `host`'s namespace.
+    /// Opens an IPv4 socket in `host`'s namespace.
     pub fn open(lab: &Lab, host: Host) -> Self {
+        Self::open_family(lab, host, libc::AF_INET)
+    }
+
+    /// Opens an IPv6 socket in `host`'s namespace.
+    pub fn open6(lab: &Lab, host: Host) -> Self {
+        Self::open_family(lab, host, libc::AF_INET6)
+    }
+
+    fn open_family(lab: &Lab, host: Host, family: libc::c_int) -> Self {
         let _ns = lab.enter(host);
         // SAFETY: plain socket(2); the fd is owned right away.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        let fd = unsafe { libc::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW) };
         assert!(
             fd >= 0,
-            "raw socket in {host:?}: {}",
+            "raw socket (family {family}) in {host:?}: {}",
             io::Error::last_os_error()
         );
-        // SAFETY: a fresh descriptor nobody else owns.
         Self {
+            // SAFETY: a fresh descriptor nobody else owns.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            family,
         }
     }
 
-    /// Sends one IPv4 packet (header included) to its destination address.
+    /// Sends one packet of the socket's family (header included) to its
+    /// destination address.
     pub fn send(&self, packet: &[u8]) {
-        assert!(packet.len() >= 20, "an IPv4 packet");
-        let dst: [u8; 4] = packet[16..20].try_into().expect("4 bytes");
-        let addr = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(dst),
-            },
-            sin_zero: [0; 8],
-        };
-        // SAFETY: valid buffer and address for the duration of the call.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                packet.as_ptr().cast(),
-                packet.len(),
-                0,
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
+        let sent = if self.family == libc::AF_INET {
+            assert!(packet.len() >= 20, "an IPv4 packet");
+            let dst: [u8; 4] = packet[16..20].try_into().expect("4 bytes");
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(dst),
+                },
+                sin_zero: [0; 8],
+            };
+            self.send_to(packet, &addr)
+        } else {
+            assert!(packet.len() >= 40, "an IPv6 packet");
+            // SAFETY: sockaddr_in6 is plain data; all-zero is a valid start.
+            let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            addr.sin6_addr.s6_addr.copy_from_slice(&packet[24..40]);
+            self.send_to(packet, &addr)
         };
         assert_eq!(
             sent,
@@ -64,6 +76,21 @@ impl RawIpSender {
             "raw send: {}",
             io::Error::last_os_error()
         );
+    }
+
+    fn send_to<T>(&self, packet: &[u8], addr: &T) -> isize {
+        // SAFETY: valid buffer and address (of its family's sockaddr type)
+        // for the duration of the call.
+        unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (addr as *const T).cast(),
+                size_of::<T>() as libc::socklen_t,
+            )
+        }
     }
 }
 

@@ -14,9 +14,7 @@ use aya::programs::{SchedClassifier, tc::TcAttachType};
 use tcpcopy_tests::{
     capture::Tcpdump,
     frames::{ACK, FIN, SYN, Segment},
-    intercept::{
-        ClientSession, ClientSession6, HttpResponder, InterceptProcess, RawIp6Sender, TcpcopyPeer,
-    },
+    intercept::{ClientSession, ClientSession6, HttpResponder, InterceptProcess, TcpcopyPeer},
     lab::{CLIENT6_IP, Host, Lab, LabSpec, ONLINE_IP, TARGET_IP, TARGET6_IP},
     raw::RawIpSender,
     servers::start_nginx,
@@ -412,7 +410,7 @@ fn ipv6_replies_to_replayed_clients_never_leave_the_target() {
     peer.announce6(&ranged);
     peer.announce6(&announced);
     intercept.wait_stats("both IPv6 announcements", |s| s["announced6"] == 2);
-    let sender = RawIp6Sender::open(&lab, Host::Online);
+    let sender = RawIpSender::open6(&lab, Host::Online);
     for session in [&ranged, &announced] {
         sender.send(&session.syn().packet());
         let syn_ack = peer.wait_record6(session, "the IPv6 SYN-ACK record", |r| {

@@ -15,8 +15,8 @@ use tcpcopy_tests::{
     flood::{FloodPlan, TestRunFrames, mac_of},
     frames::{ACK, FIN, SYN},
     intercept::{
-        ClientSession, ClientSession6, HttpResponder, InterceptProcess, RawIp6Sender, StatsLine,
-        TcpcopyPeer, expected_record, expected_record6, seq_ack6,
+        ClientSession, ClientSession6, HttpResponder, InterceptProcess, StatsLine, TcpcopyPeer,
+        expected_record, expected_record6, seq_ack6,
     },
     lab::{ASSISTANT_IP, CLIENT6_IP, Host, Lab, LabSpec, TARGET_IP, TARGET6_IP},
     raw::{Direction, PacketTap, RawIpSender},
@@ -626,7 +626,7 @@ struct Scene6 {
     target_tap: PacketTap,
     online_tap: PacketTap,
     sender: RawIpSender,
-    sender6: RawIp6Sender,
+    sender6: RawIpSender,
     /// Every reply the target sent so far (from the tap), oldest first.
     sent4: Vec<HeaderRecord>,
     sent6: Vec<HeaderRecord6>,
@@ -666,7 +666,7 @@ impl Scene6 {
         let target_tap = PacketTap::open(&lab, Host::Target, "eth0");
         let online_tap = PacketTap::open(&lab, Host::Online, "eth1");
         let sender = RawIpSender::open(&lab, Host::Online);
-        let sender6 = RawIp6Sender::open(&lab, Host::Online);
+        let sender6 = RawIpSender::open6(&lab, Host::Online);
         Self {
             lab,
             server,
