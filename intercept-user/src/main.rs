@@ -49,17 +49,12 @@ fn main() -> ExitCode {
 /// remove a TC program attached as a clsact filter at exit, and on older
 /// kernels a BPF capability to use the program's maps.
 fn give_up_privileges(intercept: &Intercept) -> anyhow::Result<()> {
-    let mut keep = Vec::new();
-    if intercept.detaches_through_netlink() {
-        keep.push(Capability::CAP_NET_ADMIN);
-    }
-    keep.extend(privilege::bpf_capability_still_needed());
-    let d = privilege::drop_capabilities(&keep).context("giving up privileges")?;
-    tracing::info!(
-        kept = privilege::names(&d.kept),
-        dropped = d.dropped,
-        "capabilities dropped"
-    );
+    let keep: &[Capability] = if intercept.detaches_through_netlink() {
+        &[Capability::CAP_NET_ADMIN]
+    } else {
+        &[]
+    };
+    privilege::keep_only(keep).context("giving up privileges")?;
     Ok(())
 }
 

@@ -66,6 +66,21 @@ pub fn drop_capabilities(keep: &[Capability]) -> Result<Dropped, PrivilegeError>
     })
 }
 
+/// What a set-up daemon does: keeps `keep` and what its BPF objects still
+/// need on this kernel ([`bpf_capability_still_needed`]), drops the rest
+/// ([`drop_capabilities`]) and logs what it kept.
+pub fn keep_only(keep: &[Capability]) -> Result<Dropped, PrivilegeError> {
+    let mut keep = keep.to_vec();
+    keep.extend(bpf_capability_still_needed());
+    let d = drop_capabilities(&keep)?;
+    tracing::info!(
+        kept = names(&d.kept),
+        dropped = d.dropped,
+        "capabilities dropped"
+    );
+    Ok(d)
+}
+
 /// The capability operations on BPF objects we already hold still need, on
 /// this kernel: none from Linux 6.5 on (map lookups and updates through a
 /// file descriptor need no capability), CAP_BPF before that when

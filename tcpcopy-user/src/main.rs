@@ -65,17 +65,12 @@ fn doctor() -> ExitCode {
 /// without TCX) is detached through it at exit. Older kernels need a BPF
 /// capability to read the programs' maps.
 fn give_up_privileges(cli: &Cli) -> anyhow::Result<()> {
-    let mut keep = Vec::new();
-    if !cli.dry_run {
-        keep.push(Capability::CAP_NET_ADMIN);
-    }
-    keep.extend(privilege::bpf_capability_still_needed());
-    let d = privilege::drop_capabilities(&keep).context("giving up privileges")?;
-    tracing::info!(
-        kept = privilege::names(&d.kept),
-        dropped = d.dropped,
-        "capabilities dropped"
-    );
+    let keep: &[Capability] = if cli.dry_run {
+        &[]
+    } else {
+        &[Capability::CAP_NET_ADMIN]
+    };
+    privilege::keep_only(keep).context("giving up privileges")?;
     Ok(())
 }
 

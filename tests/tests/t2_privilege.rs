@@ -108,6 +108,7 @@ fn set_up_daemons_keep_only_what_they_still_use() {
         if n >= 5 { Ok(()) } else { Err(format!("{n}")) }
     });
     assert_eq!(online.requests().len(), 5);
+    tcpcopy.wait_stats("every session completed", |s| s["closed_completed"] >= 5);
     let (status, stats) = tcpcopy.stop();
     assert!(
         status.success(),
