@@ -201,10 +201,11 @@ mod tests {
         out
     }
 
-    /// (l3 offset, extension bytes, TCP header length, ports), or what else.
-    fn parse(
-        bytes: &[u8],
-    ) -> Result<Result<(usize, usize, usize, u16, u16), &'static str>, Malformed> {
+    /// (l3 offset, extension bytes, TCP header length, ports).
+    type Layout = (usize, usize, usize, u16, u16);
+
+    /// The layout of a TCP frame, or what else it is.
+    fn parse(bytes: &[u8]) -> Result<Result<Layout, &'static str>, Malformed> {
         let frame = Frame::from_slice(bytes);
         let (et, l3) = link_layer(&frame)?;
         assert!(super::super::is_ipv6(et));
