@@ -131,7 +131,11 @@ const PORT_ATTEMPTS: usize = 4096;
 /// Segment queues kept for reuse (their small allocations).
 const MAX_SPARE_QUEUES: usize = 4096;
 
-/// Hash maps keyed by packed endpoints: a seeded multiply-xorshift.
+/// Hash maps keyed by packed endpoints: a seeded folded multiply (the
+/// 128-bit product's halves xored), which mixes every input bit into both
+/// ends of the hash (hashbrown takes the bucket from the low bits, a tag
+/// from the top ones) with one multiplication: every packet and reply
+/// hashes at least once.
 #[derive(Clone, Copy)]
 struct KeyHash(u64);
 
@@ -150,11 +154,13 @@ impl Hasher for KeyHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = mix64(self.0 ^ u64::from(*b));
+            self.write_u64(u64::from(*b));
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = mix64(self.0 ^ v);
+        // An odd constant with its bits spread (2^64 / golden ratio).
+        let product = u128::from(self.0 ^ v) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
     }
     fn write_u32(&mut self, v: u32) {
         self.write_u64(u64::from(v));
@@ -534,11 +540,10 @@ impl<A: Address> Engine<A> {
             self.stats.sessions_refused_port += 1;
             return;
         };
-        let mut session = Session::new(now, origin, copy, client, target);
-        if let Some(q) = self.spare_queues.pop() {
-            session.reuse_queue(q);
-        }
-        let idx = self.insert(session);
+        // An emptied queue of an ended session, if any: its capacity saves
+        // this one allocating.
+        let segs = self.spare_queues.pop().unwrap_or_default();
+        let idx = self.insert(|| Session::new(now, origin, copy, client, target, segs));
         self.compare_open(idx);
         self.out.announcements.push(Announcement { client, target });
         let step = self.run(idx, now, |s, cx| {
@@ -740,15 +745,24 @@ impl<A: Address> Engine<A> {
         self.sessions.get(idx).expect("live slot")
     }
 
-    fn insert(&mut self, session: Session<A>) -> u32 {
-        let okey = origin_key(session.origin, session.copy);
-        let rkey = session.client.packed(0);
-        self.census.add(session.state, 1);
-        let idx = self.sessions.insert(session);
-        if is_direct(self.session(idx)) {
+    /// Stores the session `make` returns (built in place) and indexes it.
+    fn insert(&mut self, make: impl FnOnce() -> Session<A>) -> u32 {
+        let idx = self.sessions.insert_with(make);
+        let session = self.session(idx);
+        let (okey, rkey) = (
+            origin_key(session.origin, session.copy),
+            session.client.packed(0),
+        );
+        let (state, direct) = (session.state, is_direct(session));
+        self.census.add(state, 1);
+        if direct {
             // Found through `by_replay`; an older remapped session of the
-            // same client must no longer answer for it.
-            self.by_origin.remove(&okey);
+            // same client must no longer answer for it (if there is any:
+            // without copies the map stays empty, and hashing for nothing
+            // costs).
+            if !self.by_origin.is_empty() {
+                self.by_origin.remove(&okey);
+            }
         } else {
             self.by_origin.insert(okey, idx);
         }
@@ -838,28 +852,39 @@ impl<A: Address> Engine<A> {
     }
 
     /// Carries out what a session asked for, then re-arms its timer.
-    fn apply(&mut self, idx: u32, now: Instant, mut step: Step) {
-        loop {
-            match step {
-                Step::Continue => break,
-                Step::Remove => {
-                    self.remove(idx);
-                    return;
-                }
-                Step::End(reason) => {
-                    self.end(idx, now, reason);
-                    return;
-                }
-                Step::Reconnect { target_reset } => {
-                    step = self.reconnect(idx, now, target_reset);
-                }
-            }
+    fn apply(&mut self, idx: u32, now: Instant, step: Step) {
+        if step != Step::Continue && !self.carry_out(idx, now, step) {
+            return;
         }
         if self.memory_used() > self.config.memory_cap {
             self.end(idx, now, CloseReason::MemoryCap);
             return;
         }
         self.rearm(idx);
+    }
+
+    /// Removes, ends or reconnects session `idx` as `step` asks; returns
+    /// whether it goes on (reconnected). Out of line: inlined, its set-up
+    /// would run in [`apply`](Self::apply) for every input, though nearly
+    /// all of them continue.
+    #[inline(never)]
+    fn carry_out(&mut self, idx: u32, now: Instant, mut step: Step) -> bool {
+        loop {
+            match step {
+                Step::Continue => return true,
+                Step::Remove => {
+                    self.remove(idx);
+                    return false;
+                }
+                Step::End(reason) => {
+                    self.end(idx, now, reason);
+                    return false;
+                }
+                Step::Reconnect { target_reset } => {
+                    step = self.reconnect(idx, now, target_reset);
+                }
+            }
+        }
     }
 
     fn end(&mut self, idx: u32, now: Instant, reason: CloseReason) {

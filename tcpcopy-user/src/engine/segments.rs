@@ -34,7 +34,12 @@ pub struct Segment {
     /// an eight-byte `Instant`: every idle session keeps room for a few
     /// segments.
     pub captured_ms: u32,
-    /// The IPv4 packet.
+    /// Header lengths of `buf` (IP, TCP), as validated at capture: a frame
+    /// copied from it needs no validation again. (They fit in the struct's
+    /// padding.)
+    pub ip_len: u8,
+    pub tcp_len: u8,
+    /// The IP packet.
     pub buf: Vec<u8>,
 }
 
@@ -80,6 +85,8 @@ impl Segment {
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
             captured_ms: wrapping_ms(now),
+            ip_len: pkt.ip_header_len() as u8,
+            tcp_len: pkt.tcp_header_len() as u8,
             buf,
         }
     }
@@ -109,6 +116,8 @@ impl Segment {
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
             captured_ms: wrapping_ms(now),
+            ip_len: pkt.ip_header_len() as u8,
+            tcp_len: pkt.tcp_header_len() as u8,
             buf,
         }
     }
@@ -154,6 +163,8 @@ impl Segment {
             ts_offset: opts.timestamp_offset.unwrap_or(0),
             tsval: opts.timestamp.map_or(0, |t| t.0),
             captured_ms: wrapping_ms(now),
+            ip_len: pkt.ip_header_len() as u8,
+            tcp_len: pkt.tcp_header_len() as u8,
             buf,
         }
     }
@@ -186,6 +197,17 @@ impl SegmentPool {
         if self.free.len() < Self::MAX_FREE && v.capacity() <= Self::MAX_KEPT_CAPACITY {
             self.free.push(v);
         }
+    }
+}
+
+/// Empties `segs`, giving their buffers back to `pool`. (Popping, not
+/// `drain(..)`: an empty queue, the usual case, costs one check, and a
+/// drain's set-up and drop guard cost more than the few segments a queue
+/// holds.)
+#[inline]
+fn give_all(segs: &mut VecDeque<Segment>, pool: &mut SegmentPool) {
+    while let Some(seg) = segs.pop_front() {
+        pool.give(seg.buf);
     }
 }
 
@@ -313,9 +335,7 @@ impl SegmentQueue {
     /// Frees the kept segments (the target answered); returns the bytes.
     pub fn release_kept(&mut self, pool: &mut SegmentPool) -> usize {
         let freed = self.kept_bytes;
-        for seg in self.kept.drain(..) {
-            pool.give(seg.buf);
-        }
+        give_all(&mut self.kept, pool);
         self.kept_bytes = 0;
         self.bytes -= freed;
         freed
@@ -335,9 +355,8 @@ impl SegmentQueue {
     /// Drops everything; returns the bytes freed.
     pub fn clear(&mut self, pool: &mut SegmentPool) -> usize {
         let freed = self.bytes;
-        for seg in self.segs.drain(..).chain(self.kept.drain(..)) {
-            pool.give(seg.buf);
-        }
+        give_all(&mut self.segs, pool);
+        give_all(&mut self.kept, pool);
         self.sent = 0;
         self.bytes = 0;
         self.kept_bytes = 0;
@@ -421,7 +440,13 @@ impl SegmentQueue {
         out.segments += 1;
         out.bytes += seg.buf.capacity();
         self.bytes += seg.buf.capacity();
-        self.segs.insert(at, seg);
+        if at == self.segs.len() {
+            // In order, the usual case: `insert` would take its general
+            // path (and a zero-length shift) for it.
+            self.segs.push_back(seg);
+        } else {
+            self.segs.insert(at, seg);
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Segment> {
@@ -442,6 +467,8 @@ mod tests {
             ts_offset: 0,
             tsval: 0,
             captured_ms: wrapping_ms(at),
+            ip_len: 20,
+            tcp_len: 20,
             buf: Vec::new(),
         };
         let wrap = Instant::from_micros((1u64 << 32) * 1000);

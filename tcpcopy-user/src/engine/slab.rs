@@ -15,7 +15,9 @@ pub struct Slot<T> {
 }
 
 pub struct Slab<T> {
-    chunks: Vec<Box<[Slot<T>]>>,
+    /// Arrays, not slices: their length is known where a slot is looked
+    /// up, so indexing one is not bounds-checked again.
+    chunks: Vec<Box<[Slot<T>; CHUNK]>>,
     free: Vec<u32>,
     /// Slots handed out so far (used or freed).
     used_slots: u32,
@@ -45,19 +47,29 @@ impl<T> Slab<T> {
 
     /// Stores `value`; returns its index.
     pub fn insert(&mut self, value: T) -> u32 {
+        self.insert_with(|| value)
+    }
+
+    /// Stores the value `make` returns, built in its slot rather than
+    /// moved there (a large value costs a copy); returns its index.
+    pub fn insert_with(&mut self, make: impl FnOnce() -> T) -> u32 {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
                 let i = self.used_slots;
                 if i as usize == self.chunks.len() * CHUNK {
-                    self.chunks.push(
-                        (0..CHUNK)
-                            .map(|_| Slot {
-                                generation: 0,
-                                value: None,
-                            })
-                            .collect(),
-                    );
+                    // Built on the heap (a whole chunk on the stack
+                    // could overflow it).
+                    let chunk: Box<[Slot<T>]> = (0..CHUNK)
+                        .map(|_| Slot {
+                            generation: 0,
+                            value: None,
+                        })
+                        .collect();
+                    let Ok(chunk) = chunk.try_into() else {
+                        unreachable!("{CHUNK} slots collected");
+                    };
+                    self.chunks.push(chunk);
                 }
                 self.used_slots += 1;
                 i
@@ -65,7 +77,7 @@ impl<T> Slab<T> {
         };
         let slot = self.slot_mut(idx).expect("allocated above");
         debug_assert!(slot.value.is_none());
-        slot.value = Some(value);
+        slot.value = Some(make());
         self.len += 1;
         idx
     }

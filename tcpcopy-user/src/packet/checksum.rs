@@ -15,12 +15,12 @@ pub fn sum(data: &[u8]) -> u32 {
     let rest = if data.len() < SHORT {
         // Headers and small segments (most of what the engine sums): plain
         // 8-byte loads, no vector set-up.
-        let mut words = data.chunks_exact(8);
-        for w in &mut words {
-            let v = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
-            acc += (v & 0xffff_ffff) + (v >> 32);
+        let mut rest = data;
+        while let Some((w, tail)) = rest.split_first_chunk::<8>() {
+            acc = add_carry(acc, u64::from_ne_bytes(*w));
+            rest = tail;
         }
-        words.remainder()
+        rest
     } else {
         let mut words = data.chunks_exact(4);
         for w in &mut words {
@@ -28,11 +28,8 @@ pub fn sum(data: &[u8]) -> u32 {
         }
         words.remainder()
     };
-    acc += tail_sum(rest);
-    // 2^32 and 2^16 are both 1 modulo 0xffff: fold the carries back in.
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    let folded = fold((acc & 0xffff) as u32 + (acc >> 16) as u32);
+    acc = add_carry(acc, tail_sum(rest));
+    let folded = fold64(acc);
     u32::from(if cfg!(target_endian = "little") {
         folded.swap_bytes()
     } else {
@@ -40,30 +37,54 @@ pub fn sum(data: &[u8]) -> u32 {
     })
 }
 
+/// Ones'-complement addition in 64 bits (the carry out added back in: an
+/// add and an add-with-carry), which agrees with the 16-bit one modulo
+/// 0xffff (2^64 - 1 is a multiple of it).
+fn add_carry(a: u64, b: u64) -> u64 {
+    let (s, carry) = a.overflowing_add(b);
+    s + u64::from(carry)
+}
+
 /// Below this many bytes, [`sum`] reads 8-byte words without vectorizing.
 const SHORT: usize = 128;
 
 /// The native-endian sum of the last 0 to 7 bytes, which start at an even
 /// offset: a 16-bit word adds the same wherever it sits in a wider word,
-/// and an odd last byte is the first of a zero-padded word.
+/// and an odd last byte is the first of a zero-padded word. (One load per
+/// bit of the length, not a loop: headers end here on every packet.)
 fn tail_sum(rest: &[u8]) -> u64 {
+    debug_assert!(rest.len() < 8);
     let mut acc = 0u64;
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        acc += u64::from(u16::from_ne_bytes([p[0], p[1]]));
+    let mut rest = rest;
+    if let Some((w, tail)) = rest.split_first_chunk::<4>() {
+        acc += u64::from(u32::from_ne_bytes(*w));
+        rest = tail;
     }
-    if let [b] = pairs.remainder() {
+    if let Some((w, tail)) = rest.split_first_chunk::<2>() {
+        acc += u64::from(u16::from_ne_bytes(*w));
+        rest = tail;
+    }
+    if let [b] = rest {
         acc += u64::from(u16::from_ne_bytes([*b, 0]));
     }
     acc
 }
 
 /// Folds a sum to 16 bits (end-around carry).
-pub fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+pub fn fold(sum: u32) -> u16 {
+    // The halves added with the carry back in (an add and an
+    // add-with-carry; no loop: this runs several times per packet). It
+    // cannot carry again: a carry leaves at most 0xfffe.
+    let (half, carry) = (sum as u16).overflowing_add((sum >> 16) as u16);
+    half + u16::from(carry)
+}
+
+/// Folds a 64-bit sum to 16 bits (end-around carries: 2^32 and 2^16 are
+/// both 1 modulo 0xffff).
+pub fn fold64(sum: u64) -> u16 {
+    // The halves added, the carry back in (it cannot carry again).
+    let (half, carry) = (sum as u32).overflowing_add((sum >> 32) as u32);
+    fold(half + u32::from(carry))
 }
 
 /// The checksum field value for data whose (unfolded) sum is `sum`.
@@ -144,6 +165,14 @@ mod tests {
             );
         }
         data.fill(0xff);
+        // Every word all ones: a carry out of every addition.
+        for len in 0..300 {
+            assert_eq!(
+                fold(sum(&data[..len])),
+                reference(&data[..len]),
+                "len {len}"
+            );
+        }
         assert_eq!(fold(sum(&data)), 0xffff);
         assert!(sum(&data) <= 0xffff);
         assert_eq!(sum(&[]), 0);

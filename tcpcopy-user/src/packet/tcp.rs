@@ -136,6 +136,27 @@ impl<T: AsRef<[u8]>, A: Address> TcpPacket<T, A> {
         })
     }
 
+    /// A view of a packet [`new_checked`](Self::new_checked) accepted
+    /// before (or a copy of it: all of `buf`, no padding), with the header
+    /// lengths it found: not validated again. Wrong lengths make accessors
+    /// panic, as a failed check would have; they never read out of bounds.
+    pub fn new_validated(buf: T, ip_len: usize, tcp_len: usize) -> Self {
+        let total_len = buf.as_ref().len();
+        let lens = |p: TcpPacket<&[u8], A>| (p.ip_len, p.tcp_len, p.total_len);
+        debug_assert_eq!(
+            TcpPacket::new_checked(buf.as_ref()).map(lens),
+            Ok((ip_len, tcp_len, total_len)),
+            "not the lengths of a valid packet"
+        );
+        Self {
+            buf,
+            ip_len,
+            tcp_len,
+            total_len,
+            family: PhantomData,
+        }
+    }
+
     fn b(&self) -> &[u8] {
         self.buf.as_ref()
     }
@@ -353,51 +374,46 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>, A: Address> TcpPacket<T, A> {
         let th: &mut [u8; TCP_HEADER_LEN] = (&mut tcp[..TCP_HEADER_LEN])
             .try_into()
             .expect("a checked TCP header");
-        let word = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+        // RFC 1624 accumulators (`!checksum`, then the changes), in native
+        // byte order (see `delta`).
+        let field = |b: &[u8], at: usize| u64::from(!u16::from_ne_bytes([b[at], b[at + 1]]));
         let mut ip_acc = if A::HEADER_CHECKSUM {
-            u32::from(!word(iph, 10))
+            field(iph, 10)
         } else {
             0
         };
-        let mut tcp_acc = u32::from(!word(th, 16));
+        let mut tcp_acc = field(th, 16);
         // Addresses: in the IP header and in the TCP pseudo-header.
         let alen = size_of::<A>();
         for (at, new) in [(A::SRC_AT, r.src), (A::DST_AT, r.dst)] {
             let new = new.as_ref();
-            for k in (0..alen).step_by(2) {
-                let (old, new) = (word(iph, at + k), u16::from_be_bytes([new[k], new[k + 1]]));
-                delta(&mut ip_acc, old, new);
-                delta(&mut tcp_acc, old, new);
-            }
+            let change = delta(&iph[at..at + alen], new);
+            ip_acc += change;
+            tcp_acc += change;
             iph[at..at + alen].copy_from_slice(new);
         }
-        for (at, new) in [(0, r.src_port), (2, r.dst_port)] {
-            delta(&mut tcp_acc, word(th, at), new);
-            th[at..at + 2].copy_from_slice(&new.to_be_bytes());
-        }
+        let mut ports = [0; 4];
+        ports[..2].copy_from_slice(&r.src_port.to_be_bytes());
+        ports[2..].copy_from_slice(&r.dst_port.to_be_bytes());
+        tcp_acc += delta(&th[0..4], &ports);
+        th[0..4].copy_from_slice(&ports);
         if let Some(ack) = r.ack {
             let new = ack.to_be_bytes();
-            for k in [0, 2] {
-                delta(
-                    &mut tcp_acc,
-                    word(th, 8 + k),
-                    u16::from_be_bytes([new[k], new[k + 1]]),
-                );
-            }
+            tcp_acc += delta(&th[8..12], &new);
             th[8..12].copy_from_slice(&new);
-            let old = word(th, 12);
-            let new = old | u16::from(TcpFlags::ACK.0);
-            delta(&mut tcp_acc, old, new);
-            th[12..14].copy_from_slice(&new.to_be_bytes());
+            let flags = [th[12], th[13] | TcpFlags::ACK.0];
+            tcp_acc += delta(&th[12..14], &flags);
+            th[12..14].copy_from_slice(&flags);
         }
         if let Some(window) = r.window {
-            delta(&mut tcp_acc, word(th, 14), window);
-            th[14..16].copy_from_slice(&window.to_be_bytes());
+            let new = window.to_be_bytes();
+            tcp_acc += delta(&th[14..16], &new);
+            th[14..16].copy_from_slice(&new);
         }
         if A::HEADER_CHECKSUM {
-            iph[10..12].copy_from_slice(&(!checksum::fold(ip_acc)).to_be_bytes());
+            iph[10..12].copy_from_slice(&(!checksum::fold64(ip_acc)).to_ne_bytes());
         }
-        th[16..18].copy_from_slice(&(!checksum::fold(tcp_acc)).to_be_bytes());
+        th[16..18].copy_from_slice(&(!checksum::fold64(tcp_acc)).to_ne_bytes());
     }
 
     pub fn set_src_addr(&mut self, addr: A) {
@@ -454,11 +470,27 @@ pub struct Rewrite<A: Address = [u8; 4]> {
     pub window: Option<u16>,
 }
 
-/// Adds the change of one 16-bit word (`old` -> `new`) to an RFC 1624
-/// accumulator (which starts as `!checksum`).
+/// What replacing the bytes `old` with `new` (an even number of bytes, at
+/// an even offset) adds to an RFC 1624 accumulator (which starts as
+/// `!checksum`). Words are read in native byte order: the ones'-complement
+/// sum of byte-swapped words is the byte-swapped sum (RFC 1071), so the
+/// checksum is written back in native order too and nothing is swapped;
+/// and 32-bit words, which add as their two halves do (2^16 = 1 modulo
+/// 0xffff), halve the additions.
 #[inline(always)]
-fn delta(acc: &mut u32, old: u16, new: u16) {
-    *acc += u32::from(!old) + u32::from(new);
+fn delta(old: &[u8], new: &[u8]) -> u64 {
+    debug_assert!(old.len() == new.len() && old.len().is_multiple_of(2));
+    let (mut old_words, mut new_words) = (old.chunks_exact(4), new.chunks_exact(4));
+    let mut acc = 0;
+    for (o, n) in (&mut old_words).zip(&mut new_words) {
+        let word = |b: &[u8]| u64::from(u32::from_ne_bytes(b.try_into().expect("4 bytes")));
+        acc += (word(o) ^ 0xffff_ffff) + word(n);
+    }
+    if let ([o0, o1], [n0, n1]) = (old_words.remainder(), new_words.remainder()) {
+        acc +=
+            u64::from(!u16::from_ne_bytes([*o0, *o1])) + u64::from(u16::from_ne_bytes([*n0, *n1]));
+    }
+    acc
 }
 
 /// A TCP segment to build from scratch (the engine's own SYNs, ACKs, RSTs
@@ -508,7 +540,11 @@ impl<A: Address> SegmentRepr<'_, A> {
         th[16..20].copy_from_slice(&[0, 0, 0, 0]);
         let (opts, payload) = rest.split_at_mut(self.options.len());
         opts.copy_from_slice(self.options);
-        payload.copy_from_slice(self.payload);
+        // The ACKs and resets built here have none (and a call to `memcpy`
+        // costs more than nothing).
+        if !self.payload.is_empty() {
+            payload.copy_from_slice(self.payload);
+        }
         let pseudo = A::pseudo_header(self.src, self.dst, tcp_len as u32);
         let tcp_check = checksum::finish(pseudo + checksum::sum(t));
         t[16..18].copy_from_slice(&tcp_check.to_be_bytes());
@@ -615,6 +651,64 @@ pub(crate) mod tests {
             q.set_ack(SeqNumber(0x8000_0001));
             q.set_window(65535);
             assert_eq!(a, b);
+        }
+    }
+
+    /// Random fields, and fields that make the checksum arithmetic carry
+    /// or cancel (all ones, zero): the one-pass rewrite writes exactly the
+    /// bytes the setters (each its own incremental update) write.
+    #[test]
+    fn rewrite_matches_the_setters_for_any_values() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            match state % 4 {
+                0 => 0,
+                1 => u32::MAX,
+                _ => (state >> 32) as u32,
+            }
+        };
+        for _ in 0..5000 {
+            let (mut a, ts) = ([0u8; 4], rnd());
+            a.copy_from_slice(&rnd().to_be_bytes());
+            let ts_opt = ts.to_be_bytes();
+            let opts = [
+                1, 1, 8, 10, ts_opt[0], ts_opt[1], ts_opt[2], ts_opt[3], 0, 0, 0, 0,
+            ];
+            let mut pkt = sample(&rnd().to_be_bytes()[..rnd() as usize % 5], &opts);
+            pkt[12..16].copy_from_slice(&a);
+            pkt[24..28].copy_from_slice(&rnd().to_be_bytes());
+            pkt[33] = (rnd() as u8) & 0x3f;
+            Ipv4TcpPacket::new_checked(&mut pkt[..])
+                .unwrap()
+                .fill_checksums();
+            let r = Rewrite {
+                src: rnd().to_be_bytes(),
+                dst: rnd().to_be_bytes(),
+                src_port: rnd() as u16,
+                dst_port: rnd() as u16,
+                ack: (rnd() % 2 == 0).then(|| SeqNumber(rnd())),
+                window: (rnd() % 2 == 0).then(|| rnd() as u16),
+            };
+            let (mut a, mut b) = (pkt.clone(), pkt);
+            let mut p = Ipv4TcpPacket::new_checked(&mut a[..]).unwrap();
+            p.rewrite(&r);
+            assert!(p.checksums_ok());
+            let mut q = Ipv4TcpPacket::new_checked(&mut b[..]).unwrap();
+            q.set_src_addr(r.src);
+            q.set_dst_addr(r.dst);
+            q.set_src_port(r.src_port);
+            q.set_dst_port(r.dst_port);
+            if let Some(ack) = r.ack {
+                q.set_flags(q.flags() | TcpFlags::ACK);
+                q.set_ack(ack);
+            }
+            if let Some(window) = r.window {
+                q.set_window(window);
+            }
+            assert_eq!(a, b, "{r:?}");
         }
     }
 

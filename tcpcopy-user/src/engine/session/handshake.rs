@@ -6,8 +6,9 @@ use super::{Ctx, OUR_WINDOW, Session, State, Step};
 use crate::{
     engine::{outbox::EventKind, reply::Reply, segments::Segment, time::Instant},
     packet::{
-        Address, SeqNumber, TcpFlags, TcpOptions, TcpPacket, options::write_syn_options,
-        tcp::SegmentRepr,
+        Address, SeqNumber, TcpFlags, TcpOptions, TcpPacket,
+        options::write_syn_options,
+        tcp::{SegmentRepr, TCP_HEADER_LEN},
     },
 };
 
@@ -109,6 +110,8 @@ impl<A: Address> Session<A> {
             ts_offset: if tsval.is_some() { 20 + 4 + 4 } else { 0 },
             tsval: tsval.unwrap_or(0),
             captured_ms: crate::engine::segments::wrapping_ms(cx.now),
+            ip_len: A::HEADER_LEN as u8,
+            tcp_len: (TCP_HEADER_LEN + n) as u8,
             buf,
         };
         *cx.buffered += seg.buf.capacity();

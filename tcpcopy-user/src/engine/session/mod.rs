@@ -190,13 +190,17 @@ pub struct Session<A: Address = [u8; 4]> {
 }
 
 impl<A: Address> Session<A> {
+    /// A session about to start, buffering its segments in `segs` (empty;
+    /// a reused queue keeps its capacity).
     pub fn new(
         now: Instant,
         origin: Endpoint<A>,
         copy: u16,
         client: Endpoint<A>,
         target: Endpoint<A>,
+        segs: SegmentQueue,
     ) -> Self {
+        debug_assert!(segs.is_empty());
         Self {
             origin,
             copy,
@@ -253,14 +257,8 @@ impl<A: Address> Session<A> {
             wait_at: Instant::NEVER,
             hole_since: Instant::NEVER,
             close_at: Instant::NEVER,
-            segs: SegmentQueue::default(),
+            segs,
         }
-    }
-
-    /// Gives the session an empty queue with capacity to reuse.
-    pub fn reuse_queue(&mut self, q: SegmentQueue) {
-        debug_assert!(q.is_empty());
-        self.segs = q;
     }
 
     /// Takes the (empty: the session ended) queue out for reuse.

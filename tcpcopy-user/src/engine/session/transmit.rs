@@ -12,7 +12,14 @@ use crate::packet::{
 
 impl<A: Address> Session<A> {
     pub(super) fn rto(&self, cx: &Ctx<'_, A>) -> std::time::Duration {
-        (cx.config.rto * (1u32 << self.backoff.min(16))).min(cx.config.rto_max)
+        // No multiplication before the first retransmission (nearly
+        // always): a `Duration` product carries nanoseconds into seconds,
+        // with overflow checks, and this runs on every first send.
+        let backed_off = match self.backoff {
+            0 => cx.config.rto,
+            n => cx.config.rto * (1u32 << n.min(16)),
+        };
+        backed_off.min(cx.config.rto_max)
     }
 
     /// Sends the next unsent segment for the first time.
@@ -53,7 +60,11 @@ impl<A: Address> Session<A> {
         });
         let syn = seg.flags.syn();
         let frame = cx.out.push_frame_copy(&seg.buf);
-        let mut p = TcpPacket::<_, A>::new_checked(frame).expect("buffered packets are valid");
+        let mut p = TcpPacket::<_, A>::new_validated(
+            frame,
+            usize::from(seg.ip_len),
+            usize::from(seg.tcp_len),
+        );
         p.rewrite(&Rewrite {
             src: self.client.addr,
             dst: self.target.addr,
