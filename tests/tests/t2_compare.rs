@@ -319,7 +319,18 @@ fn under_keep_alive_load_every_exchange_is_compared() {
     let online = tcpcopy_tests::servers::start_nginx(&lab, Host::Online, ONLINE_IP, &[80]);
     let target = tcpcopy_tests::servers::start_nginx(&lab, Host::Target, TARGET_IP, &[80]);
     let _intercept = InterceptProcess::start(&lab, &["--target", "198.18.2.2:80"]);
-    let mut tcpcopy = start(&lab, 80, "eth0", &["--compare", "http", "--workers", "2"]);
+    // A ring four times the default: wrk at full speed, two nginx,
+    // intercept and tcpcopy share 2 cores, and a stall of the replay under
+    // that would overflow the default ring now and then (counted
+    // xdp_ring_full, and the sessions it cut end as capture holes). What is
+    // tested here is the comparison under reordering and pipelining;
+    // capture capacity is `bench live`'s.
+    let mut tcpcopy = start(
+        &lab,
+        80,
+        "eth0",
+        &["--compare", "http", "--workers", "2", "--ring-size", "64M"],
+    );
     // Keep-alive connections, many requests each: the replay falls behind
     // production and pipelines; production's answers wait for the
     // target's, and segments come reordered across CPUs.
@@ -335,10 +346,17 @@ fn under_keep_alive_load_every_exchange_is_compared() {
     );
     let want = online.requests_settled(&lab).len() as u64;
     assert!(want > 200, "wrk made {want} requests");
-    tcpcopy.wait_stats("every exchange compared", |s| s["compared"] >= want);
+    tcpcopy.wait_stats(
+        &format!(
+            "every exchange compared ({want} at production, {} at the target)",
+            target.requests().len()
+        ),
+        |s| s["compared"] >= want,
+    );
     let (status, stats) = tcpcopy.stop();
     assert!(status.success());
     assert_eq!(target.requests().len() as u64, want);
+    assert_eq!(stats["xdp_ring_full"], 0, "{stats:?}");
     assert_eq!(
         (
             stats["compared"],
