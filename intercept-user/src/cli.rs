@@ -143,6 +143,11 @@ pub struct Cli {
     #[arg(long = "stats-interval", value_name = "SECS", default_value_t = 30)]
     pub stats_interval: u64,
 
+    /// Serve the statistics as Prometheus metrics (OpenMetrics text, GET /metrics) on
+    /// ADDR:PORT, e.g. 127.0.0.1:9531 or [::1]:9531. Off by default.
+    #[arg(long = "metrics", value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
     /// Seconds a new tcpcopy connection has to send its hello before it is closed.
     #[arg(long = "hello-timeout", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub hello_timeout_secs: u64,
@@ -229,6 +234,7 @@ impl Cli {
                 .then(|| Duration::from_secs(self.stats_interval)),
             hello_timeout: Duration::from_secs(self.hello_timeout_secs),
             max_payload: self.max_payload,
+            metrics: self.metrics,
             limits: RouterLimits {
                 route_idle: Duration::from_secs(self.route_idle_secs),
                 max_routes: self.max_routes as usize,

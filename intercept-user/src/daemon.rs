@@ -27,6 +27,7 @@ use mio::{
     unix::SourceFd,
 };
 use tcpcopy_common::proto::{CAP_ON_TARGET, MAX_RECORD_PAYLOAD};
+use tcpcopy_runtime::metrics::{MetricsEndpoint, MetricsError};
 use tcpcopy_runtime::process::StopSignal;
 use tcpcopy_runtime::tc::EgressAttach;
 use tcpcopy_runtime::xdp::{XdpError, XdpModePolicy};
@@ -60,6 +61,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const LISTENER: Token = Token(0);
 const RING: Token = Token(1);
 const STOP: Token = Token(2);
+/// A metrics scrape wants a fresh snapshot.
+const METRICS: Token = Token(3);
 const FIRST_PEER: usize = 16;
 
 /// Where the target's replies are caught (the deployment).
@@ -95,6 +98,8 @@ pub struct DaemonConfig {
     /// Extension: the most payload bytes per reply granted to a tcpcopy
     /// that asks (0: payloads are never granted).
     pub max_payload: u32,
+    /// Where Prometheus metrics are served (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,12 +109,11 @@ pub enum DaemonError {
     #[error(
         "cannot listen for tcpcopy on {addr}: {source} (is another intercept running, or -b not an address of this host?)"
     )]
-    Listen {
-        addr: SocketAddr,
-        source: io::Error,
-    },
+    Listen { addr: SocketAddr, source: io::Error },
     #[error("event loop: {0}")]
     Poll(io::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// A started intercept: reply program attached, listening; [`run`](Self::run) serves.
@@ -124,6 +128,8 @@ pub struct Intercept {
     /// A TC program is attached as a clsact filter (kernels without TCX):
     /// removing it at exit goes through rtnetlink.
     filter_attached: bool,
+    /// `--metrics`: the port, bound at start and served once running.
+    metrics: Option<MetricsEndpoint>,
 }
 
 impl Intercept {
@@ -164,12 +170,11 @@ impl Intercept {
             program.add(target)?;
         }
         let ring = program.take_ring()?;
-        let listener = TcpListener::bind(config.listen).map_err(|source| {
-            DaemonError::Listen {
-                addr: config.listen,
-                source,
-            }
+        let listener = TcpListener::bind(config.listen).map_err(|source| DaemonError::Listen {
+            addr: config.listen,
+            source,
         })?;
+        let metrics = config.metrics.map(MetricsEndpoint::bind).transpose()?;
         let targets: Vec<String> = config.targets.iter().map(|t| t.to_string()).collect();
         tracing::info!(
             listen = %config.listen,
@@ -185,6 +190,7 @@ impl Intercept {
             listener,
             attached,
             filter_attached,
+            metrics,
         })
     }
 
@@ -216,6 +222,7 @@ impl Intercept {
             mut listener,
             attached: _,
             filter_attached: _,
+            metrics,
         } = self;
         let mut poll = Poll::new().map_err(DaemonError::Poll)?;
         let registry = poll.registry();
@@ -228,6 +235,17 @@ impl Intercept {
         registry
             .register(&mut SourceFd(&stop.as_raw_fd()), STOP, Interest::READABLE)
             .map_err(DaemonError::Poll)?;
+        // A scrape wakes the loop, which publishes a snapshot at the end of
+        // that turn (no periodic wake-ups for it).
+        let metrics = match metrics {
+            Some(endpoint) => {
+                let waker = mio::Waker::new(registry, METRICS).map_err(DaemonError::Poll)?;
+                Some(endpoint.serve(crate::metrics::exporter(), move || {
+                    let _ = waker.wake();
+                })?)
+            }
+            None => None,
+        };
 
         let now = Instant::now();
         let mut state = LoopState {
@@ -290,6 +308,7 @@ impl Intercept {
                     LISTENER => accept_ready = true,
                     RING => ring_ready = true,
                     STOP => stopping = stop.is_triggered(),
+                    METRICS => {}
                     Token(t) => {
                         let id = PeerId((t - FIRST_PEER) as u64);
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -333,6 +352,12 @@ impl Intercept {
                 tracing::info!("stats: {stats}");
                 next_stats = Some(now + interval);
             }
+            if let Some(m) = &metrics
+                && m.wanted()
+            {
+                let stats = state.snapshot(program.as_ref(), &ring);
+                m.publish(crate::metrics::published(&stats));
+            }
         }
 
         // Stopping: everything batched goes out if the sockets take it now.
@@ -344,6 +369,9 @@ impl Intercept {
         }
         let stats = state.snapshot(program.as_ref(), &ring);
         tracing::info!("final stats: {stats}");
+        if let Some(m) = &metrics {
+            m.publish(crate::metrics::published(&stats));
+        }
         program.detach_all()?;
         tracing::info!("reply program detached; intercept stopped");
         Ok(stats)

@@ -13,8 +13,9 @@
 //! - [`batch`]: records leave in frames of up to 16, adaptively, each within
 //!   about 2 ms, through a bounded per-peer outbox.
 //!
-//! [`daemon`] runs the stages in one event loop; [`cli`], [`access`] and
-//! [`stats`] are the daemon's edges, [`doctor`] its preflight checks (process plumbing comes from
+//! [`daemon`] runs the stages in one event loop; [`cli`], [`access`],
+//! [`stats`] and [`metrics`] (the same statistics for Prometheus) are the
+//! daemon's edges, [`doctor`] its preflight checks (process plumbing comes from
 //! `tcpcopy_runtime::process`). The `intercept` binary
 //! (`src/main.rs`) wires them up.
 
@@ -24,6 +25,7 @@ pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod doctor;
+pub mod metrics;
 pub mod peer;
 pub mod route;
 pub mod stats;

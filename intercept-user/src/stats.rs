@@ -6,10 +6,15 @@
 //! `park_refused` + `dropped_slow` + `dropped_closed`), `expired`, or is
 //! still in flight (`parked_now`, or queued for a peer). At exit, after the
 //! last flush, nothing is queued any more.
+//!
+//! The line's pairs are [`Stat`]s ([`Stats::stats`]); the Prometheus
+//! metrics (`crate::metrics`) are made from the same pairs, so every key
+//! added here is a metric too.
 
 use std::fmt;
 
 use tcpcopy_common::counters::InterceptCounter;
+use tcpcopy_runtime::metrics::{Stat, stats_line};
 
 use crate::route::RouteCounts;
 
@@ -60,48 +65,52 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// The line's pairs, each with its kind: totals are counters; what is
+    /// held now (routes, parked and queued records, peers) gauges.
+    pub fn stats(&self) -> Vec<Stat> {
+        let r = &self.route;
+        let mut stats = vec![
+            Stat::counter("ring_records", self.ring_records),
+            Stat::counter("delivered", self.delivered),
+            Stat::counter("dropped", self.dropped()),
+            Stat::counter("parked", r.parked),
+            Stat::counter("unparked", r.unparked),
+            Stat::counter("expired", r.expired),
+            Stat::counter("unrouted", r.unrouted),
+            Stat::counter("park_refused", r.park_refused),
+            Stat::counter("dropped_slow", self.dropped_slow),
+            Stat::counter("dropped_closed", self.dropped_closed),
+            Stat::counter("announced", r.announced),
+            Stat::gauge("routes", self.routes as u64),
+            Stat::counter("routes_aged", r.routes_aged),
+            Stat::gauge("parked_now", self.parked_now as u64),
+            Stat::gauge("queued_now", self.queued_now),
+            Stat::gauge("peers", self.peers as u64),
+            Stat::counter("peers_accepted", self.peers_accepted),
+            Stat::counter("peers_refused", self.peers_refused),
+            Stat::counter("peers_failed", self.peers_failed),
+            Stat::counter("ring_bad", self.ring_bad),
+            Stat::counter("escaped_before_announce", self.escaped_before_announce),
+            Stat::counter("announce_failed", self.announce_failed),
+            Stat::counter("ring_records6", self.ring_records6),
+            Stat::counter("announced6", r.announced6),
+            Stat::gauge("routes6", self.routes6 as u64),
+        ];
+        if let Some(xdp) = &self.xdp {
+            stats.extend(
+                xdp.iter().map(|(counter, value)| {
+                    Stat::counter(format!("xdp_{}", counter.name()), *value)
+                }),
+            );
+        }
+        stats
+    }
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = &self.route;
-        write!(
-            f,
-            "ring_records={} delivered={} dropped={} parked={} unparked={} expired={} \
-             unrouted={} park_refused={} dropped_slow={} dropped_closed={} announced={} \
-             routes={} routes_aged={} parked_now={} queued_now={} peers={} peers_accepted={} \
-             peers_refused={} peers_failed={} ring_bad={} escaped_before_announce={} \
-             announce_failed={} ring_records6={} announced6={} routes6={}",
-            self.ring_records,
-            self.delivered,
-            self.dropped(),
-            r.parked,
-            r.unparked,
-            r.expired,
-            r.unrouted,
-            r.park_refused,
-            self.dropped_slow,
-            self.dropped_closed,
-            r.announced,
-            self.routes,
-            r.routes_aged,
-            self.parked_now,
-            self.queued_now,
-            self.peers,
-            self.peers_accepted,
-            self.peers_refused,
-            self.peers_failed,
-            self.ring_bad,
-            self.escaped_before_announce,
-            self.announce_failed,
-            self.ring_records6,
-            r.announced6,
-            self.routes6,
-        )?;
-        if let Some(xdp) = &self.xdp {
-            for (counter, value) in xdp {
-                write!(f, " xdp_{}={value}", counter.name())?;
-            }
-        }
-        Ok(())
+        f.write_str(&stats_line(&self.stats()))
     }
 }
 

@@ -10,9 +10,11 @@
 //! file, running in the background, logging. [`netdev`] reads what the
 //! `doctor` commands check about interfaces and the host's IPv4 settings,
 //! and [`doctor`] is how they print it. [`privilege`] gives up the
-//! capabilities a daemon no longer needs once it is set up.
+//! capabilities a daemon no longer needs once it is set up. [`metrics`]
+//! serves a daemon's statistics to Prometheus (`--metrics`).
 
 pub mod doctor;
+pub mod metrics;
 pub mod netdev;
 pub mod object;
 pub mod privilege;

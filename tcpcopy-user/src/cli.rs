@@ -259,6 +259,11 @@ pub struct Cli {
     #[arg(long = "stats-interval", value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub stats_interval: u64,
 
+    /// Serve the statistics as Prometheus metrics (OpenMetrics text, GET /metrics) on
+    /// ADDR:PORT, e.g. 127.0.0.1:9530 or [::1]:9530. Off by default.
+    #[arg(long = "metrics", value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
     /// Log to this file instead of stderr.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,

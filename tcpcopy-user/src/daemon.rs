@@ -20,6 +20,7 @@ use std::{
 
 use mio::{Events, Interest, Poll, Token, Waker, unix::SourceFd};
 use tcpcopy_runtime::{
+    metrics::{MetricsEndpoint, MetricsError},
     process::StopSignal,
     xdp::{AttachMode, XdpError, XdpModePolicy},
 };
@@ -70,6 +71,8 @@ pub enum DaemonError {
     Offline(#[from] OpenError),
     #[error(transparent)]
     DryRun(#[from] DryRunError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -100,6 +103,8 @@ pub struct Tcpcopy {
     comparing: bool,
     /// Self-diagnosis (not in a dry run: nothing real to diagnose).
     watch: Option<HandshakeWatch>,
+    /// `--metrics`: the port, bound at start and served once running.
+    metrics: Option<MetricsEndpoint>,
 }
 
 /// How a run ended.
@@ -295,6 +300,7 @@ impl Tcpcopy {
             stats_interval: Duration::from_secs(cli.stats_interval),
             compare_report,
             comparing: cli.compare.is_some(),
+            metrics: cli.metrics.map(MetricsEndpoint::bind).transpose()?,
             watch: (!cli.dry_run).then(|| {
                 HandshakeWatch::new(Setup {
                     targets: cli
@@ -334,6 +340,20 @@ impl Tcpcopy {
     /// offline, until the file has been replayed.
     pub fn run(mut self, mut stop: StopSignal) -> Result<Outcome, DaemonError> {
         let started = clock::now();
+        let mut poll = Poll::new().map_err(io_err("creating an event loop"))?;
+        // A scrape wakes this loop, which publishes a snapshot it takes
+        // anyway; the workers never see it.
+        let metrics = match self.metrics.take() {
+            Some(endpoint) => {
+                let waker = Waker::new(poll.registry(), METRICS_WAKE)
+                    .map_err(io_err("creating a waker"))?;
+                Some(endpoint.serve(crate::metrics::exporter(), move || {
+                    let _ = waker.wake();
+                })?)
+            }
+            None => None,
+        };
+        let mut published: Option<Snapshot> = None;
         let shared: Vec<Arc<WorkerShared>> =
             self.workers.iter().map(|r| r.shared.clone()).collect();
         let mut handles: Vec<Option<JoinHandle<Result<WorkerReport, LinkError>>>> = self
@@ -351,7 +371,6 @@ impl Tcpcopy {
             .collect();
         let mut error = None;
         let dispatcher = self.dispatcher.take().map(Dispatcher::spawn);
-        let mut poll = Poll::new().map_err(io_err("creating an event loop"))?;
         let stop_fd: RawFd = stop.as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&stop_fd), Token(0), Interest::READABLE)
@@ -395,6 +414,12 @@ impl Tcpcopy {
                 break;
             }
             let now = Snapshot::take(&shared, capture);
+            if let Some(m) = &metrics
+                && m.wanted()
+            {
+                m.publish(crate::metrics::published(&now, published.as_ref()));
+                published = Some(now.clone());
+            }
             if let Some(watch) = &mut self.watch
                 && let Some(warning) = watch.observe(now.at, now.observation(self.comparing))
             {
@@ -427,6 +452,9 @@ impl Tcpcopy {
             }
         }
         let end = Snapshot::take(&shared, capture);
+        if let Some(m) = &metrics {
+            m.publish(crate::metrics::published(&end, published.as_ref()));
+        }
         let last_line = end.line(None);
         tracing::info!("final stats: {last_line}");
         if self.comparing {
@@ -499,6 +527,10 @@ impl Tcpcopy {
 
 /// How often `--compare` logs its totals and rewrites the report page.
 const COMPARE_EVERY: Duration = Duration::from_secs(30);
+
+/// Wakes [`Tcpcopy::run`]'s loop for a metrics scrape (the stop pipe is
+/// `Token(0)`).
+const METRICS_WAKE: Token = Token(1);
 
 /// The error of worker `i`, joined.
 fn joined(i: usize, h: JoinHandle<Result<WorkerReport, LinkError>>) -> Option<DaemonError> {

@@ -5,8 +5,9 @@
 //! [`send`] (AF_XDP or a raw packet socket). A [`worker`] owns one engine
 //! shard, its [`link`]s to intercept and its sender; [`daemon`] starts and
 //! stops them (with `dispatch` when several workers share one packet
-//! source, `stats_line` for the statistics line and [`diagnose`] for the
-//! warnings a failing replay gives), [`cli`] is the command line, and
+//! source, `stats_line` for the statistics line, [`metrics`] for the same
+//! values as Prometheus metrics and [`diagnose`] for the warnings a
+//! failing replay gives), [`cli`] is the command line, and
 //! [`packet`] the packet model everything shares.
 
 pub mod capture;
@@ -22,6 +23,8 @@ mod dispatch;
 pub mod doctor;
 pub mod engine;
 pub mod link;
+#[cfg(feature = "xdp")]
+pub mod metrics;
 pub mod offline;
 pub mod packet;
 pub mod send;

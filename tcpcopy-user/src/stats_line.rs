@@ -1,10 +1,13 @@
 //! The statistics line: a [`Snapshot`] of every worker's report and the
-//! capture program's counters, written as `key=value` pairs (with the
-//! capture rate since the previous snapshot).
+//! capture program's counters, as `key=value` pairs (with the capture rate
+//! since the previous snapshot). The pairs are [`Stat`]s, each with its
+//! kind: the Prometheus metrics (`crate::metrics`) are made from the same
+//! pairs, so every key added here is a metric too.
 
 use std::sync::Arc;
 
 use tcpcopy_common::counters::CaptureCounter;
+use tcpcopy_runtime::metrics::{Stat, StatKind, stats_line};
 
 use crate::{
     capture::xdp::CaptureProgram,
@@ -15,6 +18,7 @@ use crate::{
 };
 
 /// What the statistics line reports at one moment.
+#[derive(Clone)]
 pub(crate) struct Snapshot {
     pub(crate) at: crate::engine::Instant,
     pub(crate) report: WorkerReport,
@@ -71,52 +75,70 @@ impl Snapshot {
         }
     }
 
-    /// `key=value` pairs: totals, and the capture rate since `prev`.
+    /// The `key=value` line: totals, and the capture rate since `prev`.
     pub(crate) fn line(&self, prev: Option<&Self>) -> String {
+        stats_line(&self.stats(prev))
+    }
+
+    /// The line's pairs, each with its kind: totals are counters; values
+    /// now (sessions, buffered bytes, frames in flight, links) gauges;
+    /// `captured_per_s` a rate since `prev`; the engine's `*_us` keys
+    /// durations.
+    pub(crate) fn stats(&self, prev: Option<&Self>) -> Vec<Stat> {
         let e = &self.report.engine;
         let r = &self.report;
-        let mut pairs: Vec<(String, u64)> = Vec::new();
+        let mut stats: Vec<Stat> = Vec::new();
         if let Some(p) = prev {
             let secs = self.at.saturating_since(p.at).as_secs_f64().max(1e-3);
-            pairs.push((
-                "captured_per_s".into(),
+            stats.push(Stat::new(
+                "captured_per_s",
                 ((e.captured - p.report.engine.captured) as f64 / secs) as u64,
+                StatKind::Rate,
             ));
         }
-        pairs.extend([
-            ("sessions".into(), r.sessions),
-            ("buffered_bytes".into(), r.buffered_bytes),
-            ("frames_out".into(), r.sink.frames),
-            ("bytes_out".into(), r.sink.bytes),
-            ("send_dropped".into(), r.sink.total_dropped()),
-            ("send_in_flight".into(), r.sink.in_flight),
-            ("links_up".into(), r.links_up),
-            ("links".into(), r.links_total),
-            ("announced".into(), r.links.announcements),
-            ("announce_dropped".into(), r.links.announcements_dropped),
-            (
-                "announce6_unsupported".into(),
-                r.links.announcements6_unsupported,
-            ),
-            ("link_records".into(), r.links.records),
-            ("link_records6".into(), r.links.records6),
-            ("link_failures".into(), r.links.failures),
-            ("link_reconnects".into(), r.links.reconnects),
-            ("source_dropped".into(), r.source_dropped.total()),
-            ("source_unusable".into(), r.source_dropped.unusable),
-            ("xsk_rx_ring_full".into(), r.source_dropped.socket_ring_full),
-            ("xsk_rx_dropped".into(), r.source_dropped.socket_dropped),
+        stats.extend([
+            Stat::gauge("sessions", r.sessions),
+            Stat::gauge("buffered_bytes", r.buffered_bytes),
+            Stat::counter("frames_out", r.sink.frames),
+            Stat::counter("bytes_out", r.sink.bytes),
+            Stat::counter("send_dropped", r.sink.total_dropped()),
         ]);
-        pairs.extend(
+        stats.extend(
+            DropReason::ALL
+                .iter()
+                .map(|d| Stat::counter(format!("send_dropped_{}", d.name()), r.sink.dropped(*d))),
+        );
+        stats.extend([
+            Stat::gauge("send_in_flight", r.sink.in_flight),
+            Stat::gauge("links_up", r.links_up),
+            Stat::gauge("links", r.links_total),
+            Stat::counter("announced", r.links.announcements),
+            Stat::counter("announce_dropped", r.links.announcements_dropped),
+            Stat::counter("announce6_unsupported", r.links.announcements6_unsupported),
+            Stat::counter("link_records", r.links.records),
+            Stat::counter("link_records6", r.links.records6),
+            Stat::counter("link_failures", r.links.failures),
+            Stat::counter("link_reconnects", r.links.reconnects),
+            Stat::counter("source_dropped", r.source_dropped.total()),
+            Stat::counter("source_unusable", r.source_dropped.unusable),
+            Stat::counter("xsk_rx_ring_full", r.source_dropped.socket_ring_full),
+            Stat::counter("xsk_rx_dropped", r.source_dropped.socket_dropped),
+        ]);
+        stats.extend(
             self.capture
                 .iter()
-                .map(|(c, v)| (format!("xdp_{}", c.name()), *v)),
+                .map(|(c, v)| Stat::counter(format!("xdp_{}", c.name()), *v)),
         );
-        pairs.extend(e.iter().map(|(k, v)| (k.to_owned(), v)));
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        // The engine's: totals, closes by reason, and response-time
+        // quantiles (`*_us`).
+        stats.extend(e.iter().map(|(k, v)| {
+            let kind = if k.ends_with("_us") {
+                StatKind::Micros
+            } else {
+                StatKind::Counter
+            };
+            Stat::new(k, v, kind)
+        }));
+        stats
     }
 }

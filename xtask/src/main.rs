@@ -1,15 +1,19 @@
 //! `cargo xtask <task>`: the project's tasks, runnable on a fresh machine.
 //!
-//! - `setup`: installs what the machine lacks (apt packages, bpf-linker).
+//! - `setup`: installs what the machine lacks (apt packages, bpf-linker, cargo-deb,
+//!   the Kubernetes manifest validator).
 //! - `build-ebpf`: builds the eBPF objects (the same code the build scripts use).
 //! - `test`: builds everything and runs the three test tiers (T0, T1, T2).
-//! - `lint`: rustfmt and clippy (warnings are errors).
+//! - `lint`: rustfmt, clippy (warnings are errors), the Kubernetes manifests' schemas.
+//! - `dist`: the Debian packages of both daemons, man pages, completions.
 //! - `demo`: live mirroring in the namespace lab, with a report.
 //! - `bench <target>`: benchmarks.
 //! - `bench`: benchmarks in the lab (release builds; print, never assert).
 
 mod bench;
 mod demo;
+mod dist;
+mod k8s;
 mod setup;
 mod test;
 
@@ -32,8 +36,12 @@ enum Task {
     BuildEbpf,
     /// Build everything and run the test tiers: T0 pure logic, T1 BPF test runs, T2 the lab.
     Test(test::TestArgs),
-    /// Check formatting and run clippy on every host target (warnings are errors).
+    /// Check formatting, run clippy on every host target (warnings are errors) and validate the
+    /// Kubernetes manifests (deploy/k8s) against the pinned schemas.
     Lint,
+    /// Build the Debian packages of tcpcopy and intercept (release), with their man pages and
+    /// shell completions, into target/dist.
+    Dist(dist::DistArgs),
     /// Run a benchmark in the network-namespace lab (as root; release builds).
     Bench(bench::Bench),
     /// The main job: live mirroring in the namespace lab, with a report (as root).
@@ -47,6 +55,7 @@ fn main() -> ExitCode {
         Task::BuildEbpf => build_ebpf(),
         Task::Test(args) => test::run(&args),
         Task::Lint => lint(),
+        Task::Dist(args) => dist::run(&args),
         Task::Bench(bench) => bench::run(&bench),
         Task::Demo(args) => demo::run(&args),
     };
@@ -88,6 +97,7 @@ fn lint() -> anyhow::Result<()> {
             args.join(" ")
         );
     }
+    k8s::run()?;
     println!("lint: clean");
     Ok(())
 }
