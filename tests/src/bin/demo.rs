@@ -34,6 +34,33 @@ const PRODUCTION: &str = "        location = /demo/price { default_type applicat
 /// The target's: the new build rounds the price (the planted regression).
 const PLANTED: &str = "        location = /demo/price { default_type application/json; return 200 '{\"currency\":\"EUR\",\"item\":42,\"price\":\"10\"}'; }\n";
 
+/// Where the demo's daemons serve metrics (loopback of their hosts).
+const TCPCOPY_METRICS: &str = "127.0.0.1:9530";
+const INTERCEPT_METRICS: &str = "127.0.0.1:9531";
+/// The samples the report shows of the scrapes.
+const SHOWN_METRICS: &[&str] = &[
+    "tcpcopy_build_info",
+    "tcpcopy_sessions_syn_total",
+    "tcpcopy_closed_completed_total",
+    "tcpcopy_requests_total",
+    "tcpcopy_xdp_copied_total",
+    "tcpcopy_xdp_ring_full_total",
+    "tcpcopy_send_dropped_total",
+    "tcpcopy_response_time_seconds_count",
+    "tcpcopy_response_p99_seconds",
+    "intercept_delivered_total",
+    "intercept_xdp_reported_total",
+    "intercept_dropped_total",
+];
+
+/// Samples (lines that are not comments) in a scrape.
+fn samples(scrape: &str) -> usize {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let no_assistant = args.iter().any(|a| a == "--no-assistant");
@@ -68,12 +95,22 @@ fn main() {
     let online_kv = start_redis(&lab, Host::Online, ONLINE_IP, 6379);
     let target_kv = start_redis(&lab, Host::Target, TARGET_IP, 6379);
     let targets = ["--target", "198.18.2.2:80,198.18.2.2:6379"];
-    let (intercept, intercept_ip) = if no_assistant {
-        let mut argv = targets.to_vec();
-        argv.extend(["--clients", "198.18.1.0/24"]);
-        (InterceptProcess::start_egress(&lab, &argv), "198.18.2.2")
+    // Both daemons serve Prometheus metrics on loopback of their host.
+    let mut intercept_argv = targets.to_vec();
+    intercept_argv.extend(["--metrics", INTERCEPT_METRICS]);
+    let (intercept, intercept_ip, intercept_host) = if no_assistant {
+        intercept_argv.extend(["--clients", "198.18.1.0/24"]);
+        (
+            InterceptProcess::start_egress(&lab, &intercept_argv),
+            "198.18.2.2",
+            Host::Target,
+        )
     } else {
-        (InterceptProcess::start(&lab, &targets), "198.18.2.3")
+        (
+            InterceptProcess::start(&lab, &intercept_argv),
+            "198.18.2.3",
+            Host::Assistant,
+        )
     };
     let report_arg = report_dir.to_string_lossy().into_owned();
     let mut tcpcopy_args = vec![
@@ -85,6 +122,8 @@ fn main() {
         "eth0",
         "-o",
         "eth1",
+        "--metrics",
+        TCPCOPY_METRICS,
     ];
     if compare {
         tcpcopy_args.extend(["--compare", "80=http", "--compare-report", &report_arg]);
@@ -186,6 +225,11 @@ fn main() {
         .filter_map(|s| s.get("captured_per_s").copied())
         .max()
         .unwrap_or(0);
+    // What Prometheus would scrape now, from each daemon's host.
+    let scrape =
+        |host: Host, at: &str| lab.run(host, &["curl", "-s", &format!("http://{at}/metrics")]);
+    let tcpcopy_scrape = scrape(Host::Online, TCPCOPY_METRICS);
+    let intercept_scrape = scrape(intercept_host, INTERCEPT_METRICS);
     let log_path = tcpcopy.log.clone();
     let (status, fin) = tcpcopy.stop();
     let (_, intercept_fin) = intercept.stop();
@@ -289,6 +333,16 @@ fn main() {
             get(&fin, "xdp_response_ring_full"),
             get(&intercept_fin, "xdp_ring_full"),
         );
+    }
+    println!(
+        "metrics (--metrics {TCPCOPY_METRICS} / {INTERCEPT_METRICS}; {} and {} samples), an excerpt:",
+        samples(&tcpcopy_scrape),
+        samples(&intercept_scrape)
+    );
+    for line in tcpcopy_scrape.lines().chain(intercept_scrape.lines()) {
+        if SHOWN_METRICS.iter().any(|m| line.starts_with(m)) {
+            println!("  {line}");
+        }
     }
     println!("=============================================================");
     drop(lab);
